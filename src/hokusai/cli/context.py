@@ -1,0 +1,56 @@
+"""How CLI commands find the server's stores: ``--data-dir``/``HOKUSAI_HOME`` or
+``HOKUSAI_DATABASE_URL`` (with ``HOKUSAI_SECRET_KEY``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hokusai.db.engine import make_engine
+from hokusai.db.migrate import upgrade
+from hokusai.gateway.audit import AuditLog
+from hokusai.keys.service import KeyService
+from hokusai.settings import Settings
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="HOKUSAI_HOME",
+        help="Data directory of the embedded default (default ./.hokusai).",
+        show_default=False,
+    ),
+]
+
+err = Console(stderr=True)
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        settings.home = data_dir
+    return settings
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def open_keys(data_dir: Path | None) -> tuple[KeyService, AuditLog]:
+    settings = settings_for(data_dir)
+    if not settings.database_url and not settings.home.exists():
+        raise fail(
+            f"no Hokusai data directory at {settings.home.resolve()}: start the server once "
+            "(`hokusai serve`), pass --data-dir, or set HOKUSAI_DATABASE_URL"
+        )
+    try:
+        secret = settings.resolved_secret
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    return KeyService(engine, secret, cache_seconds=0), AuditLog(engine)

@@ -1,0 +1,123 @@
+"""``hokusai keys``: create, list, revoke and rotate API keys, straight on the store."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hokusai.cli.context import DataDir, fail, open_keys
+from hokusai.gateway.admin_api import parse_duration
+from hokusai.keys.scopes import Scope
+from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound, utcnow
+
+app = typer.Typer(help="Manage API keys (on the server's store).", no_args_is_help=True)
+out = Console()
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+    scope: Annotated[Scope, typer.Option("--scope", help="read, write or admin.")] = Scope.WRITE,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30d, 12h (default: none).")
+    ] = None,
+    env: Annotated[str, typer.Option("--env", help="live or test.")] = "live",
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Who holds the key (default: you).")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a key. Prints only the key (shown once); --json for the record too."""
+    if env not in ("live", "test"):
+        raise fail(f"--env must be live or test, not {env!r}", 2)
+    try:
+        lifetime = parse_duration(expires_in) if expires_in else None
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    keys, _ = open_keys(data_dir)
+    try:
+        issued = keys.create(
+            name=name,
+            owner=owner or getpass.getuser(),
+            scope=scope,
+            env=env,
+            expires_in=lifetime,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    if as_json:
+        print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
+    else:
+        print(issued.key)
+
+
+@app.command("list")
+def list_keys(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List keys (never the keys themselves: their display prefixes)."""
+    keys, _ = open_keys(data_dir)
+    now = utcnow()
+    records = [k.public(now) for k in keys.list(include_revoked=include_revoked)]
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    table = Table("id", "prefix", "name", "owner", "scope", "state", "expires", "last used")
+    for r in records:
+        table.add_row(
+            str(r["id"]),
+            f"{r['display_prefix']}…",
+            str(r["name"]),
+            str(r["owner"]),
+            str(r["scope"]),
+            str(r["state"]),
+            str(r["expires_at"] or "never")[:16],
+            str(r["last_used_at"] or "never")[:16],
+        )
+    out.print(table)
+
+
+@app.command()
+def revoke(
+    key: Annotated[str, typer.Argument(help="Key id, display prefix or the whole key.")],
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a key: every gateway refuses it within a second."""
+    keys, _ = open_keys(data_dir)
+    try:
+        record = keys.revoke(key)
+    except (KeyNotFound, AmbiguousKeyReference) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(record.public(utcnow()), indent=2))
+    else:
+        out.print(f"revoked {record.id} ({record.display_prefix}…, {record.name})")
+
+
+@app.command()
+def rotate(
+    key: Annotated[str, typer.Argument(help="Key id, display prefix or the whole key.")],
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace a key with a new one (same name, owner, scope); the old one is revoked."""
+    keys, _ = open_keys(data_dir)
+    try:
+        issued = keys.rotate(key)
+    except (KeyNotFound, AmbiguousKeyReference, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
+    else:
+        print(issued.key)

@@ -1,0 +1,453 @@
+"""The gateway: one ASGI application in front of MLflow.
+
+Every request passes the same steps, in this order (DESIGN.md, "The request path"):
+request id -> canonical path -> no key in the URL -> locate in the URL space ->
+authenticate -> route policy -> rate limit -> proxy (or answer locally) -> audit ->
+metrics and one JSON log line. Pure ASGI, no buffering middleware: bodies stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from sqlalchemy import Engine, text
+from starlette.types import Message, Receive, Scope, Send
+
+from hokusai import __version__
+from hokusai.db.engine import make_engine
+from hokusai.gateway import credentials, urlspace
+from hokusai.gateway.audit import AuditEntry, AuditLog
+from hokusai.gateway.errors import GatewayError, send_error
+from hokusai.gateway.observability import Metrics, access_log, redact, route_class
+from hokusai.gateway.policy import Hidden, classify
+from hokusai.gateway.proxy import MlflowProxy, UpstreamError, check_content_length
+from hokusai.gateway.ratelimit import FailureWindow, TokenBucket, retry_after_header
+from hokusai.gateway.urlspace import Area
+from hokusai.keys.scopes import Scope as KeyScope
+from hokusai.keys.service import KeyRejected, KeyService
+from hokusai.keys.store import KeyRecord
+from hokusai.settings import Settings
+
+log = logging.getLogger("hokusai.gateway")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+_ARTIFACT_UPLOAD = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/(?:artifacts|mpu)/")
+
+
+@dataclass
+class Exchange:
+    """What the gateway learns about one request while answering it."""
+
+    request_id: str
+    method: str
+    path: str
+    client: str
+    started_at: float
+    status: int = 0
+    response_started: bool = False
+    route_class: str = "other"
+    key: KeyRecord | None = None
+    upstream_seconds: float | None = None
+    error_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Gateway:
+    """The ASGI application. ``Gateway(Settings())`` is all ``uvicorn`` needs."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.resolved_database_url)
+        self.keys = KeyService(
+            self.engine, settings.resolved_secret, cache_seconds=settings.key_cache_seconds
+        )
+        self.audit = AuditLog(self.engine)
+        self.metrics = Metrics()
+        self.proxy = MlflowProxy(
+            settings.mlflow_url,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            pool_size=settings.upstream_pool_size,
+        )
+        self.key_limiter = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
+        from hokusai.gateway.admin_api import build_admin_api
+
+        self.admin_api = build_admin_api(self)
+
+    # ---- ASGI entry point -------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websockets: nothing here speaks them
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        await self.proxy.aclose()
+        self.engine.dispose()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        given_id = headers.get(b"x-request-id", b"").decode("latin-1")
+        exchange = Exchange(
+            request_id=given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex,
+            method=scope["method"],
+            path=scope["path"],
+            client=self._client_address(scope, headers),
+            started_at=time.perf_counter(),
+        )
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                exchange.response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", exchange.request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, send_tagged, headers, exchange)
+        except GatewayError as error:
+            exchange.error_reason = error.reason
+            if isinstance(error, UpstreamError):
+                self.metrics.upstream_errors.labels(error.kind).inc()
+            if exchange.response_started:
+                raise
+            await send_error(send_tagged, error, exchange.request_id)
+        except Exception:
+            log.exception("unexpected error", extra={"fields": {"request_id": exchange.request_id}})
+            if exchange.response_started:
+                raise
+            await send_error(
+                send_tagged,
+                GatewayError(
+                    "INTERNAL_ERROR",
+                    f"The gateway failed unexpectedly (request id {exchange.request_id}); "
+                    "the operator's log has the details under that id.",
+                ),
+                exchange.request_id,
+            )
+        finally:
+            self._observe(exchange)
+
+    async def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        exchange: Exchange,
+    ) -> None:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        urlspace.check_canonical(raw_path)
+        credentials.refuse_key_in_query(scope.get("query_string", b""))
+        target = urlspace.locate(scope["path"])
+        exchange.route_class = route_class(target.area.value, target.mlflow_path)
+
+        if target.area is Area.HEALTH:
+            await _send_json(
+                send,
+                200,
+                {
+                    "status": "ok",
+                    "service": "hokusai-gateway",
+                    "version": __version__,
+                },
+            )
+        elif target.area is Area.READY:
+            status, body = await self.readiness()
+            await _send_json(send, status, body)
+        elif target.area is Area.METRICS:
+            await _send_bytes(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
+        elif target.area is Area.ADMIN_API:
+            if scope["path"] not in urlspace.DOCS_PATHS:
+                exchange.key = await self._authenticate(headers, exchange)
+                self._rate_limit(exchange.key)
+            scope.setdefault("state", {})
+            scope["state"].update(
+                key=exchange.key, request_id=exchange.request_id, client=exchange.client
+            )
+            await self.admin_api(scope, receive, send)
+        elif target.area is Area.MLFLOW:
+            await self._forward(scope, receive, send, headers, exchange, target.mlflow_path)
+        else:
+            raise urlspace.not_found(scope["path"], self._base_url(scope, headers))
+
+    # ---- the MLflow path ----------------------------------------------------------
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        exchange: Exchange,
+        mlflow_path: str,
+    ) -> None:
+        method = scope["method"]
+        key = exchange.key = await self._authenticate(headers, exchange)
+        access = self._authorize(method, mlflow_path, key, scope, headers)
+        self._rate_limit(key)
+
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        raw_mlflow_path = (
+            raw_path[len(urlspace.MLFLOW_PREFIX) :]
+            if raw_path.startswith(urlspace.MLFLOW_PREFIX.encode() + b"/")
+            else raw_path
+        )
+        is_upload = _ARTIFACT_UPLOAD.match(mlflow_path) is not None
+        max_body = self.settings.max_artifact_bytes if is_upload else self.settings.max_body_bytes
+        check_content_length(scope["headers"], max_body)
+        audited = access is not KeyScope.READ
+
+        async def before_answer(status: int) -> None:
+            if status >= 500:
+                self.metrics.upstream_errors.labels("5xx").inc()
+            if audited:
+                await anyio.to_thread.run_sync(
+                    self.audit.record,
+                    AuditEntry(
+                        request_id=exchange.request_id,
+                        key_id=key.id,
+                        owner=key.owner,
+                        action="mlflow.write",
+                        method=method,
+                        path=mlflow_path,
+                        status=status,
+                        client=exchange.client,
+                    ),
+                )
+
+        result = await self.proxy.forward(
+            method=method,
+            raw_mlflow_path=raw_mlflow_path,
+            query_string=scope.get("query_string", b""),
+            headers=scope["headers"],
+            identity=(key.id, key.owner),
+            request_id=exchange.request_id,
+            receive=receive,
+            send=send,
+            max_body=max_body,
+            on_response_start=before_answer,
+        )
+        exchange.upstream_seconds = result.upstream_seconds
+
+    async def _authenticate(self, headers: dict[bytes, bytes], exchange: Exchange) -> KeyRecord:
+        blocked = self.auth_failures.blocked_for(exchange.client)
+        if blocked:
+            self.metrics.rate_limited.labels("auth_failures").inc()
+            raise GatewayError(
+                "REQUEST_LIMIT_EXCEEDED",
+                f"Too many failed authentications from {exchange.client} in the last minute. "
+                "Fix the API key (run `hokusai doctor`) and retry after the Retry-After delay.",
+                headers=retry_after_header(blocked),
+                reason="auth_failures_limited",
+            )
+        try:
+            key = credentials.key_from_headers(headers)
+            record = self.keys.authenticate_cached(key)
+            if record is None:
+                record = await anyio.to_thread.run_sync(self.keys.authenticate, key)
+            return record
+        except KeyRejected as rejected:
+            self._auth_failed(exchange, rejected.reason)
+            raise GatewayError(
+                "UNAUTHENTICATED", rejected.message, reason=rejected.reason
+            ) from None
+        except GatewayError as error:
+            self._auth_failed(exchange, error.reason)
+            raise
+
+    def _auth_failed(self, exchange: Exchange, reason: str) -> None:
+        self.metrics.auth_failures.labels(reason).inc()
+        self.auth_failures.record_failure(exchange.client)
+
+    def _authorize(
+        self,
+        method: str,
+        mlflow_path: str,
+        key: KeyRecord,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+    ) -> KeyScope:
+        decision = classify(method, mlflow_path)
+        route = decision.route
+        if route is None:
+            if decision.path_known:
+                message = f"MLflow's {mlflow_path} does not accept {method}."
+            elif mlflow_path.startswith(urlspace.MLFLOW_PREFIX + "/"):
+                message = (
+                    f"No MLflow endpoint {mlflow_path}: the tracking URI contains "
+                    f"{urlspace.MLFLOW_PREFIX} twice. Set MLFLOW_TRACKING_URI="
+                    f"{self._base_url(scope, headers)}{urlspace.MLFLOW_PREFIX}."
+                )
+            else:
+                message = (
+                    f"MLflow has no endpoint {mlflow_path} (or this gateway does not know it). "
+                    f"The tracking URI is {self._base_url(scope, headers)}"
+                    f"{urlspace.MLFLOW_PREFIX}; the MLflow client adds /api/2.0/mlflow/… itself."
+                )
+            raise GatewayError("ENDPOINT_NOT_FOUND", message, reason="no_such_endpoint")
+        if isinstance(route.access, Hidden):
+            raise GatewayError(
+                "ENDPOINT_NOT_FOUND",
+                f"{method} {mlflow_path} is not exposed by this gateway: {route.access.reason}.",
+                reason="not_exposed",
+            )
+        if not key.scope.allows(route.access):
+            self.metrics.auth_failures.labels("scope").inc()
+            raise GatewayError(
+                "PERMISSION_DENIED",
+                f"{method} {mlflow_path} needs the '{route.access.value}' scope; API key "
+                f"{key.display_prefix}… ({key.id}) has '{key.scope.value}'. Ask an admin for a "
+                f"key with the '{route.access.value}' scope.",
+                reason="scope",
+            )
+        return route.access
+
+    def _rate_limit(self, key: KeyRecord) -> None:
+        wait = self.key_limiter.acquire(key.id)
+        if wait:
+            self.metrics.rate_limited.labels("key").inc()
+            raise GatewayError(
+                "REQUEST_LIMIT_EXCEEDED",
+                f"API key {key.id} is over its rate limit "
+                f"({self.settings.rate_limit_per_second:g} requests/s). Retry after the "
+                "Retry-After delay.",
+                headers=retry_after_header(wait),
+                reason="rate_limited",
+            )
+
+    # ---- local answers --------------------------------------------------------------
+
+    async def readiness(self) -> tuple[int, dict[str, Any]]:
+        """Each dependency with its status and latency; 503 when one fails."""
+        checks = {
+            "auth_store": await self._check(self._check_store),
+            "mlflow": await self._check(self._check_mlflow),
+        }
+        ok = all(c["ok"] for c in checks.values())
+        return (200 if ok else 503), {"status": "ok" if ok else "unavailable", "checks": checks}
+
+    async def _check(self, probe: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(3):
+                detail = await probe()
+            ok = True
+        except Exception as exc:  # a readiness probe reports every failure, whatever it is
+            ok, detail = False, f"{type(exc).__name__}: {redact(str(exc))[:300]}"
+        return {"ok": ok, "ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail}
+
+    async def _check_store(self) -> str:
+        def probe() -> str:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return f"{self.engine.dialect.name} reachable"
+
+        return await anyio.to_thread.run_sync(probe)
+
+    async def _check_mlflow(self) -> str:
+        response = await self.proxy.client.get(
+            self.proxy.upstream_url + "/health", timeout=httpx.Timeout(2.0)
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.proxy.upstream_url}/health answered {response.status_code}")
+        return f"{self.proxy.upstream_url} answered"
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _client_address(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
+        if self.settings.trust_forwarded_for and b"x-forwarded-for" in headers:
+            return headers[b"x-forwarded-for"].decode("latin-1").split(",")[0].strip()[:64]
+        client = scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    def _base_url(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
+        scheme = scope.get("scheme", "http")
+        if self.settings.trust_forwarded_for and b"x-forwarded-proto" in headers:
+            scheme = headers[b"x-forwarded-proto"].decode("latin-1")
+        host = headers.get(b"host", b"").decode("latin-1")
+        if not host and scope.get("server"):
+            host = "{}:{}".format(*scope["server"])
+        return f"{scheme}://{host}"
+
+    def _observe(self, exchange: Exchange) -> None:
+        elapsed = time.perf_counter() - exchange.started_at
+        status = exchange.status or 499  # the client went away before any answer
+        self.metrics.requests.labels(exchange.route_class, exchange.method, str(status)).inc()
+        self.metrics.latency.labels(exchange.route_class).observe(elapsed)
+        if exchange.upstream_seconds is not None:
+            self.metrics.upstream_latency.labels(exchange.route_class).observe(
+                exchange.upstream_seconds
+            )
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "request_id": exchange.request_id,
+                        "method": exchange.method,
+                        "path": redact(exchange.path),
+                        "status": status,
+                        "route_class": exchange.route_class,
+                        "key_id": exchange.key.id if exchange.key else None,
+                        "client": exchange.client,
+                        "latency_ms": round(elapsed * 1000, 2),
+                        "upstream_ms": round(exchange.upstream_seconds * 1000, 2)
+                        if exchange.upstream_seconds is not None
+                        else None,
+                        "error": exchange.error_reason,
+                    }
+                },
+            )
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    await _send_bytes(send, status, json.dumps(body).encode(), b"application/json")
+
+
+async def _send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app() -> Gateway:
+    """Factory for ``uvicorn --factory hokusai.gateway.app:create_app``."""
+    from hokusai.gateway.observability import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return Gateway(settings)

@@ -1,0 +1,57 @@
+"""Where a request's API key may come from: headers only, never the URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from hokusai.gateway.errors import GatewayError
+from hokusai.keys.format import KEY_LIKE
+
+# Query parameter names that only ever carry a credential.
+_CREDENTIAL_PARAMS = {"api_key", "apikey", "api-key", "access_token", "token", "hokusai_api_key"}
+
+
+def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``X-API-Key``; None when neither is sent."""
+    authorization = headers.get(b"authorization")
+    if authorization:
+        scheme, _, value = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        if scheme.lower() == "basic":
+            raise GatewayError(
+                "UNAUTHENTICATED",
+                "HTTP basic authentication is not accepted here. Send the API key as a "
+                "Bearer token: for the MLflow client set MLFLOW_TRACKING_TOKEN (and unset "
+                "MLFLOW_TRACKING_USERNAME/PASSWORD); for the SDK set HOKUSAI_API_KEY.",
+                reason="malformed",
+            )
+        raise GatewayError(
+            "UNAUTHENTICATED",
+            "The Authorization header is not 'Bearer <key>'. Send "
+            "'Authorization: Bearer hk_live_…' or 'X-API-Key: hk_live_…'.",
+            reason="malformed",
+        )
+    api_key = headers.get(b"x-api-key")
+    if api_key:
+        return api_key.decode("latin-1").strip()
+    return None
+
+
+def refuse_key_in_query(query_string: bytes) -> None:
+    """Keys in URLs end up in proxy and browser logs: refuse them outright."""
+    if not query_string:
+        return
+    text = query_string.decode("latin-1")
+    exposed = KEY_LIKE.search(text) is not None
+    if not exposed:
+        names = {name.lower() for name, _ in parse_qsl(text, keep_blank_values=True)}
+        exposed = bool(names & _CREDENTIAL_PARAMS)
+    if exposed:
+        raise GatewayError(
+            "INVALID_PARAMETER_VALUE",
+            "API keys are never accepted in the URL (URLs are written to logs). Send the key "
+            "in the 'Authorization: Bearer' header instead, and if a real key was in this URL, "
+            "rotate it (`hokusai keys rotate`).",
+            reason="key_in_query",
+        )

@@ -1,0 +1,118 @@
+"""Metrics and the JSON access log: what an operator sees of every request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from hokusai.keys.format import KEY_LIKE
+
+ROUTE_CLASSES = ("tracking", "registry", "artifacts", "admin", "other")
+
+
+def route_class(area: str, mlflow_path: str = "") -> str:
+    """The coarse class of a request, for metrics: a small, fixed set of label values."""
+    if area == "admin_api":
+        return "admin"
+    if area != "mlflow":
+        return "other"
+    if "registered-models" in mlflow_path or "model-versions" in mlflow_path:
+        return "registry"
+    if "artifact" in mlflow_path:
+        return "artifacts"
+    return "tracking"
+
+
+class Metrics:
+    """The gateway's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "hokusai_requests",
+            "Requests answered, by route class, method and status.",
+            ["route_class", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hokusai_request_duration_seconds",
+            "Time to the end of the answer.",
+            ["route_class"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.upstream_latency = Histogram(
+            "hokusai_upstream_duration_seconds",
+            "Time MLflow took to start its answer.",
+            ["route_class"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.upstream_errors = Counter(
+            "hokusai_upstream_errors",
+            "MLflow could not be reached or answered 5xx, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "hokusai_auth_failures",
+            "Refused credentials, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "hokusai_rate_limited",
+            "Requests refused by a rate limit, by limit.",
+            ["limit"],
+            registry=self.registry,
+        )
+        for kind in ("refused", "timeout", "protocol", "5xx"):
+            self.upstream_errors.labels(kind)
+        for reason in ("missing", "malformed", "unknown", "revoked", "expired", "scope"):
+            self.auth_failures.labels(reason)
+        for limit in ("key", "auth_failures"):
+            self.rate_limited.labels(limit)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+access_log = logging.getLogger("hokusai.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``extra={"fields": {...}}`` adds fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like an API key: no key ever reaches a log."""
+    return KEY_LIKE.sub(lambda m: m.group(0)[:14] + "…[redacted]", text)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("hokusai")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

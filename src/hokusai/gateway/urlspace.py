@@ -1,0 +1,103 @@
+"""The gateway's URL space: which part of the server a path belongs to.
+
+Paths are checked for canonical form on the raw (still percent-encoded) bytes,
+before any routing: a dot segment, an encoded slash or dot, ``//`` or a backslash
+could make the gateway's idea of the path differ from MLflow's, which is how a
+policy gets bypassed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from hokusai.gateway.errors import GatewayError
+
+MLFLOW_PREFIX = "/api/mlflow"
+# Paths that reach MLflow unchanged, for a tracking URI of just ``https://host``.
+BARE_MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/")
+ADMIN_API_PREFIX = "/api/v1/"
+DOCS_PATHS = ("/docs", "/api/v1/openapi.json")
+
+# Percent-encodings that would change the path's structure once decoded.
+_ENCODED_STRUCTURE = re.compile(rb"%(2[fFeE]|5[cC]|00|25)")
+# What MLflow paths look like, to recognise a request sent under the wrong prefix.
+_MLFLOW_LOOKING = re.compile(r"/(?:ajax-)?api/[23]\.0/mlflow|/mlflow-artifacts/")
+
+
+class Area(Enum):
+    HEALTH = "health"
+    READY = "ready"
+    METRICS = "metrics"
+    MLFLOW = "mlflow"
+    ADMIN_API = "admin_api"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class Target:
+    area: Area
+    # For Area.MLFLOW: the path as MLflow knows it (prefix removed).
+    mlflow_path: str = ""
+
+
+def check_canonical(raw_path: bytes) -> None:
+    """Refuse a path that is not in canonical form."""
+    problem = None
+    if _ENCODED_STRUCTURE.search(raw_path):
+        problem = "percent-encoded slashes, dots, backslashes, NULs or percent signs"
+    elif b"//" in raw_path:
+        problem = "an empty segment ('//')"
+    elif b"\\" in raw_path:
+        problem = "a backslash"
+    else:
+        segments = raw_path.split(b"/")
+        if any(s in (b".", b"..") for s in segments):
+            problem = "a '.' or '..' segment"
+    if problem:
+        raise GatewayError(
+            "INVALID_PARAMETER_VALUE",
+            f"The request path contains {problem}; the gateway accepts only canonical paths. "
+            "Send the path without it.",
+            reason="non_canonical_path",
+        )
+
+
+def locate(path: str) -> Target:
+    """Which area of the gateway ``path`` (already checked canonical) belongs to."""
+    if path.startswith(MLFLOW_PREFIX + "/"):
+        return Target(Area.MLFLOW, path[len(MLFLOW_PREFIX) :])
+    if path.startswith(BARE_MLFLOW_PREFIXES):
+        return Target(Area.MLFLOW, path)
+    if path.startswith(ADMIN_API_PREFIX) or path in DOCS_PATHS:
+        return Target(Area.ADMIN_API)
+    if path == "/health":
+        return Target(Area.HEALTH)
+    if path == "/ready":
+        return Target(Area.READY)
+    if path == "/metrics":
+        return Target(Area.METRICS)
+    return Target(Area.NOT_FOUND)
+
+
+def not_found(path: str, base_url: str) -> GatewayError:
+    """The 404 for a path outside the URL space, naming the right tracking URI."""
+    tracking_uri = base_url.rstrip("/") + MLFLOW_PREFIX
+    if path == MLFLOW_PREFIX or path == MLFLOW_PREFIX + "/":
+        message = (
+            f"{path} is the MLflow tracking URI of this gateway, not an endpoint: set "
+            f"MLFLOW_TRACKING_URI={tracking_uri} and let the MLflow client add the API path."
+        )
+    elif _MLFLOW_LOOKING.search(path):
+        message = (
+            f"No endpoint at {path}: this gateway serves MLflow under {MLFLOW_PREFIX}. "
+            f"Set MLFLOW_TRACKING_URI={tracking_uri} (or HOKUSAI_API_URL={base_url.rstrip('/')} "
+            "for the SDK)."
+        )
+    else:
+        message = (
+            f"No endpoint at {path}. This gateway serves MLflow at {tracking_uri}, its own API "
+            f"under {base_url.rstrip('/')}/api/v1 (see /docs), and /health, /ready, /metrics."
+        )
+    return GatewayError("ENDPOINT_NOT_FOUND", message, reason="no_such_path")

@@ -1,0 +1,143 @@
+"""SQL access to the ``api_keys`` table: keyword-only functions, no caching, no policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Row, func, or_, select, update
+
+from hokusai.db.schema import api_keys
+from hokusai.keys.scopes import Scope
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the store knows of a key: everything but the key."""
+
+    id: str
+    display_prefix: str
+    name: str
+    owner: str
+    scope: Scope
+    env: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    rotated_from: str | None
+
+    def state(self, now: datetime) -> str:
+        """``active``, ``revoked`` or ``expired``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+    def public(self, now: datetime) -> dict[str, object]:
+        """A JSON-ready view, safe to show anyone allowed to see keys."""
+        return {
+            "id": self.id,
+            "display_prefix": self.display_prefix,
+            "name": self.name,
+            "owner": self.owner,
+            "scope": self.scope.value,
+            "env": self.env,
+            "state": self.state(now),
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.expires_at),
+            "revoked_at": _iso(self.revoked_at),
+            "last_used_at": _iso(self.last_used_at),
+            "rotated_from": self.rotated_from,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _record(row: Row[tuple[object, ...]]) -> KeyRecord:
+    m = row._mapping
+    return KeyRecord(
+        id=m["id"],
+        display_prefix=m["display_prefix"],
+        name=m["name"],
+        owner=m["owner"],
+        scope=Scope(m["scope"]),
+        env=m["env"],
+        created_at=_utc(m["created_at"]),  # type: ignore[arg-type]
+        expires_at=_utc(m["expires_at"]),
+        revoked_at=_utc(m["revoked_at"]),
+        last_used_at=_utc(m["last_used_at"]),
+        rotated_from=m["rotated_from"],
+    )
+
+
+_COLUMNS = [c for c in api_keys.c if c.name != "key_hash"]
+
+
+def insert_key(conn: Connection, *, record: KeyRecord, key_hash: str) -> None:
+    conn.execute(
+        api_keys.insert().values(
+            key_hash=key_hash,
+            **{c.name: getattr(record, c.name) for c in _COLUMNS},
+        )
+    )
+
+
+def get_by_hash(conn: Connection, *, key_hash: str) -> KeyRecord | None:
+    row = conn.execute(select(*_COLUMNS).where(api_keys.c.key_hash == key_hash)).first()
+    return _record(row) if row else None
+
+
+def find(
+    conn: Connection,
+    *,
+    key_id: str | None = None,
+    prefix: str | None = None,
+    key_hash: str | None = None,
+) -> list[KeyRecord]:
+    """Keys matching any of the given identifiers."""
+    conditions = []
+    if key_id:
+        conditions.append(api_keys.c.id == key_id)
+    if prefix:
+        conditions.append(api_keys.c.display_prefix == prefix)
+    if key_hash:
+        conditions.append(api_keys.c.key_hash == key_hash)
+    if not conditions:
+        return []
+    rows = conn.execute(select(*_COLUMNS).where(or_(*conditions))).all()
+    return [_record(r) for r in rows]
+
+
+def list_keys(conn: Connection, *, include_revoked: bool) -> list[KeyRecord]:
+    query = select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.id)
+    if not include_revoked:
+        query = query.where(api_keys.c.revoked_at.is_(None))
+    return [_record(r) for r in conn.execute(query).all()]
+
+
+def count_keys(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(api_keys)).scalar_one())
+
+
+def mark_revoked(conn: Connection, *, key_id: str, at: datetime) -> bool:
+    result = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+    return result.rowcount == 1
+
+
+def touch_last_used(conn: Connection, *, key_id: str, at: datetime) -> None:
+    conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=at))

@@ -1,0 +1,118 @@
+"""Every setting of the platform, in one place.
+
+Each field reads the environment variable ``HOKUSAI_<FIELD>`` (upper case); the
+command line only overrides a few of them for ``hokusai serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE = "secret.key"
+ADMIN_KEY_FILE = "admin.key"
+
+
+class Settings(BaseSettings):
+    """Configuration of the server side: gateway, stores and MLflow upstream."""
+
+    model_config = SettingsConfigDict(env_prefix="HOKUSAI_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".hokusai"), description="Data directory of the embedded default."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the auth store; default: SQLite under the data directory.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description=(
+            "Server secret for the keyed hash of API keys. Every replica must share it. "
+            "Default: generated once into <home>/secret.key (embedded default only)."
+        ),
+    )
+    mlflow_url: str = Field(default="http://127.0.0.1:5001", description="Upstream MLflow server.")
+
+    # Gateway limits.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest API request body.")
+    max_artifact_bytes: int = Field(
+        default=0, description="Largest artifact upload through the gateway; 0: no limit."
+    )
+    rate_limit_per_second: float = Field(
+        default=100.0, description="Sustained requests per second per key, per gateway replica."
+    )
+    rate_limit_burst: int = Field(default=200, description="Requests a key may send at once.")
+    auth_failures_per_minute: int = Field(
+        default=30, description="Failed authentications per client address before it is slowed."
+    )
+    key_cache_seconds: float = Field(
+        default=0.5,
+        description=(
+            "How long a verified key is trusted without looking at the store: the bound on how "
+            "late a revocation reaches every replica."
+        ),
+    )
+    upstream_connect_timeout: float = Field(default=1.0)
+    upstream_read_timeout: float = Field(default=120.0)
+    upstream_pool_size: int = Field(default=100)
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client address from X-Forwarded-For (behind a trusted proxy only).",
+    )
+    log_level: str = Field(default="INFO")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'hokusai.db').resolve()}"
+
+    @cached_property
+    def resolved_secret(self) -> bytes:
+        """The HMAC secret for API keys.
+
+        An external store (``HOKUSAI_DATABASE_URL``) is shared by replicas that must agree
+        on the secret, so there it has to be given; the embedded default keeps one in the
+        data directory, created on first use with mode 0600.
+        """
+        if self.secret_key:
+            return self.secret_key.encode()
+        if self.database_url:
+            raise RuntimeError(
+                "HOKUSAI_SECRET_KEY is not set. With HOKUSAI_DATABASE_URL every gateway replica "
+                "and CLI must share one server secret: set HOKUSAI_SECRET_KEY to the same long "
+                "random value everywhere (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)."
+            )
+        return read_or_create_secret(self.home / SECRET_FILE).encode()
+
+
+def read_or_create_secret(path: Path) -> str:
+    """Read the secret at ``path``, creating it (mode 0600) if it does not exist yet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(48)
+    write_private_file(path, value + "\n", exclusive=True)
+    # Another process may have won the race: whatever is on disk is the secret.
+    return path.read_text().strip()
+
+
+def write_private_file(path: Path, content: str, *, exclusive: bool = False) -> None:
+    """Write ``content`` to a file only its owner can read (0600 from the first byte)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.chmod(path, 0o600)

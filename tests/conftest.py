@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    postgres_database,
+    start_gateway,
+)
+from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.settings import Settings
+
+STORES = ["sqlite", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings come from the environment: a developer's own HOKUSAI_* or MLFLOW_*
+    # variables must not leak into a test.
+    for name in list(os.environ):
+        if name.startswith(("HOKUSAI_", "MLFLOW_")) and name != POSTGRES_ENV:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty auth store: SQLite, and PostgreSQL when HOKUSAI_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hokusai.db'}"
+        return
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowProcess]:
+    """A real MLflow tracking server (the pinned version) on a loopback port."""
+    root = tmp_path_factory.mktemp("mlflow")
+    process = MlflowProcess(
+        port=free_port(),
+        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_destination=str(root / "artifacts"),
+        workers=1,
+        log_file=root / "mlflow.log",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def gateway_settings(store: str, mlflow_url: str, home: Path, **overrides: object) -> Settings:
+    return Settings(
+        home=home,
+        database_url=store,
+        secret_key="test-secret-" + home.name,
+        mlflow_url=mlflow_url,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def gateway(
+    store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
+) -> Iterator[RunningGateway]:
+    """The gateway in front of the real MLflow, on each store."""
+    running = start_gateway(gateway_settings(store_url, mlflow_server.url, tmp_path))
+    yield running
+    running.stop()
