@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from hokusai import __version__
-from hokusai.cli import audit, keys, serve
+from hokusai.cli import account, audit, gc, keys, models, serve
+from hokusai.version import __version__
 
 app = typer.Typer(
     help="Hokusai model registry platform.",
@@ -16,6 +16,11 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
 app.command("audit")(audit.audit)
+app.command("login")(account.login)
+app.command("whoami")(account.whoami)
+app.add_typer(models.model_app, name="model")
+app.add_typer(models.models_app, name="models")
+app.command("gc")(gc.gc)
 
 
 @app.command()

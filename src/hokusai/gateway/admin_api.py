@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from hokusai import __version__
+from hokusai.version import __version__
 from hokusai.gateway.audit import AuditEntry
 from hokusai.gateway.errors import GatewayError, error_body
 from hokusai.keys.scopes import Scope

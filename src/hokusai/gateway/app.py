@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import Engine, text
 from starlette.types import Message, Receive, Scope, Send
 
-from hokusai import __version__
+from hokusai.version import __version__
 from hokusai.db.engine import make_engine
 from hokusai.gateway import credentials, urlspace
 from hokusai.gateway.audit import AuditEntry, AuditLog

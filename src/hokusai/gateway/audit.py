@@ -62,7 +62,10 @@ class AuditLog:
         if key_id:
             query = query.where(audit_log.c.key_id == key_id)
         if since:
-            query = query.where(audit_log.c.at >= since)
+            # Compare in UTC: SQLite compares the stored UTC text and ignores an offset.
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+            query = query.where(audit_log.c.at >= since.astimezone(UTC))
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         out = []

@@ -20,7 +20,7 @@ DISPLAY_LENGTH = 6
 
 KEY_PATTERN = re.compile(
     rf"^hk_(?P<env>live|test)_(?P<random>[0-9A-Za-z]{{{RANDOM_LENGTH}}})"
-    rf"(?P<checksum>[0-9A-Za-z]{{{CHECKSUM_LENGTH}}})$"
+    rf"(?P<checksum>[0-9A-Za-z]{{{CHECKSUM_LENGTH}}})\Z"
 )
 # Anything that looks like an attempt at a key, for spotting keys where they must not be.
 KEY_LIKE = re.compile(r"hk_(?:live|test)_[0-9A-Za-z]{8,}")
@@ -66,10 +66,18 @@ def parse_key(key: str) -> ParsedKey:
                 "the API key does not start with hk_live_ or hk_test_; "
                 "copy the whole key as `hokusai keys create` printed it"
             )
+        rest = key[len("hk_live_") :]
+        stray = next((c for c in rest if c not in ALPHABET), None)
+        if stray is not None:
+            raise MalformedKeyError(
+                f"the API key contains {stray!r}, which is not a letter or digit; "
+                "copy the whole key as `hokusai keys create` printed it, without quotes or spaces"
+            )
+        expected = RANDOM_LENGTH + CHECKSUM_LENGTH
         raise MalformedKeyError(
-            f"the API key has the wrong length or characters (expected hk_<env>_ and "
-            f"{RANDOM_LENGTH + CHECKSUM_LENGTH} letters or digits, got "
-            f"{len(key) - len('hk_live_')}); it may be truncated"
+            f"the API key has the wrong length (expected hk_<env>_ and {expected} letters or "
+            f"digits, got {len(rest)}); "
+            + ("it may be truncated" if len(rest) < expected else "it has extra characters")
         )
     if checksum(key[:-CHECKSUM_LENGTH]) != match["checksum"]:
         raise MalformedKeyError(

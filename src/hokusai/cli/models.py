@@ -1,0 +1,190 @@
+"""``hokusai model register`` and ``hokusai models list|lineage|show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_errors
+from hokusai.cli.context import err
+from hokusai.sdk.errors import ValidationError
+from hokusai.sdk.evaluation import LOWER_IS_BETTER, measure_on_csv
+from hokusai.sdk.model_files import load_model_file
+from hokusai.sdk.registry import validate_token_id
+
+model_app = typer.Typer(help="Register a model.", no_args_is_help=True)
+models_app = typer.Typer(help="Look at registered models.", no_args_is_help=True)
+out = Console()
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@model_app.command("register")
+def register(
+    token_id: Annotated[str, typer.Option("--token-id", help="The token this model serves.")],
+    model_path: Annotated[
+        Path, typer.Option("--model-path", help=".pkl/.joblib file or MLflow model directory.")
+    ],
+    metric: Annotated[str, typer.Option("--metric", help="Benchmark metric, e.g. auroc.")],
+    baseline: Annotated[float, typer.Option("--baseline", help="Value the metric must reach.")],
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval-data", help="CSV to measure the metric on.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="Column of --eval-data with labels.")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="Registered model (default: the token).")
+    ] = None,
+    lower_is_better: Annotated[
+        bool | None,
+        typer.Option(
+            "--lower-is-better/--higher-is-better",
+            help="Direction of the metric (default: by its name).",
+        ),
+    ] = None,
+    registration_id: Annotated[
+        str | None, typer.Option("--registration-id", help="Resume this registration.")
+    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a model for a token. With --eval-data the metric is measured and recorded;
+    the version is ready for deploy only when the measured value meets the baseline."""
+    with reported_errors():
+        token = validate_token_id(token_id)
+        if not model_path.exists():
+            raise ValidationError(f"--model-path {model_path} does not exist")
+        if (eval_data is None) != (label_column is None):
+            raise ValidationError("--eval-data and --label-column go together")
+        lower = metric.lower() in LOWER_IS_BETTER if lower_is_better is None else lower_is_better
+        model = load_model_file(model_path)
+        measured = None
+        if eval_data is not None and label_column is not None:
+            measured = measure_on_csv(model, eval_data, label_column, metric)
+            err.print(f"measured {metric} = {measured:.6g} on {eval_data}")
+        else:
+            err.print(
+                f"no --eval-data: {metric} is not measured, so the version is not ready for deploy"
+            )
+        with registry(api_url, api_key, profile) as client:
+            result = client.register_measured_model(
+                model,
+                model_name or token,
+                token,
+                metric,
+                baseline,
+                measured,
+                lower_is_better=lower,
+                registration_id=registration_id,
+            )
+    ready = result.tags.get("ready_for_deploy") == "true"
+    if as_json:
+        print(
+            json.dumps(
+                {**result.__dict__, "measured_value": measured, "ready_for_deploy": ready}, indent=2
+            )
+        )
+        return
+    print(result.model_uri)
+    verdict = "ready for deploy" if ready else "not ready for deploy"
+    err.print(
+        f"registered {result.model_uri} (run {result.run_id}, registration "
+        f"{result.registration_id}): {verdict}"
+    )
+
+
+@models_app.command("list")
+def list_models(
+    token_id: Annotated[str | None, typer.Option("--token-id", help="Only this token's.")] = None,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="Only this model.")] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List model versions (by token or by model)."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        if token_id:
+            versions = client.list_models_by_token(token_id)
+        elif model_name:
+            versions = client.list_versions(model_name)
+        else:
+            versions = client.list_recent_versions()
+    if as_json:
+        print(json.dumps([v.as_dict() for v in versions], indent=2))
+        return
+    table = Table("model", "version", "token", "metric", "baseline", "measured", "ready", "aliases")
+    for v in versions:
+        table.add_row(
+            v.name,
+            v.version,
+            v.token_id or "",
+            v.tags.get("benchmark_metric", ""),
+            v.tags.get("benchmark_value", ""),
+            v.tags.get("measured_value", ""),
+            v.tags.get("ready_for_deploy", ""),
+            ", ".join(v.aliases),
+        )
+    out.print(table)
+
+
+@models_app.command("lineage")
+def lineage(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every version of a model: what it improved on, who contributed, metric changes."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        entries = client.get_model_lineage(name)
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    table = Table("version", "kind", "baseline", "contributor", "deltas", "token", "aliases")
+    for e in entries:
+        deltas = ", ".join(f"{k} {v:+g}" for k, v in e["delta_metrics"].items())
+        table.add_row(
+            e["version"],
+            e["registration_kind"],
+            e["baseline"] or "",
+            e["contributor"] or "",
+            deltas,
+            e["token_id"] or "",
+            ", ".join(e["aliases"]),
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def show(
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One model version (NAME alone: the latest — production, champion, else newest)."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        if "@" in reference or "/" in reference.removeprefix("models:/"):
+            version = client.get_model_version(reference)
+        else:
+            version = client.get_latest_model(reference)
+    if as_json:
+        print(json.dumps(version.as_dict(), indent=2))
+        return
+    out.print(
+        f"[bold]{version.model_uri}[/bold]  status {version.status}  "
+        f"aliases {', '.join(version.aliases) or '-'}"
+    )
+    out.print(f"run {version.run_id}  source {version.source}")
+    for key, value in sorted(version.tags.items()):
+        out.print(f"  {key} = {value}")

@@ -1,0 +1,1 @@
+"""The Hokusai SDK: ``ModelRegistry`` and its errors."""

@@ -1,0 +1,119 @@
+"""Model files to and from the registry's artifact store, streamed through the gateway.
+
+Files go up in 1 MiB chunks (never read whole into memory), with a progress bar when
+standard error is a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from hokusai.sdk.errors import ValidationError
+from hokusai.sdk.transport import ARTIFACTS_API, Transport
+
+CHUNK = 1024 * 1024
+
+
+def artifact_root_path(artifact_uri: str) -> str:
+    """``mlflow-artifacts:/1/abc/artifacts`` -> ``1/abc/artifacts`` (the proxied path)."""
+    prefix = "mlflow-artifacts:"
+    if not artifact_uri.startswith(prefix):
+        raise ValidationError(
+            f"the run's artifact location {artifact_uri!r} is not served through the gateway "
+            "(expected mlflow-artifacts:/…); the MLflow server must run with --serve-artifacts"
+        )
+    rest = artifact_uri[len(prefix) :].lstrip("/")
+    # mlflow-artifacts://host:port/path carries a host part: drop it.
+    if artifact_uri.startswith(prefix + "//"):
+        rest = rest.split("/", 1)[1] if "/" in rest else ""
+    return rest.strip("/")
+
+
+def _progress(total: int, enabled: bool | None) -> Progress | None:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    )
+
+
+def upload_directory(
+    transport: Transport, local_dir: Path, remote_dir: str, *, progress: bool | None = None
+) -> list[str]:
+    """Upload every file under ``local_dir`` to ``remote_dir``; the remote paths."""
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    bar = _progress(total, progress)
+    uploaded = []
+    task: Any = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task("uploading model", total=total)
+    try:
+        for path in files:
+            relative = path.relative_to(local_dir).as_posix()
+            remote = f"{remote_dir}/{relative}"
+
+            def chunks(path: Path = path) -> Iterator[bytes]:
+                with path.open("rb") as handle:
+                    while block := handle.read(CHUNK):
+                        if bar is not None:
+                            bar.advance(task, len(block))
+                        yield block
+
+            transport.request(
+                "PUT",
+                ARTIFACTS_API + quote(remote),
+                content=chunks,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(path.stat().st_size),
+                },
+                idempotent=True,
+            )
+            uploaded.append(remote)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return uploaded
+
+
+def list_files(transport: Transport, remote_dir: str) -> list[dict[str, Any]]:
+    """Every file under ``remote_dir``, recursively: ``[{"path", "file_size"}]``."""
+    found: list[dict[str, Any]] = []
+    pending = [remote_dir]
+    while pending:
+        current = pending.pop()
+        answer = transport.request(
+            "GET", ARTIFACTS_API.rstrip("/"), params={"path": current}
+        ).json()
+        for entry in answer.get("files", []):
+            path = f"{current}/{entry['path']}" if current else entry["path"]
+            if entry.get("is_dir"):
+                pending.append(path)
+            else:
+                found.append({"path": path, "file_size": int(entry.get("file_size") or 0)})
+    return found
+
+
+def download_directory(transport: Transport, remote_dir: str, local_dir: Path) -> Path:
+    """Download every file under ``remote_dir`` into ``local_dir``."""
+    for entry in list_files(transport, remote_dir):
+        relative = entry["path"][len(remote_dir) :].lstrip("/")
+        target = local_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        response = transport.request("GET", ARTIFACTS_API + quote(entry["path"]))
+        target.write_bytes(response.content)
+    return local_dir

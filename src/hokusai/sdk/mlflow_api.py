@@ -1,0 +1,209 @@
+"""The MLflow REST calls the SDK makes, as small typed functions over a Transport.
+
+Each "get or create" tolerates a concurrent creator (RESOURCE_ALREADY_EXISTS), which is
+what makes the registration steps safe to run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from hokusai.sdk.errors import ConflictError, NotFoundError
+from hokusai.sdk.transport import Transport
+
+
+def quote_filter(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": str(v)} for k, v in tags.items()]
+
+
+def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["key"]: t.get("value", "") for t in tags or []}
+
+
+def get_experiment_id(t: Transport, name: str) -> str:
+    found = t.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name})
+    return str(found["experiment"]["experiment_id"])
+
+
+def get_or_create_experiment(t: Transport, name: str) -> str:
+    try:
+        found = t.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name})
+        return str(found["experiment"]["experiment_id"])
+    except NotFoundError:
+        pass
+    try:
+        created = t.mlflow("POST", "experiments/create", json={"name": name}, idempotent=False)
+        return str(created["experiment_id"])
+    except ConflictError:  # created meanwhile by someone else
+        found = t.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name})
+        return str(found["experiment"]["experiment_id"])
+
+
+def search_runs(
+    t: Transport,
+    experiment_ids: list[str],
+    filter_string: str,
+    *,
+    view: str = "ACTIVE_ONLY",
+    max_results: int = 1000,
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    token = None
+    while True:
+        body: dict[str, Any] = {
+            "experiment_ids": experiment_ids,
+            "filter": filter_string,
+            "run_view_type": view,
+            "max_results": max_results,
+        }
+        if token:
+            body["page_token"] = token
+        answer = t.mlflow("POST", "runs/search", json=body, idempotent=True)
+        runs += answer.get("runs", [])
+        token = answer.get("next_page_token")
+        if not token:
+            return runs
+
+
+def create_run(
+    t: Transport, experiment_id: str, run_name: str, tags: dict[str, str]
+) -> dict[str, Any]:
+    answer = t.mlflow(
+        "POST",
+        "runs/create",
+        json={
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "start_time": now_ms(),
+            "tags": tag_list(tags),
+        },
+        idempotent=False,
+    )
+    return dict(answer["run"])
+
+
+def get_run(t: Transport, run_id: str) -> dict[str, Any]:
+    return dict(t.mlflow("GET", "runs/get", params={"run_id": run_id})["run"])
+
+
+def set_run_status(t: Transport, run_id: str, status: str) -> None:
+    body: dict[str, Any] = {"run_id": run_id, "status": status}
+    if status != "RUNNING":
+        body["end_time"] = now_ms()
+    t.mlflow("POST", "runs/update", json=body, idempotent=True)
+
+
+def set_run_tags(t: Transport, run_id: str, tags: dict[str, str]) -> None:
+    # log-batch with the same tags twice leaves the same state: safe to retry.
+    t.mlflow(
+        "POST", "runs/log-batch", json={"run_id": run_id, "tags": tag_list(tags)}, idempotent=True
+    )
+
+
+def log_metrics_and_params(
+    t: Transport, run_id: str, metrics: dict[str, float], params: dict[str, str]
+) -> None:
+    timestamp = now_ms()
+    t.mlflow(
+        "POST",
+        "runs/log-batch",
+        json={
+            "run_id": run_id,
+            "metrics": [
+                {"key": k, "value": float(v), "timestamp": timestamp, "step": 0}
+                for k, v in metrics.items()
+            ],
+            "params": [{"key": k, "value": str(v)} for k, v in params.items()],
+        },
+        idempotent=False,
+    )
+
+
+def delete_run(t: Transport, run_id: str) -> None:
+    t.mlflow("POST", "runs/delete", json={"run_id": run_id}, idempotent=True)
+
+
+def ensure_registered_model(t: Transport, name: str, tags: dict[str, str] | None = None) -> None:
+    with contextlib.suppress(ConflictError):
+        t.mlflow(
+            "POST",
+            "registered-models/create",
+            json={"name": name, "tags": tag_list(tags or {})},
+            idempotent=False,
+        )
+
+
+def search_versions(
+    t: Transport, filter_string: str, *, max_results: int = 200
+) -> list[dict[str, Any]]:
+    versions: list[dict[str, Any]] = []
+    token = None
+    while True:
+        params: dict[str, Any] = {"filter": filter_string, "max_results": max_results}
+        if token:
+            params["page_token"] = token
+        answer = t.mlflow("GET", "model-versions/search", params=params)
+        versions += answer.get("model_versions", [])
+        token = answer.get("next_page_token")
+        if not token:
+            return versions
+
+
+def create_version(
+    t: Transport,
+    name: str,
+    source: str,
+    run_id: str | None,
+    tags: dict[str, str],
+    description: str = "",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "source": source,
+        "tags": tag_list(tags),
+        "description": description,
+    }
+    if run_id:
+        body["run_id"] = run_id
+    return dict(
+        t.mlflow("POST", "model-versions/create", json=body, idempotent=False)["model_version"]
+    )
+
+
+def get_version(t: Transport, name: str, version: str) -> dict[str, Any]:
+    return dict(
+        t.mlflow("GET", "model-versions/get", params={"name": name, "version": version})[
+            "model_version"
+        ]
+    )
+
+
+def get_version_by_alias(t: Transport, name: str, alias: str) -> dict[str, Any]:
+    return dict(
+        t.mlflow("GET", "registered-models/alias", params={"name": name, "alias": alias})[
+            "model_version"
+        ]
+    )
+
+
+def set_alias(t: Transport, name: str, alias: str, version: str) -> None:
+    t.mlflow(
+        "POST",
+        "registered-models/alias",
+        json={"name": name, "alias": alias, "version": version},
+        idempotent=True,
+    )
+
+
+def get_registered_model(t: Transport, name: str) -> dict[str, Any]:
+    return dict(t.mlflow("GET", "registered-models/get", params={"name": name})["registered_model"])

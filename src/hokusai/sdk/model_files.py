@@ -1,0 +1,93 @@
+"""Turning what the caller hands over into an MLflow model directory on local disk."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from hokusai.sdk.errors import ValidationError
+
+
+def save_model_directory(model: Any, destination: Path) -> str:
+    """Write ``model`` as an MLflow model into ``destination``; return its flavour.
+
+    ``model`` is a fitted estimator (scikit-learn), an ``mlflow.pyfunc.PythonModel``,
+    a directory that already holds an MLflow model (an ``MLmodel`` file), or a pickle /
+    joblib file of a scikit-learn estimator (unpickling runs code: only load your own).
+    """
+    import mlflow
+
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if path.is_dir():
+            if not (path / "MLmodel").is_file():
+                raise ValidationError(
+                    f"{path} is a directory without an MLmodel file: save the model with "
+                    "mlflow.<flavour>.save_model(), or pass the fitted estimator itself"
+                )
+            _copy_tree(path, destination)
+            return _flavour_of(destination)
+        if path.is_file():
+            return save_model_directory(_load_pickle(path), destination)
+        raise ValidationError(f"model path {path} does not exist")
+    if _is_sklearn(model):
+        mlflow.sklearn.save_model(model, str(destination))
+        return "sklearn"
+    if isinstance(model, mlflow.pyfunc.PythonModel):
+        mlflow.pyfunc.save_model(str(destination), python_model=model)
+        return "python_function"
+    raise ValidationError(
+        f"cannot register a {type(model).__name__}: pass a fitted scikit-learn estimator, an "
+        "mlflow.pyfunc.PythonModel, a directory saved by mlflow.<flavour>.save_model(), or a "
+        "runs:/ or models:/ URI"
+    )
+
+
+def load_model_file(path: Path) -> Any:
+    """The model object in ``path``: a pickle/joblib file, or an MLflow model directory
+    (loaded in its own flavour when it is scikit-learn, else as pyfunc)."""
+    if path.is_dir():
+        import mlflow
+
+        if _flavour_of(path) == "sklearn":
+            return mlflow.sklearn.load_model(str(path))
+        return mlflow.pyfunc.load_model(str(path))
+    return _load_pickle(path)
+
+
+def _is_sklearn(model: Any) -> bool:
+    try:
+        from sklearn.base import BaseEstimator
+    except ImportError:
+        return False
+    return isinstance(model, BaseEstimator)
+
+
+def _load_pickle(path: Path) -> Any:
+    if path.suffix == ".joblib":
+        import joblib
+
+        return joblib.load(path)
+    if path.suffix not in (".pkl", ".pickle"):
+        raise ValidationError(
+            f"{path} is not a .pkl, .pickle or .joblib file, nor an MLflow model directory"
+        )
+    with path.open("rb") as handle:
+        try:
+            return pickle.load(handle)
+        except Exception as exc:
+            raise ValidationError(f"cannot unpickle {path}: {exc}") from None
+
+
+def _copy_tree(source: Path, destination: Path) -> None:
+    import shutil
+
+    shutil.copytree(source, destination, dirs_exist_ok=True)
+
+
+def _flavour_of(directory: Path) -> str:
+    from mlflow.models import Model
+
+    flavours = Model.load(str(directory)).flavors
+    return next((f for f in flavours if f != "python_function"), "python_function")

@@ -1,0 +1,110 @@
+"""Registration as a saga: named steps, each of which first looks for its own earlier
+result, so that running the whole registration again with the same registration id
+resumes where it stopped and never makes a second run or a second model version.
+
+A failing step marks the run FAILED and tags it (``hokusai.registration_status`` =
+``failed``, with the step and error), then raises :class:`RegistrationError` naming the
+step and what was left behind. A crash leaves the run RUNNING with status
+``in_progress``; ``cleanup_failed`` treats both as leftovers once old enough.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hokusai.sdk import mlflow_api as api
+from hokusai.sdk.errors import RegistrationError
+from hokusai.sdk.transport import Transport
+
+log = logging.getLogger("hokusai.sdk.registration")
+
+TAG_REGISTRATION_ID = "hokusai.registration_id"
+TAG_STATUS = "hokusai.registration_status"
+TAG_FAILED_STEP = "hokusai.registration_failed_step"
+TAG_ERROR = "hokusai.registration_error"
+TAG_KIND = "hokusai.registration_kind"
+TAG_MODEL_UPLOADED = "hokusai.model_uploaded"
+
+STATUS_IN_PROGRESS = "in_progress"
+STATUS_FAILED = "failed"
+STATUS_COMPLETE = "complete"
+
+
+@dataclass
+class SagaState:
+    """What a registration has made so far."""
+
+    registration_id: str
+    model_name: str
+    experiment_id: str | None = None
+    run_id: str | None = None
+    artifact_root: str | None = None
+    source: str | None = None
+    version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def left_behind(self) -> dict[str, Any]:
+        return {
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+            "registered_model": self.model_name if self.version is None and self.run_id else None,
+            "model_version": f"{self.model_name}/{self.version}" if self.version else None,
+        }
+
+
+Step = tuple[str, Callable[[], None]]
+# Called after each step with its name: where faults are injected in tests.
+AfterStep = Callable[[str], None]
+
+
+def run_saga(
+    transport: Transport,
+    state: SagaState,
+    steps: list[Step],
+    *,
+    after_step: AfterStep | None = None,
+) -> None:
+    for name, step in steps:
+        try:
+            step()
+            if after_step is not None:
+                after_step(name)
+        except Exception as exc:
+            log.warning("registration %s failed at %s: %s", state.registration_id, name, exc)
+            _mark_failed(transport, state, name, exc)
+            raise RegistrationError(name, state.registration_id, exc, state.left_behind()) from exc
+
+
+def _mark_failed(transport: Transport, state: SagaState, step: str, exc: Exception) -> None:
+    """Best effort: when the registry itself is unreachable the run stays in_progress."""
+    if state.run_id is None:
+        return
+    try:
+        api.set_run_tags(
+            transport,
+            state.run_id,
+            {
+                TAG_STATUS: STATUS_FAILED,
+                TAG_FAILED_STEP: step,
+                TAG_ERROR: str(exc)[:500],
+            },
+        )
+        api.set_run_status(transport, state.run_id, "FAILED")
+    except Exception as mark_error:  # the original failure is what the caller must see
+        log.warning("could not mark run %s failed: %s", state.run_id, mark_error)
+
+
+def find_version(transport: Transport, state: SagaState) -> dict[str, Any] | None:
+    """The version this registration made earlier, if any (found by its tag)."""
+    versions = api.search_versions(
+        transport,
+        f"name = {api.quote_filter(state.model_name)} and "
+        f"tags.`{TAG_REGISTRATION_ID}` = {api.quote_filter(state.registration_id)}",
+    )
+    if not versions:
+        return None
+    # Two would mean a bug or a concurrent duplicate: keep answering with the oldest.
+    return min(versions, key=lambda v: int(v["version"]))
