@@ -21,7 +21,6 @@ import httpx
 from sqlalchemy import Engine, text
 from starlette.types import Message, Receive, Scope, Send
 
-from hokusai.version import __version__
 from hokusai.db.engine import make_engine
 from hokusai.gateway import credentials, urlspace
 from hokusai.gateway.audit import AuditEntry, AuditLog
@@ -35,6 +34,7 @@ from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.keys.store import KeyRecord
 from hokusai.settings import Settings
+from hokusai.version import __version__
 
 log = logging.getLogger("hokusai.gateway")
 
