@@ -67,6 +67,23 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO")
 
+    # Webhooks.
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook destinations on private, loopback or link-local addresses.",
+    )
+    webhook_timeout: float = Field(default=10.0, description="Seconds a receiver may take.")
+    webhook_retry_scale: float = Field(
+        default=1.0, description="Multiplies the retry schedule (e.g. 0.001 in tests)."
+    )
+    dispatcher: bool = Field(
+        default=False,
+        description="Run the webhook dispatcher and reconciler inside the gateway process.",
+    )
+    reconcile_interval: float = Field(
+        default=60.0, description="Seconds between reconciler passes; 0 turns it off."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

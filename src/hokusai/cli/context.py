@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
@@ -40,7 +41,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def open_keys(data_dir: Path | None) -> tuple[KeyService, AuditLog]:
+def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
+    """The migrated auth store and the settings it was found with."""
     settings = settings_for(data_dir)
     if not settings.database_url and not settings.home.exists():
         raise fail(
@@ -51,6 +53,12 @@ def open_keys(data_dir: Path | None) -> tuple[KeyService, AuditLog]:
         secret = settings.resolved_secret
     except RuntimeError as exc:
         raise fail(str(exc)) from None
+    settings.secret_key = secret.decode()
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
-    return KeyService(engine, secret, cache_seconds=0), AuditLog(engine)
+    return engine, settings
+
+
+def open_keys(data_dir: Path | None) -> tuple[KeyService, AuditLog]:
+    engine, settings = open_store(data_dir)
+    return KeyService(engine, settings.resolved_secret, cache_seconds=0), AuditLog(engine)

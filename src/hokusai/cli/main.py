@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hokusai.cli import account, audit, gc, keys, models, serve
+from hokusai.cli import account, audit, gc, keys, models, serve, webhooks, worker
 from hokusai.version import __version__
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app.command("whoami")(account.whoami)
 app.add_typer(models.model_app, name="model")
 app.add_typer(models.models_app, name="models")
 app.command("gc")(gc.gc)
+app.add_typer(webhooks.app, name="webhooks")
+app.command("worker")(worker.worker)
 
 
 @app.command()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -45,6 +47,13 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes, for MLflow and the gateway each.")
     ] = 1,
+    dispatcher: Annotated[
+        bool,
+        typer.Option(
+            "--dispatcher/--no-dispatcher",
+            help="Deliver webhooks in this process (else run `hokusai worker`).",
+        ),
+    ] = True,
 ) -> None:
     """Start the platform: MLflow on loopback and the authenticated gateway in front of it."""
     settings = settings_for(data_dir)
@@ -61,6 +70,10 @@ def serve(
     _first_start_admin_key(keys, home)
     engine.dispose()
 
+    # SIGTERM must unwind through the `finally` below that stops MLflow. Its default action
+    # ends the process on the spot, and uvicorn re-raises the signal after its own graceful
+    # shutdown: with this handler that becomes SystemExit instead of an abrupt death.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     mlflow: MlflowProcess | None = None
     if mlflow_url is None:
         mlflow = MlflowProcess(
@@ -76,8 +89,12 @@ def serve(
         except RuntimeError as exc:
             mlflow.stop()
             raise fail(str(exc)) from None
+        except BaseException:  # SIGTERM or Ctrl-C while MLflow was starting
+            mlflow.stop()
+            raise
         mlflow_url = mlflow.url
     settings.mlflow_url = mlflow_url
+    settings.dispatcher = dispatcher
 
     err.print(
         f"Hokusai gateway on http://{host}:{port}  ·  MLflow tracking URI "
@@ -99,6 +116,7 @@ def serve(
                 {
                     "HOKUSAI_HOME": str(home),
                     "HOKUSAI_MLFLOW_URL": mlflow_url,
+                    "HOKUSAI_DISPATCHER": "1" if dispatcher else "0",
                 }
             )
             uvicorn.run(
@@ -114,6 +132,10 @@ def serve(
         if mlflow is not None:
             err.print("stopping MLflow …")
             mlflow.stop()
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _first_start_admin_key(keys: KeyService, home: Path) -> None:

@@ -33,6 +33,7 @@ def pending_revisions(engine: Engine) -> list[str]:
     head = script.get_current_head()
     if head is None or head in current:
         return []
+    applied = {rev.revision for c in current for rev in script.walk_revisions("base", c)}
     return [
-        rev.revision for rev in script.walk_revisions(head, "base") if rev.revision not in current
+        rev.revision for rev in script.walk_revisions("base", head) if rev.revision not in applied
     ]

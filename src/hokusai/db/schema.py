@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -56,4 +58,82 @@ audit_log = Table(
     Column("detail", Text, nullable=True),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_key_id_at", "key_id", "at"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    # JSON list of event types; empty: every event.
+    Column("event_types", Text, nullable=False),
+    Column("model_filter", String(256), nullable=True),
+    # Signing secrets, encrypted under the server secret (they must be usable to sign).
+    Column("secret_encrypted", Text, nullable=False),
+    Column("previous_secret_encrypted", Text, nullable=True),
+    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # Monotonic order of emission: the order receivers get a model's events in.
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("model_name", String(256), nullable=True),
+    Column("model_version", String(32), nullable=True),
+    Column("payload", Text, nullable=False),
+    # Set for events the reconciler may also find: at most one event per dedupe key.
+    Column("dedupe_key", String(400), nullable=True, unique=True),
+    Column("source", String(16), nullable=False),
+    Index("ix_events_occurred_at", "occurred_at"),
+    Index("ix_events_model", "model_name", "model_version"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("endpoint_id", String(32), nullable=False),
+    # pending (not tried yet), failed (retry scheduled), delivered, dead.
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    # A dispatcher that claimed the delivery holds it until then (crash safety).
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_endpoint", "endpoint_id", "status"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("delivery_id", BigInteger, nullable=False, index=True),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("response_snippet", Text, nullable=True),
+    Column("error", Text, nullable=True),
 )

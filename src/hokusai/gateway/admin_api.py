@@ -75,6 +75,25 @@ def admin_key(key: CurrentKey, request: Request) -> KeyRecord:
 AdminKey = Annotated[KeyRecord, Depends(admin_key)]
 
 
+def audit_entry(
+    gateway: Gateway, request: Request, key: KeyRecord, action: str, status: int, **detail: Any
+) -> None:
+    """Record an admin action in the audit log."""
+    gateway.audit.record(
+        AuditEntry(
+            request_id=request.state.request_id,
+            key_id=key.id,
+            owner=key.owner,
+            action=action,
+            method=request.method,
+            path=request.url.path,
+            status=status,
+            client=request.state.client,
+            detail=detail or None,
+        )
+    )
+
+
 def build_admin_api(gateway: Gateway) -> FastAPI:
     api = FastAPI(
         title="Hokusai API",
@@ -83,21 +102,6 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
-
-    def audit(request: Request, key: KeyRecord, action: str, status: int, **detail: Any) -> None:
-        gateway.audit.record(
-            AuditEntry(
-                request_id=request.state.request_id,
-                key_id=key.id,
-                owner=key.owner,
-                action=action,
-                method=request.method,
-                path=request.url.path,
-                status=status,
-                client=request.state.client,
-                detail=detail or None,
-            )
-        )
 
     def resolve(reference: str) -> KeyRecord:
         try:
@@ -129,7 +133,15 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
             )
         except ValueError as exc:
             raise GatewayError("INVALID_PARAMETER_VALUE", str(exc)) from None
-        audit(request, key, "keys.create", 201, created=issued.record.id, scope=body.scope.value)
+        audit_entry(
+            gateway,
+            request,
+            key,
+            "keys.create",
+            201,
+            created=issued.record.id,
+            scope=body.scope.value,
+        )
         return {"key": issued.key, "record": issued.record.public(utcnow())}
 
     @api.get("/api/v1/keys/{reference}", summary="One key by id or display prefix (admin)")
@@ -140,7 +152,7 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
     def revoke_key(reference: str, key: AdminKey, request: Request) -> dict[str, Any]:
         target = resolve(reference)
         record = gateway.keys.revoke(target.id)
-        audit(request, key, "keys.revoke", 200, revoked=record.id)
+        audit_entry(gateway, request, key, "keys.revoke", 200, revoked=record.id)
         return record.public(utcnow())
 
     @api.post(
@@ -152,7 +164,15 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
             issued = gateway.keys.rotate(target.id)
         except ValueError as exc:
             raise GatewayError("INVALID_PARAMETER_VALUE", str(exc)) from None
-        audit(request, key, "keys.rotate", 200, rotated=target.id, replacement=issued.record.id)
+        audit_entry(
+            gateway,
+            request,
+            key,
+            "keys.rotate",
+            200,
+            rotated=target.id,
+            replacement=issued.record.id,
+        )
         return {"key": issued.key, "record": issued.record.public(utcnow())}
 
     @api.post(
@@ -182,6 +202,9 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
     ) -> dict[str, Any]:
         return {"entries": gateway.audit.read(key_id=key_id, since=since, limit=limit)}
 
+    from hokusai.gateway.webhooks_api import build_webhooks_router
+
+    api.include_router(build_webhooks_router(gateway))
     _install_error_handlers(api)
     return api
 

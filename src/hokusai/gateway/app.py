@@ -8,6 +8,7 @@ metrics and one JSON log line. Pure ASGI, no buffering middleware: bodies stream
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from hokusai.db.engine import make_engine
 from hokusai.gateway import credentials, urlspace
 from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.gateway.errors import GatewayError, send_error
+from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.observability import Metrics, access_log, redact, route_class
 from hokusai.gateway.policy import Hidden, classify
 from hokusai.gateway.proxy import MlflowProxy, UpstreamError, check_content_length
@@ -35,9 +37,14 @@ from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.keys.store import KeyRecord
 from hokusai.settings import Settings
 from hokusai.version import __version__
+from hokusai.webhooks.events import captured_endpoint
+from hokusai.webhooks.outbox import dispatch_lag_seconds
+from hokusai.webhooks.worker import run_background
 
 log = logging.getLogger("hokusai.gateway")
 
+# Beyond this, deliveries are not being made: /ready says so.
+MAX_DISPATCH_LAG = 300.0
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _ARTIFACT_UPLOAD = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/(?:artifacts|mpu)/")
 
@@ -77,6 +84,7 @@ class Gateway:
             read_timeout=settings.upstream_read_timeout,
             pool_size=settings.upstream_pool_size,
         )
+        self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
         self.key_limiter = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
         from hokusai.gateway.admin_api import build_admin_api
@@ -94,14 +102,21 @@ class Gateway:
             await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    if self.settings.dispatcher:
+                        group.start_soon(
+                            run_background, self.engine, self.settings, stop, self.metrics
+                        )
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    stop.set()
+                    break
+        await self.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
 
     async def aclose(self) -> None:
         await self.proxy.aclose()
@@ -181,6 +196,10 @@ class Gateway:
             status, body = await self.readiness()
             await _send_json(send, status, body)
         elif target.area is Area.METRICS:
+            with contextlib.suppress(Exception):  # the store being down must not hide metrics
+                self.metrics.dispatch_lag.set(
+                    await anyio.to_thread.run_sync(dispatch_lag_seconds, self.engine)
+                )
             await _send_bytes(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
         elif target.area is Area.ADMIN_API:
             if scope["path"] not in urlspace.DOCS_PATHS:
@@ -222,6 +241,21 @@ class Gateway:
         max_body = self.settings.max_artifact_bytes if is_upload else self.settings.max_body_bytes
         check_content_length(scope["headers"], max_body)
         audited = access is not KeyScope.READ
+        captured = captured_endpoint(method, mlflow_path)
+        inspect = None
+        if captured is not None:
+
+            async def inspect(status: int, request_body: bytes, response_body: bytes) -> None:
+                await self.events.record(
+                    captured,
+                    method,
+                    scope.get("query_string", b""),
+                    key.id,
+                    status,
+                    request_body,
+                    response_body,
+                    self.proxy.client,
+                )
 
         async def before_answer(status: int) -> None:
             if status >= 500:
@@ -252,6 +286,7 @@ class Gateway:
             send=send,
             max_body=max_body,
             on_response_start=before_answer,
+            inspect=inspect,
         )
         exchange.upstream_seconds = result.upstream_seconds
 
@@ -348,6 +383,7 @@ class Gateway:
         checks = {
             "auth_store": await self._check(self._check_store),
             "mlflow": await self._check(self._check_mlflow),
+            "dispatcher": await self._check(self._check_dispatch_lag),
         }
         ok = all(c["ok"] for c in checks.values())
         return (200 if ok else 503), {"status": "ok" if ok else "unavailable", "checks": checks}
@@ -369,6 +405,16 @@ class Gateway:
             return f"{self.engine.dialect.name} reachable"
 
         return await anyio.to_thread.run_sync(probe)
+
+    async def _check_dispatch_lag(self) -> str:
+        lag = await anyio.to_thread.run_sync(dispatch_lag_seconds, self.engine)
+        self.metrics.dispatch_lag.set(lag)
+        if lag > MAX_DISPATCH_LAG:
+            raise RuntimeError(
+                f"the oldest due webhook delivery has waited {lag:.0f} s: is a dispatcher "
+                "running (hokusai serve, or hokusai worker)?"
+            )
+        return f"oldest due delivery waited {lag:.1f} s"
 
     async def _check_mlflow(self) -> str:
         response = await self.proxy.client.get(

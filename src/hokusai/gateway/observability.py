@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from hokusai.keys.format import KEY_LIKE
 
@@ -71,6 +71,25 @@ class Metrics:
             ["limit"],
             registry=self.registry,
         )
+        self.events_emitted = Counter(
+            "hokusai_events_emitted",
+            "Registry events written to the outbox, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "hokusai_webhook_deliveries",
+            "Webhook delivery attempts, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.dispatch_lag = Gauge(
+            "hokusai_webhook_dispatch_lag_seconds",
+            "How long the oldest due webhook delivery has waited.",
+            registry=self.registry,
+        )
+        for outcome in ("delivered", "failed", "dead", "gone"):
+            self.webhook_deliveries.labels(outcome)
         for kind in ("refused", "timeout", "protocol", "5xx"):
             self.upstream_errors.labels(kind)
         for reason in ("missing", "malformed", "unknown", "revoked", "expired", "scope"):

@@ -109,11 +109,15 @@ class MlflowProxy:
         send: Send,
         max_body: int,
         on_response_start: Callable[[int], Awaitable[None]],
+        inspect: Callable[[int, bytes, bytes], Awaitable[None]] | None = None,
     ) -> UpstreamResult:
         """Send the request to MLflow and stream its answer back on ``send``.
 
         ``on_response_start(status)`` runs after MLflow answered and before the client
         sees the status line: the place for work that must precede the answer (audit).
+        With ``inspect``, both bodies are kept (the caller chooses it only for small
+        registry writes) and ``inspect(status, request_body, response_body)`` runs before
+        the answer too: the place where events go into the outbox.
         """
         # The raw (still encoded) path, already checked canonical: MLflow sees exactly
         # the bytes the policy was decided on.
@@ -121,6 +125,9 @@ class MlflowProxy:
         if query_string:
             url += "?" + query_string.decode("latin-1")
         upstream_headers = [(k, v) for k, v in headers if k not in _DROP_REQUEST]
+        if inspect is not None:
+            # An answer that is read must be plain: no compression to undo.
+            upstream_headers = [(k, v) for k, v in upstream_headers if k != b"accept-encoding"]
         key_id, owner = identity
         upstream_headers += [
             (b"x-request-id", request_id.encode()),
@@ -130,7 +137,8 @@ class MlflowProxy:
         has_body = any(k == b"content-length" and v != b"0" for k, v in headers) or any(
             k == b"transfer-encoding" for k, _ in headers
         )
-        content = _stream_body(receive, max_body) if has_body else None
+        sent_body: list[bytes] | None = [] if inspect is not None else None
+        content = _stream_body(receive, max_body, sent_body) if has_body else None
         request = self.client.build_request(method, url, headers=upstream_headers, content=content)
         started = time.perf_counter()
         try:
@@ -158,6 +166,10 @@ class MlflowProxy:
             ) from None
         upstream_seconds = time.perf_counter() - started
         try:
+            answer: bytes | None = None
+            if inspect is not None:
+                answer = b"".join([chunk async for chunk in response.aiter_raw()])
+                await inspect(response.status_code, b"".join(sent_body or []), answer)
             await on_response_start(response.status_code)
             out_headers = [
                 (k.lower(), v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE
@@ -169,9 +181,12 @@ class MlflowProxy:
                     "headers": out_headers,
                 }
             )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if answer is not None:
+                await send({"type": "http.response.body", "body": answer, "more_body": False})
+            else:
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
         return UpstreamResult(response.status_code, upstream_seconds)
@@ -187,7 +202,9 @@ class MlflowProxy:
         )
 
 
-async def _stream_body(receive: Receive, max_body: int) -> AsyncIterator[bytes]:
+async def _stream_body(
+    receive: Receive, max_body: int, keep: list[bytes] | None = None
+) -> AsyncIterator[bytes]:
     received = 0
     while True:
         message = await receive()
@@ -198,6 +215,8 @@ async def _stream_body(receive: Receive, max_body: int) -> AsyncIterator[bytes]:
         if max_body and received > max_body:
             raise BodyTooLarge()
         if chunk:
+            if keep is not None:
+                keep.append(chunk)
             yield chunk
         if not message.get("more_body", False):
             return

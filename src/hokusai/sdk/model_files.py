@@ -32,7 +32,9 @@ def save_model_directory(model: Any, destination: Path) -> str:
             return save_model_directory(_load_pickle(path), destination)
         raise ValidationError(f"model path {path} does not exist")
     if _is_sklearn(model):
-        mlflow.sklearn.save_model(model, str(destination))
+        mlflow.sklearn.save_model(
+            model, str(destination), skops_trusted_types=_skops_types_of(model)
+        )
         return "sklearn"
     if isinstance(model, mlflow.pyfunc.PythonModel):
         mlflow.pyfunc.save_model(str(destination), python_model=model)
@@ -62,6 +64,18 @@ def _is_sklearn(model: Any) -> bool:
     except ImportError:
         return False
     return isinstance(model, BaseEstimator)
+
+
+def _skops_types_of(model: Any) -> list[str] | None:
+    """The types of the caller's own estimator that skops does not trust by default (tree
+    models hold ``sklearn.tree._tree.Tree``). MLflow saves in the skops format and refuses
+    such a model unless its types are named; the caller handed over the object itself."""
+    try:
+        import skops.io
+
+        return skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
+    except Exception:  # not serializable by skops: MLflow's own error says so
+        return None
 
 
 def _load_pickle(path: Path) -> Any:

@@ -1,0 +1,129 @@
+"""One delivery attempt: a signed POST to a receiver, refused for private addresses.
+
+The destination's address is resolved once, checked, and then connected to directly
+(the URL's host still goes in ``Host`` and in TLS SNI): a name that resolves to a
+public address for the check and a private one for the connection (DNS rebinding)
+cannot get through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from hokusai.webhooks.signing import signature_header
+
+SNIPPET_BYTES = 200
+
+
+class DestinationRefused(Exception):
+    """The destination is not allowed (private address, bad URL)."""
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    latency_ms: int
+    response_snippet: str | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        """410 Gone: the receiver asks never to be called again."""
+        return self.status_code == 410
+
+
+def address_allowed(address: str, allow_private: bool) -> bool:
+    ip = ipaddress.ip_address(address)
+    if allow_private:
+        return not ip.is_unspecified
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve_checked(host: str, port: int, allow_private: bool) -> str:
+    """One address of ``host`` that may be called; refuse if any answer is forbidden."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DestinationRefused(f"cannot resolve {host}: {exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    forbidden = [a for a in addresses if not address_allowed(a, allow_private)]
+    if forbidden or not addresses:
+        shown = forbidden[0] if forbidden else "no address"
+        raise DestinationRefused(
+            f"{host} resolves to a private, loopback or link-local address ({shown}); "
+            "webhooks to such addresses are refused unless HOKUSAI_WEBHOOK_ALLOW_PRIVATE=1"
+        )
+    return addresses[0]
+
+
+async def send(
+    client: httpx.AsyncClient,
+    *,
+    url: str,
+    msg_id: str,
+    body: str,
+    secrets_: list[str],
+    allow_private: bool,
+    timeout: float,
+) -> AttemptResult:
+    started = time.perf_counter()
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        address = await resolve_checked(host, port, allow_private)
+    except DestinationRefused as exc:
+        return AttemptResult(None, _ms(started), None, str(exc))
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{port}"
+    direct = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    timestamp = datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "host": parts.netloc.rsplit("@", 1)[-1],
+        "user-agent": "hokusai-webhooks/1",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature_header(msg_id, timestamp, body, secrets_),
+    }
+    try:
+        async with client.stream(
+            "POST",
+            direct,
+            content=body.encode(),
+            headers=headers,
+            timeout=timeout,
+            extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+        ) as response:
+            snippet = b""
+            async for chunk in response.aiter_raw():
+                snippet += chunk
+                if len(snippet) >= SNIPPET_BYTES:
+                    break
+            text = snippet[:SNIPPET_BYTES].decode("utf-8", "replace")
+            error = None
+            if 300 <= response.status_code < 400:
+                error = f"redirect to {response.headers.get('location')!r} not followed"
+            elif not 200 <= response.status_code < 300:
+                error = f"answered {response.status_code}"
+            return AttemptResult(response.status_code, _ms(started), text, error)
+    except httpx.TimeoutException:
+        return AttemptResult(None, _ms(started), None, f"no answer within {timeout:g} s")
+    except httpx.HTTPError as exc:
+        return AttemptResult(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

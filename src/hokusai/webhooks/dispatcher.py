@@ -1,0 +1,170 @@
+"""The dispatcher: takes due deliveries from the outbox, sends them, records the outcome.
+
+Runs as a task inside ``hokusai serve`` or in ``hokusai worker`` processes; any number
+can run side by side (see ``outbox.claim_due``). Retries follow Svix's schedule,
+compressible by ``HOKUSAI_WEBHOOK_RETRY_SCALE`` for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import httpx
+from sqlalchemy import Engine
+
+from hokusai.webhooks import outbox
+from hokusai.webhooks.delivery import AttemptResult, send
+from hokusai.webhooks.events import WEBHOOK_TEST, Event
+from hokusai.webhooks.signing import SecretBox
+
+log = logging.getLogger("hokusai.webhooks")
+
+# Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+SVIX_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    allow_private: bool = False
+    timeout: float = 10.0
+    retry_scale: float = 1.0
+    batch: int = 200
+    concurrency: int = 64
+    poll_interval: float = 0.1
+    lease_seconds: float = 120.0
+
+    @property
+    def schedule(self) -> list[float]:
+        return [s * self.retry_scale for s in SVIX_SCHEDULE]
+
+
+class Dispatcher:
+    def __init__(
+        self, engine: Engine, box: SecretBox, settings: DispatcherSettings, metrics: Any = None
+    ) -> None:
+        self.engine = engine
+        self.box = box
+        self.settings = settings
+        self.metrics = metrics
+        self._client: httpx.AsyncClient | None = None
+
+    async def run(self, stop: anyio.Event) -> None:
+        """Deliver until ``stop`` is set."""
+        async with httpx.AsyncClient(
+            follow_redirects=False,
+            verify=True,
+            limits=httpx.Limits(max_connections=self.settings.concurrency),
+        ) as client:
+            self._client = client
+            while not stop.is_set():
+                try:
+                    sent = await self.run_once()
+                except Exception:  # a store hiccup must not end delivery for good
+                    log.exception("dispatch round failed")
+                    sent = 0
+                if not sent:
+                    with anyio.move_on_after(self.settings.poll_interval):
+                        await stop.wait()
+
+    async def run_once(self) -> int:
+        """One round: claim, send concurrently, record. The number of attempts made."""
+        claimed = await anyio.to_thread.run_sync(
+            lambda: outbox.claim_due(
+                self.engine,
+                limit=self.settings.batch,
+                lease=timedelta(seconds=self.settings.lease_seconds),
+            )
+        )
+        if not claimed:
+            return 0
+        client = self._client or httpx.AsyncClient(follow_redirects=False)
+        limit = asyncio.Semaphore(self.settings.concurrency)
+
+        async def attempt(item: outbox.Claimed) -> tuple[outbox.Claimed, AttemptResult]:
+            async with limit:
+                return item, await send(
+                    client,
+                    url=item.endpoint["url"],
+                    msg_id=item.event_id,
+                    body=item.payload,
+                    secrets_=self._secrets(item.endpoint),
+                    allow_private=self.settings.allow_private,
+                    timeout=self.settings.timeout,
+                )
+
+        outcomes = await asyncio.gather(*(attempt(c) for c in claimed))
+        if client is not self._client:
+            await client.aclose()
+        await anyio.to_thread.run_sync(
+            outbox.record_attempts, self.engine, list(outcomes), self.settings.schedule
+        )
+        if self.metrics is not None:
+            for item, result in outcomes:
+                outcome = (
+                    "delivered"
+                    if result.delivered
+                    else "gone"
+                    if result.gone
+                    else "dead"
+                    if item.attempts >= len(self.settings.schedule)
+                    else "failed"
+                )
+                self.metrics.webhook_deliveries.labels(outcome).inc()
+        return len(outcomes)
+
+    def _secrets(self, endpoint: dict[str, Any]) -> list[str]:
+        secrets = [self.box.open(endpoint["secret_encrypted"])]
+        previous, until = (
+            endpoint.get("previous_secret_encrypted"),
+            outbox.as_utc(endpoint.get("previous_secret_expires_at")),
+        )
+        if previous and until and until > datetime.now(UTC):
+            secrets.append(self.box.open(previous))
+        return secrets
+
+
+async def send_test(
+    engine: Engine,
+    box: SecretBox,
+    settings: DispatcherSettings,
+    endpoint_id: str,
+    key_id: str | None = None,
+) -> dict[str, Any]:
+    """Send a ``webhook.test`` event to one endpoint now; its recorded outcome."""
+    event = Event(
+        WEBHOOK_TEST,
+        {"endpoint_id": endpoint_id, "message": "a test delivery from Hokusai"},
+        key_id,
+        "test",
+    )
+    claimed = await anyio.to_thread.run_sync(
+        lambda: outbox.emit_to_endpoint(
+            engine, event, endpoint_id, timedelta(seconds=settings.lease_seconds)
+        )
+    )
+    dispatcher = Dispatcher(engine, box, settings)
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        result = await send(
+            client,
+            url=claimed.endpoint["url"],
+            msg_id=claimed.event_id,
+            body=claimed.payload,
+            secrets_=dispatcher._secrets(claimed.endpoint),
+            allow_private=settings.allow_private,
+            timeout=settings.timeout,
+        )
+    # A test is one attempt: a failure goes straight to dead, with its reason.
+    await anyio.to_thread.run_sync(outbox.record_attempts, engine, [(claimed, result)], [0.0])
+    return {
+        "event_id": event.id,
+        "delivered": result.delivered,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "error": result.error,
+        "response_snippet": result.response_snippet,
+    }

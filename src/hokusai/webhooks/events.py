@@ -1,0 +1,304 @@
+"""Registry events: their types, and how a successful MLflow write becomes events.
+
+Pure functions, no I/O: the gateway hands over the request and MLflow's answer, and
+gets back the events to put in the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+REGISTERED_MODEL_CREATED = "registered_model.created"
+REGISTERED_MODEL_DELETED = "registered_model.deleted"
+MODEL_VERSION_CREATED = "model_version.created"
+MODEL_VERSION_DELETED = "model_version.deleted"
+MODEL_VERSION_ALIAS_SET = "model_version.alias_set"
+MODEL_VERSION_ALIAS_DELETED = "model_version.alias_deleted"
+MODEL_VERSION_TAG_SET = "model_version.tag_set"
+MODEL_VERSION_STAGE_TRANSITIONED = "model_version.stage_transitioned"
+MODEL_REGISTERED = "model.registered"
+TOKEN_READY_FOR_DEPLOY = "token.ready_for_deploy"
+WEBHOOK_TEST = "webhook.test"
+
+EVENT_TYPES = (
+    REGISTERED_MODEL_CREATED,
+    REGISTERED_MODEL_DELETED,
+    MODEL_VERSION_CREATED,
+    MODEL_VERSION_DELETED,
+    MODEL_VERSION_ALIAS_SET,
+    MODEL_VERSION_ALIAS_DELETED,
+    MODEL_VERSION_TAG_SET,
+    MODEL_VERSION_STAGE_TRANSITIONED,
+    MODEL_REGISTERED,
+    TOKEN_READY_FOR_DEPLOY,
+)
+
+TAG_TOKEN_ID = "hokusai_token_id"
+TAG_BENCHMARK_METRIC = "benchmark_metric"
+TAG_BENCHMARK_VALUE = "benchmark_value"
+TAG_MEASURED_VALUE = "measured_value"
+TAG_LOWER_IS_BETTER = "lower_is_better"
+# Tags whose change can make a version a registered token model or ready for deploy.
+TOKEN_TAGS = {
+    TAG_TOKEN_ID,
+    TAG_BENCHMARK_METRIC,
+    TAG_BENCHMARK_VALUE,
+    TAG_MEASURED_VALUE,
+    TAG_LOWER_IS_BETTER,
+}
+
+# The registry writes that produce events, by (method, MLflow path without version prefix).
+_WRITE = re.compile(
+    r"/(?:ajax-)?api/2\.0/mlflow/(?P<endpoint>registered-models/\S+|model-versions/\S+)"
+)
+CAPTURED = {
+    ("POST", "registered-models/create"),
+    ("DELETE", "registered-models/delete"),
+    ("POST", "model-versions/create"),
+    ("DELETE", "model-versions/delete"),
+    ("POST", "registered-models/alias"),
+    ("DELETE", "registered-models/alias"),
+    ("POST", "model-versions/set-tag"),
+    ("POST", "model-versions/transition-stage"),
+}
+
+
+@dataclass
+class Event:
+    type: str
+    data: dict[str, Any]
+    key_id: str | None = None
+    source: str = "gateway"
+    dedupe_key: str | None = None
+    id: str = field(default_factory=lambda: "evt_" + uuid.uuid4().hex)
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def model_name(self) -> str | None:
+        return self.data.get("name")
+
+    @property
+    def model_version(self) -> str | None:
+        version = self.data.get("version")
+        return str(version) if version is not None else None
+
+    def body(self) -> str:
+        """The JSON a receiver gets (the Standard Webhooks payload shape)."""
+        return json.dumps(
+            {
+                "id": self.id,
+                "type": self.type,
+                "timestamp": self.occurred_at.isoformat(),
+                "key_id": self.key_id,
+                "data": self.data,
+            },
+            sort_keys=True,
+        )
+
+
+def captured_endpoint(method: str, mlflow_path: str) -> str | None:
+    """The registry endpoint of a write that produces events, else None."""
+    match = _WRITE.fullmatch(mlflow_path)
+    if match and (method, match["endpoint"]) in CAPTURED:
+        return match["endpoint"]
+    return None
+
+
+def request_fields(body: bytes, query_string: bytes) -> dict[str, Any]:
+    """The fields of a request: its JSON body, else its query string (MLflow takes both)."""
+    if body:
+        try:
+            parsed = json.loads(body)
+            if isinstance(parsed, dict):
+                return parsed
+        except ValueError:
+            pass
+    return dict(parse_qsl(query_string.decode("latin-1")))
+
+
+def version_data(version: dict[str, Any]) -> dict[str, Any]:
+    """What a receiver needs of a model version."""
+    tags = version.get("tags") or []
+    tag_map = tags if isinstance(tags, dict) else {t["key"]: t.get("value") for t in tags}
+    data = {
+        "name": version.get("name"),
+        "version": str(version.get("version")),
+        "run_id": version.get("run_id") or None,
+        "source": version.get("source"),
+        "tags": tag_map,
+        "token_id": tag_map.get(TAG_TOKEN_ID),
+    }
+    if TAG_BENCHMARK_METRIC in tag_map:
+        data["metric"] = {
+            "name": tag_map.get(TAG_BENCHMARK_METRIC),
+            "benchmark_value": _float(tag_map.get(TAG_BENCHMARK_VALUE)),
+            "measured_value": _float(tag_map.get(TAG_MEASURED_VALUE)),
+            "lower_is_better": tag_map.get(TAG_LOWER_IS_BETTER) == "true",
+        }
+    return data
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def is_ready_for_deploy(data: dict[str, Any]) -> bool:
+    """A token model whose measured metric meets its benchmark."""
+    metric = data.get("metric")
+    if not data.get("token_id") or not metric:
+        return False
+    measured, benchmark = metric.get("measured_value"), metric.get("benchmark_value")
+    if measured is None or benchmark is None:
+        return False
+    return bool(measured <= benchmark if metric.get("lower_is_better") else measured >= benchmark)
+
+
+def instance_key(event_type: str, name: Any, version: Any, created_ms: Any) -> str:
+    """Dedupe key of a change to one version *instance*: a name and number can come back
+    after a deletion, its creation time cannot."""
+    return f"{event_type}:{name}:{version}:{created_ms}"
+
+
+def token_events(version: dict[str, Any], key_id: str | None, source: str) -> list[Event]:
+    """``model.registered`` and ``token.ready_for_deploy`` for a version, once each."""
+    data = version_data(version)
+    created_ms = version.get("creation_timestamp")
+    found: list[Event] = []
+    if data.get("token_id"):
+        found.append(
+            Event(
+                MODEL_REGISTERED,
+                data,
+                key_id,
+                source,
+                dedupe_key=instance_key(
+                    MODEL_REGISTERED, data["name"], data["version"], created_ms
+                ),
+            )
+        )
+    if is_ready_for_deploy(data):
+        found.append(
+            Event(
+                TOKEN_READY_FOR_DEPLOY,
+                data,
+                key_id,
+                source,
+                dedupe_key=instance_key(
+                    TOKEN_READY_FOR_DEPLOY, data["name"], data["version"], created_ms
+                ),
+            )
+        )
+    return found
+
+
+def version_created_events(version: dict[str, Any], key_id: str | None, source: str) -> list[Event]:
+    data = version_data(version)
+    created = Event(
+        MODEL_VERSION_CREATED,
+        data,
+        key_id,
+        source,
+        dedupe_key=instance_key(
+            MODEL_VERSION_CREATED, data["name"], data["version"], version.get("creation_timestamp")
+        ),
+    )
+    return [created, *token_events(version, key_id, source)]
+
+
+def model_created_event(model: dict[str, Any], key_id: str | None, source: str) -> Event:
+    name = model.get("name")
+    return Event(
+        REGISTERED_MODEL_CREATED,
+        {"name": name, "tags": _tags(model)},
+        key_id,
+        source,
+        dedupe_key=f"{REGISTERED_MODEL_CREATED}:{name}:{model.get('creation_timestamp')}",
+    )
+
+
+def events_for_write(
+    endpoint: str,
+    method: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    key_id: str | None,
+    current_version: dict[str, Any] | None = None,
+) -> list[Event]:
+    """The events of a registry write MLflow answered with 2xx.
+
+    ``current_version``: the version as it is after a tag change (fetched by the caller
+    when the tag matters for the token events).
+    """
+    key = (method, endpoint)
+    if key == ("POST", "registered-models/create"):
+        return [model_created_event(response.get("registered_model", {}), key_id, "gateway")]
+    if key == ("DELETE", "registered-models/delete"):
+        return [Event(REGISTERED_MODEL_DELETED, {"name": request.get("name")}, key_id)]
+    if key == ("POST", "model-versions/create"):
+        return version_created_events(response.get("model_version", {}), key_id, "gateway")
+    if key == ("DELETE", "model-versions/delete"):
+        name, version = request.get("name"), str(request.get("version"))
+        return [Event(MODEL_VERSION_DELETED, {"name": name, "version": version}, key_id)]
+    if key == ("POST", "registered-models/alias"):
+        return [
+            Event(
+                MODEL_VERSION_ALIAS_SET,
+                {
+                    "name": request.get("name"),
+                    "alias": request.get("alias"),
+                    "version": str(request.get("version")),
+                },
+                key_id,
+            )
+        ]
+    if key == ("DELETE", "registered-models/alias"):
+        return [
+            Event(
+                MODEL_VERSION_ALIAS_DELETED,
+                {"name": request.get("name"), "alias": request.get("alias")},
+                key_id,
+            )
+        ]
+    if key == ("POST", "model-versions/set-tag"):
+        found = [
+            Event(
+                MODEL_VERSION_TAG_SET,
+                {
+                    "name": request.get("name"),
+                    "version": str(request.get("version")),
+                    "key": request.get("key"),
+                    "value": request.get("value"),
+                },
+                key_id,
+            )
+        ]
+        if current_version is not None:
+            found += token_events(current_version, key_id, "gateway")
+        return found
+    if key == ("POST", "model-versions/transition-stage"):
+        version = response.get("model_version", {})
+        return [
+            Event(
+                MODEL_VERSION_STAGE_TRANSITIONED,
+                {
+                    "name": request.get("name"),
+                    "version": str(request.get("version")),
+                    "stage": version.get("current_stage") or request.get("stage"),
+                },
+                key_id,
+            )
+        ]
+    return []
+
+
+def _tags(entity: dict[str, Any]) -> dict[str, Any]:
+    return {t["key"]: t.get("value") for t in entity.get("tags") or []}

@@ -1,0 +1,397 @@
+"""The outbox: events, their fan-out into deliveries, and the delivery bookkeeping.
+
+Every function here is one transaction. Claiming uses ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so dispatchers in any number of processes never take the same delivery;
+SQLite has one writer at a time, which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hokusai.db.schema import deliveries, delivery_attempts, events, webhook_endpoints
+from hokusai.webhooks.delivery import AttemptResult
+from hokusai.webhooks.events import Event
+
+PENDING, FAILED, DELIVERED, DEAD = "pending", "failed", "delivered", "dead"
+DELIVERY_STATUSES = (PENDING, FAILED, DELIVERED, DEAD)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def endpoint_wants(endpoint: dict[str, Any], event_type: str, model_name: str | None) -> bool:
+    types = json.loads(endpoint["event_types"])
+    if types and event_type not in types:
+        return False
+    pattern = endpoint["model_filter"]
+    return not pattern or (model_name is not None and fnmatch.fnmatchcase(model_name, pattern))
+
+
+def emit(engine: Engine, new_events: list[Event]) -> list[Event]:
+    """Store events and their deliveries, atomically per event; the events stored.
+
+    An event whose dedupe key is already stored is skipped: that is how the reconciler
+    and the gateway never emit the same change twice.
+    """
+    stored = []
+    for event in new_events:
+        try:
+            with engine.begin() as conn:
+                _insert_event(conn, event)
+            stored.append(event)
+        except IntegrityError:
+            continue
+    return stored
+
+
+def _insert_event(conn: Connection, event: Event) -> None:
+    result = conn.execute(
+        events.insert().values(
+            id=event.id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            key_id=event.key_id,
+            model_name=event.model_name,
+            model_version=event.model_version,
+            payload=event.body(),
+            dedupe_key=event.dedupe_key,
+            source=event.source,
+        )
+    )
+    seq = result.inserted_primary_key[0]  # type: ignore[index]
+    endpoints = conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.enabled)).all()
+    now = utcnow()
+    rows = [
+        {
+            "event_seq": seq,
+            "event_id": event.id,
+            "endpoint_id": e.id,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for e in endpoints
+        if endpoint_wants(dict(e._mapping), event.type, event.model_name)
+    ]
+    if rows:
+        conn.execute(deliveries.insert(), rows)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    event_id: str
+    event_seq: int
+    attempts: int
+    payload: str
+    endpoint: dict[str, Any]
+
+
+def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries for this dispatcher, oldest event first."""
+    now = utcnow()
+    with engine.begin() as conn:
+        due = (
+            select(deliveries.c.id)
+            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+            .where(
+                deliveries.c.status.in_((PENDING, FAILED)),
+                deliveries.c.next_attempt_at <= now,
+                or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                webhook_endpoints.c.enabled,
+            )
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
+            .limit(limit)
+        )
+        if conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=deliveries)
+        ids = []
+        for row in conn.execute(due).all():
+            # Conditional on the lease still being free: of two dispatchers that saw the
+            # same row (possible on SQLite), only one update matches.
+            taken = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == row.id,
+                    deliveries.c.status.in_((PENDING, FAILED)),
+                    or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                )
+                .values(lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
+            )
+            if taken.rowcount == 1:
+                ids.append(row.id)
+        if not ids:
+            return []
+        rows = conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.event_id,
+                deliveries.c.event_seq,
+                deliveries.c.attempts,
+                events.c.payload,
+                webhook_endpoints,
+            )
+            .join(events, events.c.id == deliveries.c.event_id)
+            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+            .where(deliveries.c.id.in_(ids))
+            .order_by(deliveries.c.event_seq)
+        ).all()
+    claimed = []
+    for row in rows:
+        m = row._mapping
+        endpoint = {c.name: m[c.name] for c in webhook_endpoints.c if c.name in m}
+        endpoint["id"] = m[webhook_endpoints.c.id]
+        claimed.append(
+            Claimed(m["id"], m["event_id"], m["event_seq"], m["attempts"], m["payload"], endpoint)
+        )
+    return claimed
+
+
+def record_attempts(
+    engine: Engine, outcomes: list[tuple[Claimed, AttemptResult]], schedule: list[float]
+) -> None:
+    """Store each attempt and move its delivery on: delivered, retry later, or dead."""
+    now = utcnow()
+    with engine.begin() as conn:
+        for claimed, result in outcomes:
+            conn.execute(
+                delivery_attempts.insert().values(
+                    delivery_id=claimed.delivery_id,
+                    attempted_at=now,
+                    status_code=result.status_code,
+                    latency_ms=result.latency_ms,
+                    response_snippet=result.response_snippet,
+                    error=result.error,
+                )
+            )
+            values: dict[str, Any] = {
+                "lease_until": None,
+                "last_status_code": result.status_code,
+                "last_error": result.error,
+                "updated_at": now,
+            }
+            if result.delivered:
+                values.update(status=DELIVERED, next_attempt_at=None)
+            elif result.gone:
+                values.update(status=DEAD, next_attempt_at=None)
+                conn.execute(
+                    update(webhook_endpoints)
+                    .where(webhook_endpoints.c.id == claimed.endpoint["id"])
+                    .values(
+                        enabled=False,
+                        updated_at=now,
+                        disabled_reason="the receiver answered 410 Gone",
+                    )
+                )
+            elif claimed.attempts >= len(schedule):
+                values.update(status=DEAD, next_attempt_at=None)
+            else:
+                values.update(
+                    status=FAILED,
+                    next_attempt_at=now + timedelta(seconds=schedule[claimed.attempts]),
+                )
+            conn.execute(
+                update(deliveries).where(deliveries.c.id == claimed.delivery_id).values(**values)
+            )
+
+
+def replay(
+    engine: Engine,
+    *,
+    event_id: str | None = None,
+    since: datetime | None = None,
+    endpoint_id: str | None = None,
+) -> int:
+    """Deliver events again: one event, or every event since a time. The count queued.
+
+    Endpoints that never had a delivery of an event (added later) get one now.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        query = select(events.c.seq, events.c.id, events.c.type, events.c.model_name)
+        if event_id:
+            query = query.where(events.c.id == event_id)
+        if since:
+            query = query.where(events.c.occurred_at >= since)
+        chosen = conn.execute(query.order_by(events.c.seq)).all()
+        if event_id and not chosen:
+            raise LookupError(f"no event {event_id!r}")
+        endpoint_query = select(webhook_endpoints).where(webhook_endpoints.c.enabled)
+        if endpoint_id:
+            endpoint_query = endpoint_query.where(webhook_endpoints.c.id == endpoint_id)
+        endpoints = [dict(e._mapping) for e in conn.execute(endpoint_query)]
+        queued = 0
+        for event in chosen:
+            for endpoint in endpoints:
+                if not endpoint_wants(endpoint, event.type, event.model_name):
+                    continue
+                reset = conn.execute(
+                    update(deliveries)
+                    .where(
+                        and_(
+                            deliveries.c.event_id == event.id,
+                            deliveries.c.endpoint_id == endpoint["id"],
+                        )
+                    )
+                    .values(
+                        status=PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        lease_until=None,
+                        updated_at=now,
+                    )
+                )
+                if reset.rowcount == 0:
+                    conn.execute(
+                        deliveries.insert().values(
+                            event_seq=event.seq,
+                            event_id=event.id,
+                            endpoint_id=endpoint["id"],
+                            status=PENDING,
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                queued += 1
+    return queued
+
+
+def dispatch_lag_seconds(engine: Engine) -> float:
+    """How long the oldest due delivery has waited; 0 when none is due."""
+    now = utcnow()
+    with engine.connect() as conn:
+        oldest = conn.execute(
+            select(func.min(deliveries.c.next_attempt_at))
+            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+            .where(
+                deliveries.c.status.in_((PENDING, FAILED)),
+                deliveries.c.next_attempt_at <= now,
+                webhook_endpoints.c.enabled,
+            )
+        ).scalar()
+    oldest = as_utc(oldest)
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+
+def list_deliveries(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    endpoint_id: str | None = None,
+    event_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    query = (
+        select(
+            deliveries,
+            events.c.type.label("event_type"),
+            events.c.model_name,
+            events.c.model_version,
+        )
+        .join(events, events.c.id == deliveries.c.event_id)
+        .order_by(deliveries.c.id.desc())
+        .limit(max(1, min(limit, 10_000)))
+    )
+    if status:
+        query = query.where(deliveries.c.status == status)
+    if endpoint_id:
+        query = query.where(deliveries.c.endpoint_id == endpoint_id)
+    if event_id:
+        query = query.where(deliveries.c.event_id == event_id)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        ids = [r["id"] for r in rows]
+        attempts: dict[int, list[dict[str, Any]]] = {}
+        if ids:
+            for a in conn.execute(
+                select(delivery_attempts)
+                .where(delivery_attempts.c.delivery_id.in_(ids))
+                .order_by(delivery_attempts.c.id)
+            ):
+                entry = dict(a._mapping)
+                entry["attempted_at"] = as_utc(entry["attempted_at"]).isoformat()  # type: ignore[union-attr]
+                attempts.setdefault(entry.pop("delivery_id"), []).append(entry)
+    for row in rows:
+        for column in ("next_attempt_at", "lease_until", "created_at", "updated_at"):
+            value = as_utc(row[column])
+            row[column] = value.isoformat() if value else None
+        row["attempt_log"] = attempts.get(row["id"], [])
+    return rows
+
+
+def list_events(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    model_name: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    query = select(events).order_by(events.c.seq.desc()).limit(max(1, min(limit, 10_000)))
+    if since:
+        query = query.where(events.c.occurred_at >= since)
+    if model_name:
+        query = query.where(events.c.model_name == model_name)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        row["occurred_at"] = as_utc(row["occurred_at"]).isoformat()  # type: ignore[union-attr]
+        row["payload"] = json.loads(row["payload"])
+    return rows
+
+
+def emit_to_endpoint(engine: Engine, event: Event, endpoint_id: str, lease: timedelta) -> Claimed:
+    """Store ``event`` with one delivery, to ``endpoint_id``, already claimed by the caller
+    (a test delivery: made at once, never retried)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        seq = conn.execute(
+            events.insert().values(
+                id=event.id,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                key_id=event.key_id,
+                model_name=None,
+                model_version=None,
+                payload=event.body(),
+                dedupe_key=None,
+                source=event.source,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        delivery_id = conn.execute(
+            deliveries.insert().values(
+                event_seq=seq,
+                event_id=event.id,
+                endpoint_id=endpoint_id,
+                status=PENDING,
+                attempts=1,
+                next_attempt_at=None,
+                lease_until=now + lease,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        endpoint = dict(
+            conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
+            .one()
+            ._mapping
+        )
+    return Claimed(int(delivery_id), event.id, int(seq), 1, event.body(), endpoint)
