@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hokusai.cli import account, audit, gc, keys, models, serve, webhooks, worker
+from hokusai.cli import account, audit, doctor, gc, keys, models, serve, webhooks, worker
 from hokusai.version import __version__
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(models.models_app, name="models")
 app.command("gc")(gc.gc)
 app.add_typer(webhooks.app, name="webhooks")
 app.command("worker")(worker.worker)
+app.command("doctor")(doctor.doctor)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import httpx
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
 from hokusai.db.engine import make_engine
@@ -315,6 +316,16 @@ class Gateway:
         except GatewayError as error:
             self._auth_failed(exchange, error.reason)
             raise
+        except SQLAlchemyError as exc:
+            log.error("auth store unreachable: %s", type(exc).__name__)
+            raise GatewayError(
+                "TEMPORARILY_UNAVAILABLE",
+                "The gateway cannot reach its auth store to check the API key. Retry shortly; "
+                "operators: /ready names the failing dependency, `hokusai doctor --server` "
+                "checks it.",
+                headers={"Retry-After": "2"},
+                reason="auth_store_unavailable",
+            ) from None
 
     def _auth_failed(self, exchange: Exchange, reason: str) -> None:
         self.metrics.auth_failures.labels(reason).inc()

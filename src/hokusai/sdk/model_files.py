@@ -8,6 +8,8 @@ from typing import Any
 
 from hokusai.sdk.errors import ValidationError
 
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
 
 def save_model_directory(model: Any, destination: Path) -> str:
     """Write ``model`` as an MLflow model into ``destination``; return its flavour.
@@ -18,6 +20,24 @@ def save_model_directory(model: Any, destination: Path) -> str:
     """
     import mlflow
 
+    check_model(model)
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if path.is_dir():
+            _copy_tree(path, destination)
+            return _flavour_of(destination)
+        return save_model_directory(_load_pickle(path), destination)
+    if _is_sklearn(model):
+        mlflow.sklearn.save_model(
+            model, str(destination), skops_trusted_types=_skops_types_of(model)
+        )
+        return "sklearn"
+    mlflow.pyfunc.save_model(str(destination), python_model=model)
+    return "python_function"
+
+
+def check_model(model: Any) -> None:
+    """Refuse what :func:`save_model_directory` cannot save, before anything is sent."""
     if isinstance(model, str | Path):
         path = Path(model)
         if path.is_dir():
@@ -26,19 +46,17 @@ def save_model_directory(model: Any, destination: Path) -> str:
                     f"{path} is a directory without an MLmodel file: save the model with "
                     "mlflow.<flavour>.save_model(), or pass the fitted estimator itself"
                 )
-            _copy_tree(path, destination)
-            return _flavour_of(destination)
-        if path.is_file():
-            return save_model_directory(_load_pickle(path), destination)
-        raise ValidationError(f"model path {path} does not exist")
+        elif not path.is_file():
+            raise ValidationError(f"model path {path} does not exist")
+        elif path.suffix not in PICKLE_SUFFIXES:
+            raise _not_a_pickle(path)
+        return
     if _is_sklearn(model):
-        mlflow.sklearn.save_model(
-            model, str(destination), skops_trusted_types=_skops_types_of(model)
-        )
-        return "sklearn"
+        return
+    import mlflow.pyfunc
+
     if isinstance(model, mlflow.pyfunc.PythonModel):
-        mlflow.pyfunc.save_model(str(destination), python_model=model)
-        return "python_function"
+        return
     raise ValidationError(
         f"cannot register a {type(model).__name__}: pass a fitted scikit-learn estimator, an "
         "mlflow.pyfunc.PythonModel, a directory saved by mlflow.<flavour>.save_model(), or a "
@@ -83,15 +101,19 @@ def _load_pickle(path: Path) -> Any:
         import joblib
 
         return joblib.load(path)
-    if path.suffix not in (".pkl", ".pickle"):
-        raise ValidationError(
-            f"{path} is not a .pkl, .pickle or .joblib file, nor an MLflow model directory"
-        )
+    if path.suffix not in PICKLE_SUFFIXES:
+        raise _not_a_pickle(path)
     with path.open("rb") as handle:
         try:
             return pickle.load(handle)
         except Exception as exc:
             raise ValidationError(f"cannot unpickle {path}: {exc}") from None
+
+
+def _not_a_pickle(path: Path) -> ValidationError:
+    return ValidationError(
+        f"{path} is not a .pkl, .pickle or .joblib file, nor an MLflow model directory"
+    )
 
 
 def _copy_tree(source: Path, destination: Path) -> None:

@@ -1,0 +1,291 @@
+"""The client-side walk: configuration, DNS, connection, the gateway, the key, MLflow
+behind it, and optionally a scratch write and a webhook test. It stops at the first
+hop that fails, since every later hop depends on it."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from hokusai.doctor.report import HopFailed, Report
+from hokusai.keys.format import MalformedKeyError, parse_key
+from hokusai.sdk.config import ClientConfig, resolve
+from hokusai.sdk.errors import ConfigurationError
+
+TIMEOUT = 10.0
+DOCTOR_EXPERIMENT = "hokusai-doctor"
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or f"HTTP {response.status_code}"
+    if isinstance(body, dict) and "message" in body:
+        return f"{body.get('error_code')}: {body['message']}"
+    return str(body)[:200]
+
+
+class ClientDoctor:
+    def __init__(
+        self,
+        api_url: str | None,
+        api_key: str | None,
+        profile: str | None = None,
+        *,
+        write: bool = False,
+        webhook: str | None = None,
+    ) -> None:
+        self.api_url, self.api_key, self.profile = api_url, api_key, profile
+        self.write, self.webhook = write, webhook
+        self.config: ClientConfig | None = None
+        self.address: tuple[str, int] | None = None
+        self.http: httpx.Client | None = None
+
+    def run(self) -> Report:
+        report = Report()
+        hops = [
+            ("config", self.check_config),
+            ("dns", self.check_dns),
+            ("connect", self.check_connect),
+            ("health", self.check_health),
+            ("auth", self.check_auth),
+            ("proxy_read", self.check_proxy_read),
+        ]
+        if self.write:
+            hops.append(("write", self.check_write))
+        if self.webhook:
+            hops.append(("webhooks", self.check_webhook))
+        try:
+            for name, check in hops:
+                if not report.run(name, check):
+                    break
+        finally:
+            if self.http is not None:
+                self.http.close()
+        return report
+
+    # ---- hops -------------------------------------------------------------------------
+
+    def check_config(self) -> str:
+        try:
+            self.config = resolve(self.api_key, self.api_url, self.profile)
+        except ConfigurationError as exc:
+            raise HopFailed(
+                str(exc),
+                "Set HOKUSAI_API_KEY and HOKUSAI_API_URL, pass --api-key "
+                "and --api-url, or run `hokusai login`.",
+            ) from None
+        try:
+            parse_key(self.config.api_key)
+        except MalformedKeyError as exc:
+            raise HopFailed(
+                f"the API key (from {self.config.key_source}) is malformed: {exc}",
+                "Copy the key again, whole, from where it was issued; keys look like "
+                "hk_live_ followed by 38 letters and digits.",
+            ) from None
+        return (
+            f"URL {self.config.api_url} (from {self.config.url_source}); key "
+            f"{self.config.api_key[:14]}… (from {self.config.key_source}), checksum valid"
+        )
+
+    def _host_port(self) -> tuple[str, int, str]:
+        assert self.config is not None
+        parts = urlsplit(self.config.api_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname or "", port, parts.scheme
+
+    def check_dns(self) -> str:
+        host, port, _ = self._host_port()
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise HopFailed(
+                f"cannot resolve {host}: {exc.strerror}",
+                f"Check the host name in HOKUSAI_API_URL ({host}) and your DNS.",
+            ) from None
+        address = str(infos[0][4][0])
+        self.address = (address, port)
+        return f"{host} → {', '.join(sorted({str(i[4][0]) for i in infos}))}"
+
+    def check_connect(self) -> str:
+        host, port, scheme = self._host_port()
+        assert self.address is not None
+        try:
+            with socket.create_connection(self.address, timeout=TIMEOUT) as sock:
+                if scheme == "https":
+                    context = ssl.create_default_context()
+                    with context.wrap_socket(sock, server_hostname=host) as tls:
+                        return f"TCP and TLS ({tls.version()}) to {host}:{port}"
+        except ConnectionRefusedError:
+            raise HopFailed(
+                f"nothing listens on {host}:{port} (connection refused)",
+                "Start the gateway (`hokusai serve`) or fix the port in HOKUSAI_API_URL.",
+            ) from None
+        except ssl.SSLError as exc:
+            raise HopFailed(
+                f"TLS with {host}:{port} failed: {exc.reason}",
+                "Check the server's certificate, or use http:// for a server without TLS.",
+            ) from None
+        except OSError as exc:
+            raise HopFailed(
+                f"cannot connect to {host}:{port}: {exc}",
+                "Check that the host is up and no firewall blocks the port.",
+            ) from None
+        return f"TCP to {host}:{port}"
+
+    def _client(self) -> httpx.Client:
+        assert self.config is not None
+        if self.http is None:
+            self.http = httpx.Client(
+                base_url=self.config.api_url,
+                timeout=TIMEOUT,
+                follow_redirects=False,
+                headers={"Authorization": f"Bearer {self.config.api_key}"},
+            )
+        return self.http
+
+    def check_health(self) -> str:
+        assert self.config is not None
+        try:
+            response = self._client().get("/health")
+        except httpx.HTTPError as exc:
+            raise HopFailed(f"GET /health failed: {exc}", "Check the gateway's log.") from None
+        body: Any = None
+        try:
+            body = response.json()
+        except ValueError:
+            pass
+        if (
+            response.status_code == 200
+            and isinstance(body, dict)
+            and body.get("service") == "hokusai-gateway"
+        ):
+            return f"Hokusai gateway {body.get('version')} at {self.config.api_url}"
+        if isinstance(body, dict) and body.get("error_code") == "ENDPOINT_NOT_FOUND":
+            base = (
+                f"{urlsplit(self.config.api_url).scheme}://{urlsplit(self.config.api_url).netloc}"
+            )
+            raise HopFailed(
+                f"a Hokusai gateway answered, but {self.config.api_url} is not its base URL",
+                f"Set HOKUSAI_API_URL={base} (the MLflow tracking URI is {base}/api/mlflow).",
+            )
+        raise HopFailed(
+            f"{self.config.api_url}/health answered {response.status_code} "
+            f"{response.text[:80]!r}: this is not a Hokusai gateway",
+            "Point HOKUSAI_API_URL at the Hokusai gateway (if this is MLflow itself, use the "
+            "gateway in front of it; the tracking URI is <gateway>/api/mlflow).",
+        )
+
+    def check_auth(self) -> str:
+        response = self._client().get("/api/v1/whoami")
+        if response.status_code == 200:
+            me = response.json()
+            return f"key {me['id']} of {me['owner']}, scope {me['scope']}, {me['state']}"
+        message = _message(response)
+        if response.status_code == 401:
+            fix = (
+                "Ask an admin for a new key (`hokusai keys create`), or rotate this one "
+                "(`hokusai keys rotate`)."
+            )
+            if "Unknown" in message:
+                fix = (
+                    "This server never issued the key: check HOKUSAI_API_URL points at the "
+                    "deployment that issued it, or ask its admin for a key."
+                )
+            raise HopFailed(message, fix)
+        if response.status_code == 503:
+            raise HopFailed(
+                message,
+                "The gateway cannot check keys: its auth store is down. "
+                "Operators: run `hokusai doctor --server`.",
+            )
+        raise HopFailed(
+            f"{response.status_code} {message}",
+            f"Check the gateway's log for the request id {response.headers.get('x-request-id')}.",
+        )
+
+    def check_proxy_read(self) -> str:
+        response = self._client().get(
+            "/api/mlflow/api/2.0/mlflow/experiments/search", params={"max_results": 1}
+        )
+        if response.status_code == 200:
+            return "MLflow answered experiments/search through /api/mlflow"
+        message = _message(response)
+        if response.status_code in (503, 504):
+            raise HopFailed(
+                message,
+                "The gateway cannot reach MLflow. Operators: check "
+                "/ready and run `hokusai doctor --server`.",
+            )
+        raise HopFailed(
+            f"{response.status_code} {message}",
+            f"Check the gateway's log for request id {response.headers.get('x-request-id')}.",
+        )
+
+    def check_write(self) -> str:
+        client = self._client()
+        base = "/api/mlflow/api/2.0/mlflow/"
+        found = client.get(
+            base + "experiments/get-by-name", params={"experiment_name": DOCTOR_EXPERIMENT}
+        )
+        if found.status_code == 200:
+            experiment_id = found.json()["experiment"]["experiment_id"]
+        else:
+            created = client.post(base + "experiments/create", json={"name": DOCTOR_EXPERIMENT})
+            self._raise_for_write(created, "experiments/create")
+            experiment_id = created.json()["experiment_id"]
+        run = client.post(
+            base + "runs/create",
+            json={"experiment_id": experiment_id, "run_name": f"doctor-{uuid.uuid4().hex[:8]}"},
+        )
+        self._raise_for_write(run, "runs/create")
+        run_id = run.json()["run"]["info"]["run_id"]
+        metric = client.post(
+            base + "runs/log-metric",
+            json={"run_id": run_id, "key": "doctor", "value": 1.0, "timestamp": 0, "step": 0},
+        )
+        cleanup = client.post(base + "runs/delete", json={"run_id": run_id})
+        self._raise_for_write(metric, "runs/log-metric")
+        self._raise_for_write(cleanup, "runs/delete")
+        return f"created and deleted a scratch run in experiment '{DOCTOR_EXPERIMENT}'"
+
+    def _raise_for_write(self, response: httpx.Response, what: str) -> None:
+        if response.status_code < 400:
+            return
+        message = _message(response)
+        fix = f"See the message; request id {response.headers.get('x-request-id')}."
+        if response.status_code == 403:
+            fix = "This key cannot write: ask an admin for a key with the 'write' scope."
+        raise HopFailed(f"{what}: {message}", fix)
+
+    def check_webhook(self) -> str:
+        response = self._client().post(f"/api/v1/webhooks/{self.webhook}/test")
+        if response.status_code != 200:
+            fix = (
+                "Webhook tests need an admin key."
+                if response.status_code == 403
+                else ("Check the endpoint id with `hokusai webhooks list`.")
+            )
+            raise HopFailed(f"{response.status_code} {_message(response)}", fix)
+        outcome = response.json()
+        if outcome["delivered"]:
+            return (
+                f"test event delivered to {self.webhook}: {outcome['status_code']} in "
+                f"{outcome['latency_ms']} ms"
+            )
+        raise HopFailed(
+            f"test event to {self.webhook} not delivered: {outcome['error']}"
+            + (
+                f" (answer: {outcome['response_snippet']!r})"
+                if outcome.get("response_snippet")
+                else ""
+            ),
+            "Fix the receiver (it must answer 2xx within the timeout), then `hokusai webhooks "
+            "replay --since 1h --endpoint " + str(self.webhook) + "` for what it missed.",
+        )
