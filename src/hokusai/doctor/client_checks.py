@@ -4,6 +4,7 @@ hop that fails, since every later hop depends on it."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import uuid
@@ -157,10 +158,8 @@ class ClientDoctor:
         except httpx.HTTPError as exc:
             raise HopFailed(f"GET /health failed: {exc}", "Check the gateway's log.") from None
         body: Any = None
-        try:
+        with contextlib.suppress(ValueError):
             body = response.json()
-        except ValueError:
-            pass
         if (
             response.status_code == 200
             and isinstance(body, dict)
