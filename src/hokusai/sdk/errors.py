@@ -113,7 +113,8 @@ class RegistrationError(HokusaiError):
     ) -> None:
         leftovers = ", ".join(f"{k}={v}" for k, v in left_behind.items() if v) or "nothing"
         super().__init__(
-            f"registration {registration_id} failed at step '{step}': {cause}. Left behind: "
+            f"registration {registration_id} failed at step '{step}': "
+            f"{str(cause).rstrip('.')}. Left behind: "
             f"{leftovers}. Retry with registration_id={registration_id!r} to resume, or run "
             "`hokusai gc` to remove the leftovers."
         )

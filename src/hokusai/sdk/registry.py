@@ -16,7 +16,7 @@ from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.artifacts import artifact_root_path, download_directory, upload_directory
 from hokusai.sdk.config import resolve
 from hokusai.sdk.errors import NotFoundError, ValidationError
-from hokusai.sdk.model_files import save_model_directory
+from hokusai.sdk.model_files import check_model, save_model_directory
 from hokusai.sdk.results import ModelVersion, RegistrationResult
 from hokusai.sdk.saga import (
     STATUS_COMPLETE,
@@ -215,6 +215,9 @@ class ModelRegistry:
             raise ValidationError("delta_metrics must name at least one metric and its change")
         if not isinstance(contributor, str) or not 0 < len(contributor.strip()) <= 200:
             raise ValidationError("contributor must be a non-empty string of at most 200 chars")
+        measured = _check_metrics(metrics)
+        if not _is_model_uri(model):
+            _check_model_argument(model)
         baseline = self._resolve_version(baseline_id)
         tags = {
             TAG_BASELINE: f"{baseline.name}/{baseline.version}",
@@ -231,7 +234,7 @@ class ModelRegistry:
         ):
             if key in baseline.tags:
                 tags[key] = baseline.tags[key]
-        run_metrics = {**_check_metrics(metrics), **{f"delta_{k}": v for k, v in deltas.items()}}
+        run_metrics = {**measured, **{f"delta_{k}": v for k, v in deltas.items()}}
         return self._register(
             model,
             baseline.name,
@@ -307,12 +310,7 @@ class ModelRegistry:
             raise ValidationError("registration_id may hold 1-128 letters, digits and _ . : - only")
         if alias is not None:
             _check_name(alias, "alias")
-        existing_uri = (
-            model
-            if isinstance(model, str)
-            and model.startswith(("runs:/", "models:/", "mlflow-artifacts:/"))
-            else None
-        )
+        existing_uri = model if _is_model_uri(model) else None
         if existing_uri is None:
             _check_model_argument(model)
         t = self._transport
@@ -711,6 +709,10 @@ def _metadata_tags(metadata: dict[str, Any] | None) -> dict[str, str]:
     return tags
 
 
+def _is_model_uri(model: Any) -> bool:
+    return isinstance(model, str) and model.startswith(("runs:/", "models:/", "mlflow-artifacts:/"))
+
+
 def _check_model_argument(model: Any) -> None:
     if model is None:
         raise ValidationError("model is required")
@@ -718,3 +720,4 @@ def _check_model_argument(model: Any) -> None:
         raise ValidationError(
             f"model {str(model)!r} is neither an existing path nor a runs:/ or models:/ URI"
         )
+    check_model(model)
