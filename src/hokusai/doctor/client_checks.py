@@ -201,8 +201,8 @@ class ClientDoctor:
         if response.status_code == 503:
             raise HopFailed(
                 message,
-                "The gateway cannot check keys: its auth store is down. "
-                "Operators: run `hokusai doctor --server`.",
+                "The gateway cannot check keys because its auth store is down: operators, "
+                "run `hokusai doctor --server`.",
             )
         raise HopFailed(
             f"{response.status_code} {message}",
@@ -219,7 +219,7 @@ class ClientDoctor:
         if response.status_code in (503, 504):
             raise HopFailed(
                 message,
-                "The gateway cannot reach MLflow. Operators: check "
+                "The gateway cannot reach MLflow: operators, check "
                 "/ready and run `hokusai doctor --server`.",
             )
         raise HopFailed(
