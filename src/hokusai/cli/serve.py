@@ -134,8 +134,8 @@ def serve(
             mlflow.stop()
 
 
-def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)  # a requested stop is a clean exit, as with --workers > 1
 
 
 def _first_start_admin_key(keys: KeyService, home: Path) -> None:

@@ -1,0 +1,328 @@
+"""``hokusai serve`` as an operator runs it: a real process that starts MLflow as a child,
+issues the first admin key, restarts MLflow when it dies and takes every process it
+started down with it on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from helpers import free_port
+from hokusai.keys.format import parse_key
+
+pytestmark = pytest.mark.integration
+
+STARTUP_SECONDS = 150.0  # MLflow alone takes 10-30 s on a busy 2-core machine
+SHUTDOWN_SECONDS = 30.0
+GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+
+
+# ---- the process table, from /proc -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    start: int  # clock ticks after boot: tells a pid apart from a later one with the same number
+
+    @property
+    def ident(self) -> tuple[int, int]:
+        return (self.pid, self.start)
+
+
+def read_proc(pid: int) -> Proc | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name is in parentheses and may contain anything: split after the last ')'.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return Proc(pid, int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
+
+
+def process_table() -> dict[int, Proc]:
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (proc := read_proc(int(entry))) is not None:
+            table[proc.pid] = proc
+    return table
+
+
+def descendants(pid: int) -> list[Proc]:
+    table = process_table()
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for proc in table.values():
+            if proc.ppid == parent:
+                found.append(proc)
+                frontier.append(proc.pid)
+    return found
+
+
+def alive(ident: tuple[int, int]) -> bool:
+    proc = read_proc(ident[0])
+    return proc is not None and proc.start == ident[1] and proc.state not in ("Z", "X")
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def survivors(idents: set[tuple[int, int]], groups: set[int]) -> list[str]:
+    """Processes still running among ``idents`` or in the process groups ``groups``."""
+    left = {i for i in idents if alive(i)}
+    left |= {p.ident for p in process_table().values() if p.pgid in groups and alive(p.ident)}
+    return [f"{pid}: {cmdline(pid)[:120]}" for pid, _ in sorted(left)]
+
+
+# ---- one `hokusai serve` ----------------------------------------------------------------------
+
+
+@dataclass
+class Serve:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    port: int
+    mlflow_port: int
+    stdout: Path
+    stderr: Path
+    # Every process and process group of its tree seen so far, for the final cleanup.
+    seen: set[tuple[int, int]] = field(default_factory=set)
+    groups: set[int] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> tuple[str, str]:
+        return self.stdout.read_text(), self.stderr.read_text()
+
+    def tree(self) -> list[Proc]:
+        procs = descendants(self.process.pid)
+        self.seen |= {p.ident for p in procs}
+        self.groups |= {p.pgid for p in procs}
+        return procs
+
+    def mlflow_child(self) -> Proc:
+        [child] = [
+            p
+            for p in self.tree()
+            if p.ppid == self.process.pid and "mlflow server" in cmdline(p.pid)
+        ]
+        return child
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"hokusai serve exited ({self.process.returncode}): {self.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
+                    self.tree()
+                    return
+            time.sleep(0.25)
+        pytest.fail(f"hokusai serve was not ready within {STARTUP_SECONDS:g} s: {self.output()}")
+
+    def terminate(self) -> float:
+        """SIGTERM, as a service manager stops it; fails unless every process it started is
+        gone within SHUTDOWN_SECONDS. Returns the seconds that took."""
+        self.tree()
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        deadline = started + SHUTDOWN_SECONDS
+        while survivors(self.seen, self.groups) or self.process.poll() is None:
+            if time.monotonic() > deadline:
+                left = survivors(self.seen, self.groups)
+                pytest.fail(f"still running {SHUTDOWN_SECONDS:g} s after SIGTERM: {left}")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def kill_everything(self) -> None:
+        """Cleanup whatever happened in the test: nothing it started may outlive it."""
+        if self.process.poll() is None:
+            self.tree()
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=SHUTDOWN_SECONDS)
+        for pid, start in self.seen:
+            if alive((pid, start)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for group in self.groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def serve_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
+
+
+@contextlib.contextmanager
+def running_serve(data_dir: Path, *, workers: int = 1) -> Iterator[Serve]:
+    port, mlflow_port = free_port(), free_port()
+    logs = data_dir.parent / f"serve-{port}"
+    logs.mkdir()
+    stdout, stderr = logs / "stdout", logs / "stderr"
+    command = [sys.executable, "-m", "hokusai.cli.main", "serve", "--data-dir", str(data_dir)]
+    command += ["--port", str(port), "--mlflow-port", str(mlflow_port), "--workers", str(workers)]
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=err,
+            env=serve_environment(),
+            cwd=data_dir.parent,
+            start_new_session=True,
+        )
+    serve = Serve(process, data_dir, port, mlflow_port, stdout, stderr)
+    serve.groups.add(process.pid)
+    try:
+        yield serve
+    finally:
+        serve.kill_everything()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# ---- the first start, shared by the tests below in order (the last one stops it) ------------
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    data_dir = tmp_path_factory.mktemp("serve") / "data"
+    with running_serve(data_dir) as serve:
+        serve.wait_ready()
+        yield serve
+
+
+def admin_key_of(serve: Serve) -> str:
+    return (serve.data_dir / "admin.key").read_text().strip()
+
+
+def test_first_start_prints_the_admin_key_once_and_keeps_it_private(platform: Serve) -> None:
+    stdout, stderr = platform.output()
+    [key] = stdout.splitlines()
+    assert stdout == key + "\n", "the key alone on stdout"
+    parse_key(key)
+    assert key not in stderr, "the key is printed once, on stdout only"
+
+    key_file = platform.data_dir / "admin.key"
+    assert key_file.read_text() == key + "\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((platform.data_dir / "secret.key").stat().st_mode) == 0o600
+    assert str(key_file) in stderr, "the operator is told where the key is kept"
+
+    who = httpx.get(platform.url + "/api/v1/whoami", headers=auth(key))
+    assert who.status_code == 200, who.text
+    assert (who.json()["scope"], who.json()["state"]) == ("admin", "active")
+    keys = httpx.get(platform.url + "/api/v1/keys", headers=auth(key)).json()["keys"]
+    assert [k["id"] for k in keys] == [who.json()["id"]]
+
+
+def test_stock_mlflow_client_through_serve(
+    platform: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = admin_key_of(platform)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", platform.url + "/api/mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", key)
+    mlflow.set_tracking_uri(None)  # re-read the environment
+    try:
+        experiment_id = mlflow.create_experiment(f"e2e-{uuid.uuid4().hex[:8]}")
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_metric("auroc", 0.87)
+        fetched = MlflowClient().get_run(run.info.run_id)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert fetched.data.metrics["auroc"] == 0.87
+    assert fetched.info.experiment_id == experiment_id
+
+    entries = httpx.get(platform.url + "/api/v1/audit", headers=auth(key)).json()["entries"]
+    paths = {e["path"] for e in entries if e["action"] == "mlflow.write"}
+    assert {"/api/2.0/mlflow/experiments/create", "/api/2.0/mlflow/runs/log-metric"} <= paths
+
+
+def test_a_killed_mlflow_is_restarted(platform: Serve) -> None:
+    key = admin_key_of(platform)
+    assert httpx.get(platform.url + GET_BY_NAME, headers=auth(key)).status_code == 200
+    old = platform.mlflow_child()
+    old_group = {p.ident for p in process_table().values() if p.pgid == old.pgid}
+    assert len(old_group) > 1, "MLflow runs worker processes in its group"
+
+    os.kill(old.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    outage: list[httpx.Response] = []
+    while True:
+        assert time.monotonic() - killed_at < STARTUP_SECONDS, (
+            f"MLflow was not back within {STARTUP_SECONDS:g} s: {platform.output()[1][-3000:]}"
+        )
+        response = httpx.get(platform.url + GET_BY_NAME, headers=auth(key), timeout=10)
+        if response.status_code == 200 and outage:
+            break
+        if response.status_code != 200:
+            outage.append(response)
+        time.sleep(0.2)
+
+    for response in outage:  # while MLflow was down, each answer said so, quickly
+        assert response.status_code == 503, response.text
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert response.headers["retry-after"] == "1"
+        assert response.elapsed.total_seconds() < 2.0
+    new = platform.mlflow_child()
+    assert new.ident != old.ident
+    assert not [i for i in old_group if alive(i)], "the crashed MLflow's workers are gone"
+    assert httpx.get(platform.url + "/ready").status_code == 200
+
+
+def test_second_start_keeps_the_key_and_sigterm_stops_every_process(platform: Serve) -> None:
+    key = admin_key_of(platform)
+    platform.terminate()  # with one worker: uvicorn in the process of `hokusai serve` itself
+    assert platform.process.returncode == 0, "a requested stop is a clean exit"
+    assert "stopping MLflow" in platform.output()[1]
+
+    with running_serve(platform.data_dir, workers=2) as second:
+        second.wait_ready()
+        stdout, stderr = second.output()
+        assert stdout == "", "no second admin key"
+        assert "First start" not in stderr
+        assert admin_key_of(second) == key
+        keys = httpx.get(second.url + "/api/v1/keys", headers=auth(key)).json()["keys"]
+        assert len(keys) == 1
+        assert httpx.get(second.url + GET_BY_NAME, headers=auth(key)).status_code == 200
+
+        tree = second.tree()
+        mlflow_child = second.mlflow_child()
+        in_mlflow_group = [p for p in tree if p.pgid == mlflow_child.pgid]
+        assert len(in_mlflow_group) >= 3, "MLflow with its worker processes"
+        gateway_workers = [p for p in tree if p.pgid == second.process.pid]
+        assert len(gateway_workers) >= 2, "the gateway's worker processes"
+
+        second.terminate()
+        assert second.process.returncode == 0, "a requested stop is a clean exit"
+        assert "stopping MLflow" in second.output()[1]
+        assert not survivors({p.ident for p in tree}, {mlflow_child.pgid, second.process.pid})

@@ -1,0 +1,447 @@
+"""``hokusai keys`` and ``hokusai audit`` on the server's store: a data directory (given by
+--data-dir or HOKUSAI_HOME) or PostgreSQL (HOKUSAI_DATABASE_URL + HOKUSAI_SECRET_KEY), with
+a real gateway on the same store to prove the keys the CLI issues are the ones it accepts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from helpers import POSTGRES_ENV, RunningGateway, postgres_database, start_gateway
+from hokusai.cli.main import app
+from hokusai.keys import service as key_service
+from hokusai.keys.format import checksum, generate_key, parse_key
+from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+CREATE_EXPERIMENT = "/api/mlflow/api/2.0/mlflow/experiments/create"
+MODES = ["data-dir", "home-env", "postgres"]
+
+
+@dataclass
+class Cli:
+    """Runs ``hokusai`` commands against one store, the way an operator would."""
+
+    mode: str
+    home: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        # A wide terminal keeps rich from wrapping messages and tables.
+        result = self.runner.invoke(app, [*args, *self.args], env={**self.env, "COLUMNS": "250"})
+        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+    def settings(self, mlflow_url: str) -> Settings:
+        """Settings of a gateway on the same store as this CLI."""
+        if self.mode == "postgres":
+            return Settings(
+                home=self.home,
+                database_url=self.env["HOKUSAI_DATABASE_URL"],
+                secret_key=self.env["HOKUSAI_SECRET_KEY"],
+                mlflow_url=mlflow_url,
+            )
+        return Settings(home=self.home, mlflow_url=mlflow_url)
+
+
+@pytest.fixture(params=MODES)
+def cli(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cli]:
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
+    home = tmp_path / "data"
+    home.mkdir()
+    if request.param == "data-dir":
+        yield Cli("data-dir", home, args=["--data-dir", str(home)])
+    elif request.param == "home-env":
+        yield Cli("home-env", home, env={"HOKUSAI_HOME": str(home)})
+    else:
+        if not os.environ.get(POSTGRES_ENV):
+            pytest.skip(f"{POSTGRES_ENV} is not set")
+        with postgres_database() as url:
+            env = {"HOKUSAI_DATABASE_URL": url, "HOKUSAI_SECRET_KEY": secrets.token_urlsafe(32)}
+            yield Cli("postgres", home, env=env)
+
+
+@contextlib.contextmanager
+def gateway_on(cli: Cli, mlflow: MlflowProcess) -> Iterator[RunningGateway]:
+    running = start_gateway(cli.settings(mlflow.url))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def auth(key: str, request_id: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {key}"}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return headers
+
+
+def text_of(result: Result) -> str:
+    """stdout and stderr, with rich's line wrapping undone."""
+    return " ".join((result.stdout + " " + result.stderr).split())
+
+
+def assert_never_shows(text: str, *keys: str) -> None:
+    for key in keys:
+        assert key not in text
+        assert key[len(parse_key(key).display_prefix) :][:12] not in text
+
+
+def refused_after(running: RunningGateway, key: str, bound: float = 3.0) -> tuple[float, str]:
+    """Poll until the gateway refuses ``key``: (seconds it took, the refusal's message)."""
+    started = time.monotonic()
+    while True:
+        response = httpx.get(running.url + GET_BY_NAME, headers=auth(key))
+        if response.status_code != 200:
+            assert response.status_code == 401, response.text
+            return time.monotonic() - started, str(response.json()["message"])
+        assert time.monotonic() - started < bound, f"still accepted after {bound} s"
+        time.sleep(0.02)
+
+
+def test_create_prints_only_the_key_and_the_gateway_accepts_it(
+    cli: Cli, mlflow_server: MlflowProcess
+) -> None:
+    result = cli("keys", "create", "--name", "ci training", "--scope", "write")
+    assert result.stdout.endswith("\n")
+    [writer] = result.stdout.splitlines()
+    assert parse_key(writer).env == "live"
+
+    issued = cli.json(
+        "keys",
+        "create",
+        "--name",
+        "reader",
+        "--scope",
+        "read",
+        "--env",
+        "test",
+        "--expires-in",
+        "12h",
+        "--owner",
+        "alice",
+    )
+    reader, record = issued["key"], issued["record"]
+    assert reader.startswith("hk_test_")
+    assert record["display_prefix"] == parse_key(reader).display_prefix
+    assert (record["name"], record["owner"], record["scope"], record["env"]) == (
+        "reader",
+        "alice",
+        "read",
+        "test",
+    )
+    assert record["state"] == "active" and record["id"].startswith("key_")
+    lifetime = datetime.fromisoformat(record["expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=11, minutes=55) < lifetime <= timedelta(hours=12)
+
+    with gateway_on(cli, mlflow_server) as running:
+        who = httpx.get(running.url + "/api/v1/whoami", headers=auth(writer)).json()
+        assert (who["name"], who["scope"], who["state"]) == ("ci training", "write", "active")
+        response = httpx.post(
+            running.url + CREATE_EXPERIMENT,
+            json={"name": f"cli-{uuid.uuid4().hex[:8]}"},
+            headers=auth(writer),
+        )
+        assert response.status_code == 200, response.text
+
+        who = httpx.get(running.url + "/api/v1/whoami", headers=auth(reader)).json()
+        assert (who["id"], who["owner"], who["scope"]) == (record["id"], "alice", "read")
+        assert httpx.get(running.url + GET_BY_NAME, headers=auth(reader)).status_code == 200
+        response = httpx.post(
+            running.url + CREATE_EXPERIMENT, json={"name": "nope"}, headers=auth(reader)
+        )
+        assert response.status_code == 403
+
+
+def test_list_never_shows_a_whole_key(cli: Cli) -> None:
+    kept = cli.json("keys", "create", "--name", "kept one", "--scope", "admin")
+    gone = cli.json("keys", "create", "--name", "gone one")
+    cli("keys", "revoke", gone["record"]["id"])
+
+    table = cli("keys", "list")
+    for column in ("id", "prefix", "name", "owner", "scope", "state"):
+        assert column in table.stdout
+    assert kept["record"]["id"] in table.stdout
+    assert kept["record"]["display_prefix"] + "…" in table.stdout
+    assert "kept one" in table.stdout
+    assert gone["record"]["id"] not in table.stdout
+
+    table = cli("keys", "list", "--all")
+    assert gone["record"]["id"] in table.stdout and "revoked" in table.stdout
+
+    records = cli.json("keys", "list", "--all")
+    assert {r["id"]: r["state"] for r in records} == {
+        kept["record"]["id"]: "active",
+        gone["record"]["id"]: "revoked",
+    }
+    for r in records:
+        assert "key" not in r and "key_hash" not in r
+    assert [r["id"] for r in cli.json("keys", "list")] == [kept["record"]["id"]]
+
+    for output in (table.stdout, table.stderr, cli("keys", "list").stdout, json.dumps(records)):
+        assert_never_shows(output, kept["key"], gone["key"])
+
+
+def test_revoke_by_id_display_prefix_and_whole_key(cli: Cli, mlflow_server: MlflowProcess) -> None:
+    issued = [cli.json("keys", "create", "--name", f"key {i}") for i in range(3)]
+    references = [
+        issued[0]["record"]["id"],
+        issued[1]["record"]["display_prefix"],
+        issued[2]["key"],
+    ]
+    with gateway_on(cli, mlflow_server) as running:
+        for item in issued:  # in use, so each gateway holds it verified in its cache
+            response = httpx.get(running.url + GET_BY_NAME, headers=auth(item["key"]))
+            assert response.status_code == 200
+        for item, reference in zip(issued, references, strict=True):
+            result = cli("keys", "revoke", reference)
+            assert f"revoked {item['record']['id']}" in text_of(result)
+            assert_never_shows(result.stdout + result.stderr, item["key"])
+            took, message = refused_after(running, item["key"])
+            assert "was revoked" in message
+            assert took < 1.0, f"the gateway accepted a revoked key for {took:.2f} s"
+
+    states = {r["id"]: r["state"] for r in cli.json("keys", "list", "--all")}
+    assert states == {item["record"]["id"]: "revoked" for item in issued}
+    revoked = cli.json("keys", "revoke", issued[0]["record"]["id"])
+    assert revoked["state"] == "revoked" and revoked["revoked_at"]
+
+
+def test_rotate(cli: Cli, mlflow_server: MlflowProcess) -> None:
+    old = cli.json(
+        "keys",
+        "create",
+        "--name",
+        "nightly",
+        "--scope",
+        "read",
+        "--expires-in",
+        "30d",
+        "--owner",
+        "batch",
+    )
+    with gateway_on(cli, mlflow_server) as running:
+        assert httpx.get(running.url + GET_BY_NAME, headers=auth(old["key"])).status_code == 200
+        result = cli("keys", "rotate", old["record"]["id"])
+        [new_key] = result.stdout.splitlines()
+        assert new_key != old["key"]
+        assert httpx.get(running.url + GET_BY_NAME, headers=auth(new_key)).status_code == 200
+        took, message = refused_after(running, old["key"])
+        assert "was revoked" in message and took < 1.0
+
+        # Again, by display prefix, with the record.
+        again = cli.json("keys", "rotate", parse_key(new_key).display_prefix)
+        assert httpx.get(running.url + GET_BY_NAME, headers=auth(again["key"])).status_code == 200
+        refused_after(running, new_key)
+
+    records = {r["id"]: r for r in cli.json("keys", "list", "--all")}
+    new_id = next(i for i, r in records.items() if r["rotated_from"] == old["record"]["id"])
+    assert records[old["record"]["id"]]["state"] == "revoked"
+    assert records[new_id]["state"] == "revoked"
+    latest = records[again["record"]["id"]]
+    assert (latest["state"], latest["rotated_from"]) == ("active", new_id)
+    for r in (records[new_id], latest):
+        assert (r["name"], r["owner"], r["scope"]) == ("nightly", "batch", "read")
+        lifetime = datetime.fromisoformat(r["expires_at"]) - datetime.fromisoformat(r["created_at"])
+        assert abs(lifetime - timedelta(days=30)) < timedelta(seconds=1)
+
+    result = cli("keys", "rotate", old["record"]["id"], code=1)
+    assert "is revoked" in text_of(result) and result.stdout == ""
+
+
+def keys_sharing_a_prefix(count: int) -> list[str]:
+    """Well-formed keys whose display prefixes are the same."""
+    prefix = "hk_live_" + uuid.uuid4().hex[:6]
+    keys = []
+    for i in range(count):
+        body = prefix + f"{i:02d}" + "A" * 24
+        keys.append(body + checksum(body))
+    return keys
+
+
+def test_ambiguous_and_unknown_references(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    crafted = iter(keys_sharing_a_prefix(2))
+    with monkeypatch.context() as patch:
+        patch.setattr(key_service, "generate_key", lambda env="live": next(crafted))
+        first = cli.json("keys", "create", "--name", "first")
+        second = cli.json("keys", "create", "--name", "second")
+    prefix = first["record"]["display_prefix"]
+    assert second["record"]["display_prefix"] == prefix
+
+    for command in ("revoke", "rotate"):
+        result = cli("keys", command, prefix, code=1)
+        message = text_of(result)
+        assert "matches several keys" in message and "use the key id" in message
+        assert first["record"]["id"] in message and second["record"]["id"] in message
+        assert result.stdout == ""
+
+    unknown = generate_key("live")
+    for command in ("revoke", "rotate"):
+        for reference in ("key_0000000000000000", "hk_live_ZZZZZZ", unknown):
+            result = cli("keys", command, reference, code=1)
+            assert "no key matches" in text_of(result)
+            assert unknown not in result.stdout + result.stderr
+            assert result.stdout == ""
+
+    states = {r["id"]: r["state"] for r in cli.json("keys", "list", "--all")}
+    assert states == {first["record"]["id"]: "active", second["record"]["id"]: "active"}
+
+
+BAD_CREATE_OPTIONS = [
+    (["--expires-in", "soon"], "'soon' is not a duration"),
+    (["--expires-in", "0d"], "'0d' is not a duration"),
+    (["--expires-in", "10y"], "'10y' is not a duration"),
+    (["--scope", "owner"], "Invalid value for '--scope'"),
+    (["--scope", "ADMIN!"], "Invalid value for '--scope'"),
+    (["--env", "prod"], "--env must be live or test"),
+]
+
+
+def test_bad_options_exit_2_and_create_nothing(cli: Cli) -> None:
+    for options, phrase in BAD_CREATE_OPTIONS:
+        result = cli("keys", "create", "--name", "x", *options, code=2)
+        assert phrase in text_of(result), text_of(result)
+        assert result.stdout == ""
+    result = cli("keys", "create", "--scope", "read", code=2)
+    assert "Missing option '--name'" in text_of(result)
+    result = cli("audit", "--since", "yesterday", code=2)
+    assert "--since 'yesterday' is neither a duration" in text_of(result)
+
+    if cli.mode != "postgres":
+        assert list(cli.home.iterdir()) == [], "a refused command must not touch the store"
+    assert cli.json("keys", "list", "--all") == []
+
+
+def test_audit(cli: Cli, mlflow_server: MlflowProcess) -> None:
+    admin = cli("keys", "create", "--name", "ops", "--scope", "admin").stdout.strip()
+    with gateway_on(cli, mlflow_server) as running:
+        created = httpx.post(
+            running.url + "/api/v1/keys",
+            json={"name": "writer", "scope": "write"},
+            headers=auth(admin, "cli-audit-create"),
+        )
+        assert created.status_code == 201, created.text
+        writer, writer_id = created.json()["key"], created.json()["record"]["id"]
+        written = httpx.post(
+            running.url + CREATE_EXPERIMENT,
+            json={"name": f"cli-audit-{uuid.uuid4().hex[:8]}"},
+            headers=auth(writer, "cli-audit-write"),
+        )
+        assert written.status_code == 200, written.text
+
+    entries = cli.json("audit")
+    assert [(e["request_id"], e["action"], e["path"], e["status"]) for e in entries] == [
+        ("cli-audit-write", "mlflow.write", "/api/2.0/mlflow/experiments/create", 200),
+        ("cli-audit-create", "keys.create", "/api/v1/keys", 201),
+    ]
+    assert entries[0]["key_id"] == writer_id
+    assert_never_shows(json.dumps(entries), admin, writer)
+
+    assert [e["request_id"] for e in cli.json("audit", "--key-id", writer_id)] == [
+        "cli-audit-write"
+    ]
+    assert len(cli.json("audit", "--since", "1h")) == 2
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert cli.json("audit", "--since", future) == []
+    assert [e["request_id"] for e in cli.json("audit", "--limit", "1")] == ["cli-audit-write"]
+
+    table = cli("audit").stdout
+    for text in ("keys.create", "mlflow.write", "cli-audit-create", "cli-audit-write", writer_id):
+        assert text in table
+
+
+def test_missing_data_dir_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    missing = tmp_path / "nowhere"
+    for args, env in (
+        (["keys", "list", "--data-dir", str(missing)], {}),
+        (["keys", "create", "--name", "x"], {"HOKUSAI_HOME": str(missing)}),
+        (["audit"], {"HOKUSAI_HOME": str(missing)}),
+    ):
+        result = runner.invoke(app, args, env={**env, "COLUMNS": "250"})
+        assert result.exit_code == 1, result.stdout
+        message = text_of(result)
+        assert f"no Hokusai data directory at {missing}" in message
+        assert "hokusai serve" in message and "--data-dir" in message
+        assert result.stdout == ""
+    assert not missing.exists()
+
+    # The default data directory is ./.hokusai.
+    result = runner.invoke(app, ["keys", "list"], env={"COLUMNS": "250"})
+    assert result.exit_code == 1
+    assert f"no Hokusai data directory at {tmp_path / '.hokusai'}" in text_of(result)
+
+    # An external store without the shared secret.
+    database = tmp_path / "store.db"
+    result = runner.invoke(
+        app,
+        ["keys", "create", "--name", "x"],
+        env={"HOKUSAI_DATABASE_URL": f"sqlite:///{database}", "COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    assert "HOKUSAI_SECRET_KEY is not set" in text_of(result)
+    assert result.stdout == ""
+    assert not database.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_real_command_prints_only_the_key(tmp_path: Path) -> None:
+    """As a process: stdout carries the key alone, fit for $(hokusai keys create …)."""
+    home = tmp_path / "data"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
+    env["HOKUSAI_HOME"] = str(home)
+
+    def hokusai(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hokusai.cli.main", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    created = hokusai("keys", "create", "--name", "shell")
+    assert created.returncode == 0, created.stderr
+    [key] = created.stdout.splitlines()
+    assert created.stdout == key + "\n"
+    parse_key(key)
+    listed = hokusai("keys", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["display_prefix"] for r in json.loads(listed.stdout)] == [
+        parse_key(key).display_prefix
+    ]
+    assert key not in listed.stdout
+    revoked = hokusai("keys", "revoke", key)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked key_" in revoked.stdout
+    assert key not in revoked.stdout + revoked.stderr
