@@ -209,7 +209,12 @@ def test_non_admin_keys_are_refused_and_change_nothing(
         )
     assert all_keys(gateway) == before
     assert mlflow_status(gateway, victim).status_code == 200
-    assert gateway.gateway.audit.read() == []
+    # Each refused attempt is audited as "denied" under the caller's key; nothing else.
+    entries = gateway.gateway.audit.read()
+    assert [(e["action"], e["method"], e["path"], e["status"]) for e in reversed(entries)] == [
+        ("denied", method, path, 403) for method, path, _ in requests
+    ]
+    assert {e["key_id"] for e in entries} == {key_id(gateway, caller)}
 
 
 def test_bad_input_is_an_mlflow_error_and_creates_nothing(gateway: RunningGateway) -> None:

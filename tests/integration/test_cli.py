@@ -357,17 +357,25 @@ def test_audit(cli: Cli, mlflow_server: MlflowProcess) -> None:
         assert written.status_code == 200, written.text
 
     entries = cli.json("audit")
-    assert [(e["request_id"], e["action"], e["path"], e["status"]) for e in entries] == [
+    assert [(e["request_id"], e["action"], e["path"], e["status"]) for e in entries[:2]] == [
         ("cli-audit-write", "mlflow.write", "/api/2.0/mlflow/experiments/create", 200),
         ("cli-audit-create", "keys.create", "/api/v1/keys", 201),
     ]
     assert entries[0]["key_id"] == writer_id
+    # The admin key made on the store by the CLI is audited too, under the OS user.
+    (by_cli,) = entries[2:]
+    assert (by_cli["action"], by_cli["method"], by_cli["path"]) == (
+        "keys.create",
+        "CLI",
+        "hokusai keys create",
+    )
+    assert by_cli["key_id"] is None and by_cli["detail"]["scope"] == "admin"
     assert_never_shows(json.dumps(entries), admin, writer)
 
     assert [e["request_id"] for e in cli.json("audit", "--key-id", writer_id)] == [
         "cli-audit-write"
     ]
-    assert len(cli.json("audit", "--since", "1h")) == 2
+    assert len(cli.json("audit", "--since", "1h")) == 3
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert cli.json("audit", "--since", future) == []
     assert [e["request_id"] for e in cli.json("audit", "--limit", "1")] == ["cli-audit-write"]

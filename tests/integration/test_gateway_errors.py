@@ -99,6 +99,10 @@ def test_read_key_on_write_endpoint_names_scope_and_changes_nothing(
     )
     assert_error(response, 403, "PERMISSION_DENIED", "'write' scope", "has 'read'")
     assert not registered_model_exists(gateway, name)
+    # The refused attempt is in the audit log under the read key.
+    read_id = gateway.gateway.keys.resolve(read_key).id
+    denied = [e for e in gateway.gateway.audit.read(key_id=read_id) if e["action"] == "denied"]
+    assert [(e["method"], e["path"], e["status"]) for e in denied] == [("POST", CREATE_MODEL, 403)]
     # The read key still reads.
     response = httpx.get(gateway.url + GET_BY_NAME, headers={"Authorization": f"Bearer {read_key}"})
     assert response.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import uuid
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from hokusai.cli.context import DataDir, fail, open_keys
 from hokusai.gateway.admin_api import parse_duration
+from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound, utcnow
 
@@ -19,6 +21,23 @@ app = typer.Typer(help="Manage API keys (on the server's store).", no_args_is_he
 out = Console()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def cli_audit(log: AuditLog, action: str, command: str, **detail: object) -> None:
+    """Key changes made on the store directly are audited too, under the OS user."""
+    log.record(
+        AuditEntry(
+            request_id="cli-" + uuid.uuid4().hex,
+            key_id=None,
+            owner=getpass.getuser(),
+            action=action,
+            method="CLI",
+            path=f"hokusai {command}",
+            status=0,
+            client="cli",
+            detail=dict(detail),
+        )
+    )
 
 
 @app.command()
@@ -42,7 +61,7 @@ def create(
         lifetime = parse_duration(expires_in) if expires_in else None
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    keys, _ = open_keys(data_dir)
+    keys, log = open_keys(data_dir)
     try:
         issued = keys.create(
             name=name,
@@ -53,6 +72,7 @@ def create(
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    cli_audit(log, "keys.create", "keys create", created=issued.record.id, scope=scope.value)
     if as_json:
         print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
     else:
@@ -94,11 +114,12 @@ def revoke(
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a key: every gateway refuses it within a second."""
-    keys, _ = open_keys(data_dir)
+    keys, log = open_keys(data_dir)
     try:
         record = keys.revoke(key)
     except (KeyNotFound, AmbiguousKeyReference) as exc:
         raise fail(str(exc)) from None
+    cli_audit(log, "keys.revoke", "keys revoke", revoked=record.id)
     if as_json:
         print(json.dumps(record.public(utcnow()), indent=2))
     else:
@@ -112,11 +133,18 @@ def rotate(
     as_json: JsonFlag = False,
 ) -> None:
     """Replace a key with a new one (same name, owner, scope); the old one is revoked."""
-    keys, _ = open_keys(data_dir)
+    keys, log = open_keys(data_dir)
     try:
         issued = keys.rotate(key)
     except (KeyNotFound, AmbiguousKeyReference, ValueError) as exc:
         raise fail(str(exc)) from None
+    cli_audit(
+        log,
+        "keys.rotate",
+        "keys rotate",
+        rotated=issued.record.rotated_from,
+        replacement=issued.record.id,
+    )
     if as_json:
         print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
     else:

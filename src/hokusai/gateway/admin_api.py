@@ -63,6 +63,7 @@ CurrentKey = Annotated[KeyRecord, Depends(current_key)]
 
 def admin_key(key: CurrentKey, request: Request) -> KeyRecord:
     if not key.scope.allows(Scope.ADMIN):
+        audit_entry(request.app.state.gateway, request, key, "denied", 403)
         raise GatewayError(
             "PERMISSION_DENIED",
             f"{request.method} {request.url.path} needs the 'admin' scope; API key "
@@ -202,6 +203,7 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
     ) -> dict[str, Any]:
         return {"entries": gateway.audit.read(key_id=key_id, since=since, limit=limit)}
 
+    api.state.gateway = gateway
     from hokusai.gateway.webhooks_api import build_webhooks_router
 
     api.include_router(build_webhooks_router(gateway))

@@ -152,6 +152,21 @@ class Gateway:
                 self.metrics.upstream_errors.labels(error.kind).inc()
             if exchange.response_started:
                 raise
+            if error.reason == "scope" and exchange.key is not None:
+                # A known key trying what it may not do is worth an audit row.
+                await anyio.to_thread.run_sync(
+                    self.audit.record,
+                    AuditEntry(
+                        request_id=exchange.request_id,
+                        key_id=exchange.key.id,
+                        owner=exchange.key.owner,
+                        action="denied",
+                        method=exchange.method,
+                        path=exchange.path,
+                        status=error.status,
+                        client=exchange.client,
+                    ),
+                )
             await send_error(send_tagged, error, exchange.request_id)
         except Exception:
             log.exception("unexpected error", extra={"fields": {"request_id": exchange.request_id}})
