@@ -30,7 +30,12 @@ from hokusai.gateway.errors import GatewayError, send_error
 from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.observability import Metrics, access_log, redact, route_class
 from hokusai.gateway.policy import Hidden, classify
-from hokusai.gateway.proxy import MlflowProxy, UpstreamError, check_content_length
+from hokusai.gateway.proxy import (
+    ClientDisconnected,
+    MlflowProxy,
+    UpstreamError,
+    check_content_length,
+)
 from hokusai.gateway.ratelimit import FailureWindow, TokenBucket, retry_after_header
 from hokusai.gateway.urlspace import Area
 from hokusai.keys.scopes import Scope as KeyScope
@@ -168,6 +173,8 @@ class Gateway:
                     ),
                 )
             await send_error(send_tagged, error, exchange.request_id)
+        except ClientDisconnected:
+            exchange.error_reason = "client_disconnected"  # nobody is left to answer
         except Exception:
             log.exception("unexpected error", extra={"fields": {"request_id": exchange.request_id}})
             if exchange.response_started:
