@@ -82,10 +82,18 @@ async def send(
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    # ``timeout`` bounds the whole attempt, resolution included: httpx's own timeouts bound
+    # each read, which a receiver answering a byte at a time would never reach.
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        address = await resolve_checked(host, port, allow_private)
+        async with asyncio.timeout_at(deadline):
+            address = await resolve_checked(host, port, allow_private)
     except DestinationRefused as exc:
         return AttemptResult(None, _ms(started), None, str(exc))
+    except TimeoutError:
+        return AttemptResult(
+            None, _ms(started), None, f"cannot resolve {host} within {timeout:g} s"
+        )
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{port}"
     direct = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
@@ -99,14 +107,17 @@ async def send(
         "webhook-signature": signature_header(msg_id, timestamp, body, secrets_),
     }
     try:
-        async with client.stream(
-            "POST",
-            direct,
-            content=body.encode(),
-            headers=headers,
-            timeout=timeout,
-            extensions={"sni_hostname": host} if parts.scheme == "https" else {},
-        ) as response:
+        async with (
+            asyncio.timeout_at(deadline),
+            client.stream(
+                "POST",
+                direct,
+                content=body.encode(),
+                headers=headers,
+                timeout=timeout,
+                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+            ) as response,
+        ):
             snippet = b""
             async for chunk in response.aiter_raw():
                 snippet += chunk
@@ -119,7 +130,7 @@ async def send(
             elif not 200 <= response.status_code < 300:
                 error = f"answered {response.status_code}"
             return AttemptResult(response.status_code, _ms(started), text, error)
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         return AttemptResult(None, _ms(started), None, f"no answer within {timeout:g} s")
     except httpx.HTTPError as exc:
         return AttemptResult(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:300])

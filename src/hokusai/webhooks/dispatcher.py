@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,11 +37,22 @@ class DispatcherSettings:
     batch: int = 200
     concurrency: int = 64
     poll_interval: float = 0.1
-    lease_seconds: float = 120.0
+    # How long a claim is held; None: long enough for any round, see ``lease``.
+    lease_seconds: float | None = None
 
     @property
     def schedule(self) -> list[float]:
         return [s * self.retry_scale for s in SVIX_SCHEDULE]
+
+    @property
+    def lease(self) -> timedelta:
+        """A round starts attempts for one timeout, and each attempt waits for at most
+        ``batch / concurrency`` others and lasts at most one timeout: the lease outlasts
+        that, with room for the store. A dispatcher that dies holds its claims no longer."""
+        if self.lease_seconds is not None:
+            return timedelta(seconds=self.lease_seconds)
+        waves = -(-self.batch // self.concurrency)
+        return timedelta(seconds=(waves + 1) * self.timeout + 10.0)
 
 
 class Dispatcher:
@@ -77,11 +89,12 @@ class Dispatcher:
             lambda: outbox.claim_due(
                 self.engine,
                 limit=self.settings.batch,
-                lease=timedelta(seconds=self.settings.lease_seconds),
+                lease=self.settings.lease,
             )
         )
         if not claimed:
             return 0
+        started = time.monotonic()
         client = self._client or httpx.AsyncClient(follow_redirects=False)
         limit = asyncio.Semaphore(self.settings.concurrency)
 
@@ -97,12 +110,35 @@ class Dispatcher:
                     timeout=self.settings.timeout,
                 )
 
-        outcomes = await asyncio.gather(*(attempt(c) for c in claimed))
+        async def one_by_one(
+            items: list[outbox.Claimed],
+        ) -> list[tuple[outbox.Claimed, AttemptResult]]:
+            done: list[tuple[outbox.Claimed, AttemptResult]] = []
+            for item in items:
+                # Once the round has run for a timeout, the rest of the lane is given back
+                # for the next round (still first in line): a round stays within its lease.
+                if done and time.monotonic() - started > self.settings.timeout:
+                    break
+                done.append(await attempt(item))
+            return done
+
+        # A model's events reach an endpoint in the order they were emitted (``claimed`` is
+        # in event order): one after the other per endpoint and model, the rest concurrently.
+        lanes: dict[tuple[Any, ...], list[outbox.Claimed]] = {}
+        for item in claimed:
+            lane = (item.endpoint["id"], item.model_name or item.event_id)
+            lanes.setdefault(lane, []).append(item)
+        done = await asyncio.gather(*(one_by_one(items) for items in lanes.values()))
+        outcomes = [outcome for lane_outcomes in done for outcome in lane_outcomes]
         if client is not self._client:
             await client.aclose()
         await anyio.to_thread.run_sync(
             outbox.record_attempts, self.engine, list(outcomes), self.settings.schedule
         )
+        attempted = {item.delivery_id for item, _ in outcomes}
+        unsent = [item for item in claimed if item.delivery_id not in attempted]
+        if unsent:
+            await anyio.to_thread.run_sync(outbox.release, self.engine, unsent)
         if self.metrics is not None:
             for item, result in outcomes:
                 outcome = (
@@ -143,9 +179,7 @@ async def send_test(
         "test",
     )
     claimed = await anyio.to_thread.run_sync(
-        lambda: outbox.emit_to_endpoint(
-            engine, event, endpoint_id, timedelta(seconds=settings.lease_seconds)
-        )
+        lambda: outbox.emit_to_endpoint(engine, event, endpoint_id, settings.lease)
     )
     dispatcher = Dispatcher(engine, box, settings)
     async with httpx.AsyncClient(follow_redirects=False) as client:

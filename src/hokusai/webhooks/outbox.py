@@ -102,6 +102,7 @@ class Claimed:
     attempts: int
     payload: str
     endpoint: dict[str, Any]
+    model_name: str | None = None
 
 
 def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
@@ -146,6 +147,7 @@ def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
                 deliveries.c.event_seq,
                 deliveries.c.attempts,
                 events.c.payload,
+                events.c.model_name,
                 webhook_endpoints,
             )
             .join(events, events.c.id == deliveries.c.event_id)
@@ -159,7 +161,15 @@ def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
         endpoint = {c.name: m[c.name] for c in webhook_endpoints.c if c.name in m}
         endpoint["id"] = m[webhook_endpoints.c.id]
         claimed.append(
-            Claimed(m["id"], m["event_id"], m["event_seq"], m["attempts"], m["payload"], endpoint)
+            Claimed(
+                m["id"],
+                m["event_id"],
+                m["event_seq"],
+                m["attempts"],
+                m["payload"],
+                endpoint,
+                m["model_name"],
+            )
         )
     return claimed
 
@@ -210,6 +220,19 @@ def record_attempts(
             conn.execute(
                 update(deliveries).where(deliveries.c.id == claimed.delivery_id).values(**values)
             )
+
+
+def release(engine: Engine, unsent: list[Claimed]) -> None:
+    """Give back deliveries a round claimed but did not attempt: due again at once, and
+    the claim does not count as an attempt."""
+    if not unsent:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_([c.delivery_id for c in unsent]))
+            .values(lease_until=None, attempts=deliveries.c.attempts - 1, updated_at=utcnow())
+        )
 
 
 def replay(

@@ -1,0 +1,123 @@
+"""Two dispatchers, each with its own event loop and database engine, on one store: every
+delivery is made exactly once (claims never overlap), and all of them are made."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import Counter
+
+import anyio
+import pytest
+from sqlalchemy import select
+
+from hokusai.db.engine import make_engine
+from hokusai.db.migrate import upgrade
+from hokusai.db.schema import deliveries, delivery_attempts
+from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
+from hokusai.webhooks.endpoints import Endpoints
+from hokusai.webhooks.events import Event
+from hokusai.webhooks.outbox import emit
+from hokusai.webhooks.signing import SecretBox
+from webhooks.receiver import Answer, Receiver, always
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 300
+
+
+class Attempts:
+    """Stands in for the metrics: counts the attempts one dispatcher made."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.webhook_deliveries = self
+
+    def labels(self, _outcome: str) -> Attempts:
+        return self
+
+    def inc(self) -> None:
+        self.count += 1
+
+
+def run_dispatcher(
+    store_url: str,
+    box: SecretBox,
+    attempts: Attempts,
+    start: threading.Barrier,
+    stop: threading.Event,
+    failures: list[BaseException],
+) -> None:
+    engine = make_engine(store_url)
+    # Small batches and a short poll: many rounds, so the two keep meeting on the same rows.
+    settings = DispatcherSettings(allow_private=True, batch=10, poll_interval=0.01)
+    dispatcher = Dispatcher(engine, box, settings, attempts)
+
+    async def main() -> None:
+        stopped = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(dispatcher.run, stopped)
+            while not stop.is_set():
+                await anyio.sleep(0.02)
+            stopped.set()
+
+    try:
+        start.wait(timeout=30)
+        anyio.run(main)
+    except BaseException as exc:  # reported by the test
+        failures.append(exc)
+    finally:
+        engine.dispose()
+
+
+def test_two_dispatchers_deliver_each_event_exactly_once(
+    store_url: str, receiver: Receiver
+) -> None:
+    engine = make_engine(store_url)
+    upgrade(engine)
+    box = SecretBox(secrets.token_bytes(32))
+    receiver.on("/both", always(Answer(delay=0.002)))
+    Endpoints(engine, box, allow_private=True).add(receiver.url("/both"))
+    made = [
+        Event("model_version.tag_set", {"name": f"model-{i % 40}", "version": "1", "value": i})
+        for i in range(EVENTS)
+    ]
+    emit(engine, made[: EVENTS // 2])
+
+    start, stop = threading.Barrier(3), threading.Event()
+    counts = [Attempts(), Attempts()]
+    failures: list[BaseException] = []
+    threads = [
+        threading.Thread(
+            target=run_dispatcher,
+            args=(store_url, box, attempts, start, stop, failures),
+            daemon=True,
+        )
+        for attempts in counts
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        start.wait(timeout=30)
+        emit(engine, made[EVENTS // 2 :])  # the rest while both are claiming
+        received = receiver.wait_for("/both", EVENTS, timeout=90, settle=1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not failures
+    assert not any(thread.is_alive() for thread in threads)
+
+    per_id = Counter(r.webhook_id for r in received)
+    assert set(per_id) == {e.id for e in made}
+    assert [i for i, n in per_id.items() if n > 1] == [], "a delivery was sent twice"
+    assert len(received) == EVENTS
+    assert sum(a.count for a in counts) == EVENTS
+    assert all(a.count > 0 for a in counts), [a.count for a in counts]
+
+    with engine.connect() as conn:
+        states = conn.execute(select(deliveries.c.status, deliveries.c.attempts)).all()
+        attempt_rows = conn.execute(select(delivery_attempts.c.delivery_id)).scalars().all()
+    engine.dispose()
+    assert Counter(states) == {("delivered", 1): EVENTS}
+    assert len(attempt_rows) == len(set(attempt_rows)) == EVENTS
