@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 
 from hokusai.webhooks.signing import signature_header
 
@@ -68,8 +68,20 @@ async def resolve_checked(host: str, port: int, allow_private: bool) -> str:
     return addresses[0]
 
 
+def new_session(concurrency: int) -> aiohttp.ClientSession:
+    """The connection pool of a dispatcher. aiohttp, not httpx: measured in bench/, it
+    costs a quarter of the CPU per delivery. No cookies, no redirects followed, no
+    decompression (only the answer's first bytes are kept)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+    )
+
+
 async def send(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     *,
     url: str,
     msg_id: str,
@@ -82,8 +94,8 @@ async def send(
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    # ``timeout`` bounds the whole attempt, resolution included: httpx's own timeouts bound
-    # each read, which a receiver answering a byte at a time would never reach.
+    # ``timeout`` bounds the whole attempt, resolution included: a per-read timeout is never
+    # reached by a receiver that answers a byte at a time.
     deadline = asyncio.get_running_loop().time() + timeout
     try:
         async with asyncio.timeout_at(deadline):
@@ -109,30 +121,25 @@ async def send(
     try:
         async with (
             asyncio.timeout_at(deadline),
-            client.stream(
-                "POST",
+            client.post(
                 direct,
-                content=body.encode(),
+                data=body.encode(),
                 headers=headers,
-                timeout=timeout,
-                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+                allow_redirects=False,
+                server_hostname=host if parts.scheme == "https" else None,
             ) as response,
         ):
-            snippet = b""
-            async for chunk in response.aiter_raw():
-                snippet += chunk
-                if len(snippet) >= SNIPPET_BYTES:
-                    break
-            text = snippet[:SNIPPET_BYTES].decode("utf-8", "replace")
+            snippet = await response.content.read(SNIPPET_BYTES)
+            text = snippet.decode("utf-8", "replace")
             error = None
-            if 300 <= response.status_code < 400:
+            if 300 <= response.status < 400:
                 error = f"redirect to {response.headers.get('location')!r} not followed"
-            elif not 200 <= response.status_code < 300:
-                error = f"answered {response.status_code}"
-            return AttemptResult(response.status_code, _ms(started), text, error)
-    except (httpx.TimeoutException, TimeoutError):
+            elif not 200 <= response.status < 300:
+                error = f"answered {response.status}"
+            return AttemptResult(response.status, _ms(started), text, error)
+    except TimeoutError:
         return AttemptResult(None, _ms(started), None, f"no answer within {timeout:g} s")
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         return AttemptResult(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:300])
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 from sqlalchemy import Engine
 
 from hokusai.webhooks import outbox
-from hokusai.webhooks.delivery import AttemptResult, send
+from hokusai.webhooks.delivery import AttemptResult, new_session, send
 from hokusai.webhooks.events import WEBHOOK_TEST, Event
 from hokusai.webhooks.signing import SecretBox
 
@@ -63,15 +63,11 @@ class Dispatcher:
         self.box = box
         self.settings = settings
         self.metrics = metrics
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     async def run(self, stop: anyio.Event) -> None:
         """Deliver until ``stop`` is set."""
-        async with httpx.AsyncClient(
-            follow_redirects=False,
-            verify=True,
-            limits=httpx.Limits(max_connections=self.settings.concurrency),
-        ) as client:
+        async with new_session(self.settings.concurrency) as client:
             self._client = client
             while not stop.is_set():
                 try:
@@ -95,7 +91,7 @@ class Dispatcher:
         if not claimed:
             return 0
         started = time.monotonic()
-        client = self._client or httpx.AsyncClient(follow_redirects=False)
+        client = self._client or new_session(self.settings.concurrency)
         limit = asyncio.Semaphore(self.settings.concurrency)
 
         async def attempt(item: outbox.Claimed) -> tuple[outbox.Claimed, AttemptResult]:
@@ -131,7 +127,7 @@ class Dispatcher:
         done = await asyncio.gather(*(one_by_one(items) for items in lanes.values()))
         outcomes = [outcome for lane_outcomes in done for outcome in lane_outcomes]
         if client is not self._client:
-            await client.aclose()
+            await client.close()
         await anyio.to_thread.run_sync(
             outbox.record_attempts, self.engine, list(outcomes), self.settings.schedule
         )
@@ -182,7 +178,7 @@ async def send_test(
         lambda: outbox.emit_to_endpoint(engine, event, endpoint_id, settings.lease)
     )
     dispatcher = Dispatcher(engine, box, settings)
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with new_session(1) as client:
         result = await send(
             client,
             url=claimed.endpoint["url"],
