@@ -172,6 +172,8 @@ def start_receiver(status: int) -> Receiver:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append({k.lower(): v for k, v in self.headers.items()})
             body = b"receiver is broken" if status >= 400 else b"ok"
+            if status in (204, 304):
+                body = b""  # HTTP forbids a body here; strict clients refuse one
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hokusai.db.schema import deliveries, delivery_attempts, events, webhook_endpoints
@@ -123,21 +123,26 @@ def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
         )
         if conn.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True, of=deliveries)
-        ids = []
-        for row in conn.execute(due).all():
-            # Conditional on the lease still being free: of two dispatchers that saw the
-            # same row (possible on SQLite), only one update matches.
-            taken = conn.execute(
+        free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+        candidates = conn.execute(due).scalars().all()
+        if not candidates:
+            return []
+        # One conditional update for the batch: of two dispatchers that saw the same rows
+        # (possible on SQLite), only one takes each, and RETURNING says which.
+        ids = list(
+            conn.execute(
                 update(deliveries)
                 .where(
-                    deliveries.c.id == row.id,
+                    deliveries.c.id.in_(candidates),
                     deliveries.c.status.in_((PENDING, FAILED)),
-                    or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                    free,
                 )
                 .values(lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
+                .returning(deliveries.c.id)
             )
-            if taken.rowcount == 1:
-                ids.append(row.id)
+            .scalars()
+            .all()
+        )
         if not ids:
             return []
         rows = conn.execute(
@@ -177,48 +182,65 @@ def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
 def record_attempts(
     engine: Engine, outcomes: list[tuple[Claimed, AttemptResult]], schedule: list[float]
 ) -> None:
-    """Store each attempt and move its delivery on: delivered, retry later, or dead."""
+    """Store each attempt and move its delivery on: delivered, retry later, or dead.
+
+    One multi-row insert and one executemany update for the whole round.
+    """
+    if not outcomes:
+        return
     now = utcnow()
-    with engine.begin() as conn:
-        for claimed, result in outcomes:
-            conn.execute(
-                delivery_attempts.insert().values(
-                    delivery_id=claimed.delivery_id,
-                    attempted_at=now,
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    response_snippet=result.response_snippet,
-                    error=result.error,
-                )
-            )
-            values: dict[str, Any] = {
-                "lease_until": None,
-                "last_status_code": result.status_code,
-                "last_error": result.error,
-                "updated_at": now,
+    attempts, changes, gone = [], [], set()
+    for claimed, result in outcomes:
+        attempts.append(
+            {
+                "delivery_id": claimed.delivery_id,
+                "attempted_at": now,
+                "status_code": result.status_code,
+                "latency_ms": result.latency_ms,
+                "response_snippet": result.response_snippet,
+                "error": result.error,
             }
-            if result.delivered:
-                values.update(status=DELIVERED, next_attempt_at=None)
-            elif result.gone:
-                values.update(status=DEAD, next_attempt_at=None)
-                conn.execute(
-                    update(webhook_endpoints)
-                    .where(webhook_endpoints.c.id == claimed.endpoint["id"])
-                    .values(
-                        enabled=False,
-                        updated_at=now,
-                        disabled_reason="the receiver answered 410 Gone",
-                    )
-                )
-            elif claimed.attempts >= len(schedule):
-                values.update(status=DEAD, next_attempt_at=None)
-            else:
-                values.update(
-                    status=FAILED,
-                    next_attempt_at=now + timedelta(seconds=schedule[claimed.attempts]),
-                )
+        )
+        status, next_at = FAILED, None
+        if result.delivered:
+            status = DELIVERED
+        elif result.gone or claimed.attempts >= len(schedule):
+            status = DEAD
+            if result.gone:
+                gone.add(claimed.endpoint["id"])
+        else:
+            next_at = now + timedelta(seconds=schedule[claimed.attempts])
+        changes.append(
+            {
+                "b_id": claimed.delivery_id,
+                "b_status": status,
+                "b_next": next_at,
+                "b_code": result.status_code,
+                "b_error": result.error,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(delivery_attempts.insert(), attempts)
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                next_attempt_at=bindparam("b_next"),
+                last_status_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+                lease_until=None,
+                updated_at=now,
+            ),
+            changes,
+        )
+        if gone:
             conn.execute(
-                update(deliveries).where(deliveries.c.id == claimed.delivery_id).values(**values)
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id.in_(gone))
+                .values(
+                    enabled=False, updated_at=now, disabled_reason="the receiver answered 410 Gone"
+                )
             )
 
 
