@@ -1,0 +1,1123 @@
+"""Benchmark of webhook delivery: registry events in the outbox to signed deliveries at a
+receiver, with the dispatcher as it runs in production.
+
+What one run measures, on loopback only (127.0.0.1), for each store (SQLite; PostgreSQL too
+with ``--postgres`` or when HOKUSAI_TEST_POSTGRES_URL names a server):
+
+- three processes: a **receiver** (this script started again with ``--receiver``: a bare
+  ASGI app under uvicorn that records each webhook-id with the time it arrived and answers
+  204), a **producer** (``--produce``: writes events with ``hokusai.webhooks.outbox.emit``,
+  one transaction per event, as the gateway does after a registry write) and this process,
+  which runs ``hokusai.webhooks.dispatcher.Dispatcher`` with its default settings (batch,
+  concurrency, poll interval, timeout, lease) except ``allow_private`` for the loopback
+  receiver, on an event loop of its own, like ``hokusai worker``;
+- **steady**: events offered at ``--rate`` per second for ``--seconds`` seconds, spread over
+  ``--models`` models; event-to-delivery latency (from the event's creation in the producer
+  to its arrival at the receiver: p50, p99, max) and the delivery rate sustained;
+- **backlog**: ``--backlog`` events written while no dispatcher runs, then one started:
+  deliveries per second until the last one arrives (the dispatcher's capacity);
+- **one model**: the same with every event for one model, whose events go to an endpoint one
+  after the other (in the order they happened), not concurrently.
+
+Every delivery is checked to arrive exactly once. Each phase is bounded in events and time.
+Where the dispatcher's time goes is measured on the way (claim and record transactions,
+sending), with the CPU time of each process and the share of the machine other processes
+took. Then, on SQLite, **what if**: the backlog again under changes that are not in src
+(lower concurrency; ``import sniffio`` not searched for on every lock httpcore creates;
+claims and records in one statement per round; aiohttp instead of httpx to send), each
+applied in this process only, to put numbers on where the time goes.
+
+The targets: at least 500 deliveries/s, and a p99 latency of at most 1 s at 500 events/s
+offered. It prints tables with PASS or MISS and writes bench/results/webhooks.json.
+Usage: ``.venv/bin/python bench/bench_webhooks.py [--postgres [URL]] [--what-if 0]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_FILE = BENCH_DIR / "results" / "webhooks.json"
+POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
+
+GOAL_DELIVERIES_PER_SECOND = 500.0
+GOAL_P99_SECONDS = 1.0
+PHASE_SECONDS = 120.0  # no phase runs longer, whatever happens
+
+
+# ---- the receiver (its own process) ---------------------------------------------------------
+
+
+def receiver_main(port: int) -> None:
+    import uvicorn
+
+    records: list[tuple[str, float]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/records":
+            since = int(scope["query_string"].decode().partition("=")[2] or 0)
+            body = json.dumps(records[since:]).encode()
+            status = 200
+        elif path == "/count":
+            body, status = str(len(records)).encode(), 200
+        else:
+            more = True
+            while more:
+                message = await receive()
+                more = message.get("more_body", False)
+            arrived = time.time()
+            webhook_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
+            records.append((webhook_id, arrived))
+            body, status = b"", 204
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@dataclass
+class Receiver:
+    process: subprocess.Popen[bytes]
+    url: str
+    # One client for every look at the receiver: a new one per call would build a TLS
+    # context each time, tens of milliseconds of CPU taken from the dispatcher.
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    def count(self) -> int:
+        return int(self.client.get(self.url + "/count").text)
+
+    def records(self, since: int) -> list[tuple[str, float]]:
+        answer = self.client.get(self.url + "/records", params={"since": since})
+        return [(webhook_id, arrived) for webhook_id, arrived in answer.json()]
+
+    def wait_for(self, total: int, deadline: float) -> int:
+        while (count := self.count()) < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return count
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--receiver", str(port)], start_new_session=True
+    )
+    receiver = Receiver(process, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                receiver.count()
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the receiver did not start")
+            time.sleep(0.05)
+        yield receiver
+    finally:
+        receiver.client.close()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# ---- the producer (its own process) ---------------------------------------------------------
+
+
+def produce_main(url: str, rate: float, count: int, models: int, prefix: str) -> None:
+    """Emit ``count`` events, ``rate`` per second (0: as fast as possible), one transaction
+    each; print what it took as JSON."""
+    from hokusai.db.engine import make_engine
+    from hokusai.webhooks.events import MODEL_VERSION_TAG_SET, Event
+    from hokusai.webhooks.outbox import emit
+
+    engine = make_engine(url)
+    started = time.monotonic()
+    for i in range(count):
+        if rate:
+            pause = started + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        name = f"{prefix}-{i % models}"
+        data = {"name": name, "version": "1", "key": "step", "value": str(i)}
+        emit(engine, [Event(MODEL_VERSION_TAG_SET, data, key_id="key_bench")])
+    took = time.monotonic() - started
+    engine.dispose()
+    print(json.dumps({"count": count, "seconds": took, "per_second": count / took}))
+
+
+def produce(url: str, *, rate: float, count: int, models: int, prefix: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--produce", url, "--rate", str(rate)]
+    command += ["--count", str(count), "--models", str(models), "--prefix", prefix]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=PHASE_SECONDS)
+    finally:
+        stop_process(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"the producer failed ({process.returncode})")
+    answer: dict[str, Any] = json.loads(out)
+    return answer
+
+
+# ---- the dispatcher (this process), with where its time goes ----------------------------------
+
+
+@dataclass
+class Timing:
+    rounds: int = 0
+    claimed: int = 0
+    claim_seconds: float = 0.0
+    record_seconds: float = 0.0
+    release_seconds: float = 0.0
+    send_seconds: float = 0.0  # summed over concurrent sends
+    sends: int = 0
+    sign_seconds: float = 0.0
+    round_seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        rounds = self.rounds or 1
+        sends = self.sends or 1
+        return {
+            "rounds": self.rounds,
+            "claimed_per_round": round(self.claimed / rounds, 1),
+            "round_ms": round(1000 * self.round_seconds / rounds, 2),
+            "claim_ms_per_round": round(1000 * self.claim_seconds / rounds, 2),
+            "record_ms_per_round": round(1000 * self.record_seconds / rounds, 2),
+            "release_ms_per_round": round(1000 * self.release_seconds / rounds, 2),
+            "send_ms_per_delivery": round(1000 * self.send_seconds / sends, 2),
+            "sign_ms_per_delivery": round(1000 * self.sign_seconds / sends, 3),
+        }
+
+
+class Current:
+    """The Timing of the phase under way (the instrumentation is installed once)."""
+
+    timing = Timing()
+    installed = False
+
+
+def instrument(timing: Timing) -> None:
+    """Time the dispatcher's steps into ``timing`` (by wrapping them in this process; the
+    code measured is unchanged)."""
+    Current.timing = timing
+    if Current.installed:
+        return
+    Current.installed = True
+    from hokusai.webhooks import delivery, dispatcher, outbox
+
+    def timed(module: Any, name: str, add: Any) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                add(Current.timing, time.perf_counter() - started, args)
+
+        setattr(module, name, wrapper)
+
+    def on_claim(t: Timing, seconds: float, _args: Any) -> None:
+        t.claim_seconds += seconds
+
+    def on_record(t: Timing, seconds: float, args: Any) -> None:
+        t.record_seconds += seconds
+        t.rounds += 1
+        t.claimed += len(args[1])
+
+    def on_release(t: Timing, seconds: float, _args: Any) -> None:
+        t.release_seconds += seconds
+
+    def on_sign(t: Timing, seconds: float, _args: Any) -> None:
+        t.sign_seconds += seconds
+
+    timed(outbox, "claim_due", on_claim)
+    timed(outbox, "record_attempts", on_record)
+    timed(outbox, "release", on_release)
+    timed(delivery, "signature_header", on_sign)
+
+    original_send = dispatcher.send
+
+    async def send(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original_send(*args, **kwargs)
+        finally:
+            Current.timing.send_seconds += time.perf_counter() - started
+            Current.timing.sends += 1
+
+    dispatcher.send = send
+
+    original_run_once = dispatcher.Dispatcher.run_once
+
+    async def run_once(self: Any) -> int:
+        started = time.perf_counter()
+        made = await original_run_once(self)
+        if made:
+            Current.timing.round_seconds += time.perf_counter() - started
+        return made
+
+    dispatcher.Dispatcher.run_once = run_once  # type: ignore[method-assign]
+
+
+class DispatcherThread:
+    """``Dispatcher.run`` on an event loop of its own, started and stopped from here."""
+
+    def __init__(self, url: str, box: Any, **settings: Any) -> None:
+        self.url, self.box, self.settings = url, box, settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import anyio
+
+        from hokusai.db.engine import make_engine
+        from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
+
+        engine = make_engine(self.url)
+        settings = DispatcherSettings(**{"allow_private": True, **self.settings})
+        dispatcher = Dispatcher(engine, self.box, settings)
+
+        async def main() -> None:
+            stopped = anyio.Event()
+            async with anyio.create_task_group() as group:
+                group.start_soon(dispatcher.run, stopped)
+                while not self._stop.is_set():
+                    await anyio.sleep(0.02)
+                stopped.set()
+
+        try:
+            anyio.run(main)
+        except BaseException as exc:
+            self.failure = exc
+        finally:
+            engine.dispose()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                raise RuntimeError("the dispatcher did not stop")
+        if self.failure is not None:
+            raise RuntimeError("the dispatcher failed") from self.failure
+
+
+# ---- one store --------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    events: int
+    delivered: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    per_second: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+    dispatcher: dict[str, Any] = field(default_factory=dict)
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "name"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def occurred_at(url: str, prefix: str) -> dict[str, float]:
+    from sqlalchemy import select
+
+    from hokusai.db.engine import make_engine
+    from hokusai.db.schema import events
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(events.c.id, events.c.occurred_at).where(events.c.model_name.like(prefix + "-%"))
+        ).all()
+    engine.dispose()
+    return {
+        row.id: (
+            row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=UTC)
+        ).timestamp()
+        for row in rows
+    }
+
+
+def measure(
+    phase: Phase,
+    receiver: Receiver,
+    url: str,
+    prefix: str,
+    base: int,
+    started: float | None,
+    timing: Timing,
+    cpu: CpuAccount,
+) -> Phase:
+    """Wait for every delivery of the phase; fill in what it took."""
+    count = receiver.wait_for(base + phase.events, time.monotonic() + PHASE_SECONDS)
+    time.sleep(0.3)  # room for a delivery made twice to show
+    cpu.stop()
+    records = receiver.records(base)
+    created = occurred_at(url, prefix)
+    per_id = Counter(webhook_id for webhook_id, _ in records)
+    phase.delivered = len(set(per_id) & set(created))
+    phase.duplicates = sum(n - 1 for n in per_id.values() if n > 1)
+    first_arrival: dict[str, float] = {}
+    for webhook_id, arrived in records:
+        first_arrival.setdefault(webhook_id, arrived)
+    latencies = [first_arrival[i] - created[i] for i in first_arrival if i in created]
+    last = max(first_arrival.values()) if first_arrival else started
+    steady = started is None
+    if steady:  # from the first event written (a backlog's events wait on purpose)
+        started = min(created.values())
+    phase.seconds = round(last - started, 3)
+    phase.per_second = round(phase.delivered / max(last - started, 1e-9), 1)
+    if latencies and steady:
+        phase.latency_ms = {
+            "p50": round(1000 * percentile(latencies, 0.50), 1),
+            "p99": round(1000 * percentile(latencies, 0.99), 1),
+            "max": round(1000 * max(latencies), 1),
+            "mean": round(1000 * statistics.fmean(latencies), 1),
+        }
+    phase.dispatcher = timing.summary()
+    phase.cpu = cpu.result
+    if count < base + phase.events:
+        print(f"  {phase.name}: only {count - base} of {phase.events} within the time bound")
+    return phase
+
+
+def bench_store(label: str, url: str, receiver: Receiver, args: argparse.Namespace) -> list[Phase]:
+    from hokusai.db.engine import make_engine
+    from hokusai.db.migrate import upgrade
+    from hokusai.webhooks.endpoints import Endpoints
+    from hokusai.webhooks.signing import SecretBox
+
+    engine = make_engine(url)
+    upgrade(engine)
+    box = SecretBox(secrets.token_bytes(32))
+    Endpoints(engine, box, allow_private=True).add(receiver.url + "/hook")
+    engine.dispose()
+    dispatcher = DispatcherThread(url, box)
+    phases = []
+
+    # Steady: events offered at a fixed rate while the dispatcher runs.
+    steady = Phase("steady", int(args.rate * args.seconds))
+    prefix, base, timing = f"steady-{label}", receiver.count(), Timing()
+    instrument(timing)
+    dispatcher.start()
+    cpu = CpuAccount([receiver.process.pid]).start()
+    print(f"  steady: {steady.events} events at {args.rate:g}/s …", flush=True)
+    steady.producer = produce(
+        url, rate=args.rate, count=steady.events, models=args.models, prefix=prefix
+    )
+    phases.append(measure(steady, receiver, url, prefix, base, None, timing, cpu))
+    dispatcher.stop()
+
+    # Backlog: written first, then delivered by a dispatcher started afterwards.
+    for name, models in (("backlog", args.models), ("one model", 1)):
+        events = args.backlog if models > 1 else args.backlog_one_model
+        phase = Phase(name, events)
+        prefix, base, timing = f"{name.replace(' ', '-')}-{label}", receiver.count(), Timing()
+        print(f"  {name}: {events} events written, then delivered …", flush=True)
+        phase.producer = produce(url, rate=0, count=events, models=models, prefix=prefix)
+        instrument(timing)
+        cpu = CpuAccount([receiver.process.pid]).start()
+        started = time.time()
+        dispatcher.start()
+        phases.append(measure(phase, receiver, url, prefix, base, started, timing, cpu))
+        dispatcher.stop()
+    return phases
+
+
+# ---- what if: the same backlog with changes that are not in src --------------------------------
+
+
+def claim_due_in_one_statement(engine: Any, *, limit: int, lease: Any) -> list[Any]:
+    """``outbox.claim_due`` with one UPDATE ... RETURNING for the whole batch instead of one
+    UPDATE per delivery (same conditions, same result)."""
+    from sqlalchemy import or_, select, update
+
+    from hokusai.db.schema import deliveries, events, webhook_endpoints
+    from hokusai.webhooks import outbox
+
+    now = outbox.utcnow()
+    free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+    waiting = deliveries.c.status.in_((outbox.PENDING, outbox.FAILED))
+    with engine.begin() as conn:
+        due = (
+            select(deliveries.c.id)
+            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+            .where(waiting, deliveries.c.next_attempt_at <= now, free, webhook_endpoints.c.enabled)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
+            .limit(limit)
+        )
+        if conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=deliveries)
+        ids = conn.execute(due).scalars().all()
+        if not ids:
+            return []
+        taken = (
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids), waiting, free)
+                .values(lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
+                .returning(deliveries.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        rows = conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.event_id,
+                deliveries.c.event_seq,
+                deliveries.c.attempts,
+                events.c.payload,
+                events.c.model_name,
+                webhook_endpoints,
+            )
+            .join(events, events.c.id == deliveries.c.event_id)
+            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+            .where(deliveries.c.id.in_(taken))
+            .order_by(deliveries.c.event_seq)
+        ).all()
+    claimed = []
+    for row in rows:
+        m = row._mapping
+        endpoint = {c.name: m[c.name] for c in webhook_endpoints.c if c.name in m}
+        endpoint["id"] = m[webhook_endpoints.c.id]
+        claimed.append(
+            outbox.Claimed(
+                m["id"],
+                m["event_id"],
+                m["event_seq"],
+                m["attempts"],
+                m["payload"],
+                endpoint,
+                m["model_name"],
+            )
+        )
+    return claimed
+
+
+def record_attempts_in_two_statements(
+    engine: Any, outcomes: list[Any], schedule: list[float]
+) -> None:
+    """``outbox.record_attempts`` with one multi-row INSERT and one executemany UPDATE per
+    round instead of two statements per delivery."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam, update
+
+    from hokusai.db.schema import deliveries, delivery_attempts, webhook_endpoints
+    from hokusai.webhooks import outbox
+
+    now = outbox.utcnow()
+    attempts, changes, gone = [], [], set()
+    for claimed, result in outcomes:
+        attempts.append(
+            {
+                "delivery_id": claimed.delivery_id,
+                "attempted_at": now,
+                "status_code": result.status_code,
+                "latency_ms": result.latency_ms,
+                "response_snippet": result.response_snippet,
+                "error": result.error,
+            }
+        )
+        status, next_at = outbox.FAILED, None
+        if result.delivered:
+            status = outbox.DELIVERED
+        elif result.gone or claimed.attempts >= len(schedule):
+            status = outbox.DEAD
+            if result.gone:
+                gone.add(claimed.endpoint["id"])
+        else:
+            next_at = now + timedelta(seconds=schedule[claimed.attempts])
+        changes.append(
+            {
+                "b_id": claimed.delivery_id,
+                "b_status": status,
+                "b_next": next_at,
+                "b_code": result.status_code,
+                "b_error": result.error,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(delivery_attempts.insert(), attempts)
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                next_attempt_at=bindparam("b_next"),
+                last_status_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+                lease_until=None,
+                updated_at=now,
+            ),
+            changes,
+        )
+        if gone:
+            conn.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id.in_(gone))
+                .values(enabled=False, updated_at=now, disabled_reason="410 Gone")
+            )
+
+
+class AiohttpSender:
+    """``delivery.send`` made with aiohttp instead of httpx: the same checks (the address
+    resolved once and refused if private, unless allowed), the same signed headers, one
+    deadline for the attempt, no redirect followed, the first bytes of the answer kept."""
+
+    def __init__(self) -> None:
+        self.session: Any = None
+
+    async def send(
+        self,
+        _client: Any,
+        *,
+        url: str,
+        msg_id: str,
+        body: str,
+        secrets_: list[str],
+        allow_private: bool,
+        timeout: float,
+    ) -> Any:
+        import asyncio
+        from urllib.parse import urlsplit, urlunsplit
+
+        import aiohttp
+
+        from hokusai.webhooks import delivery
+
+        started = time.perf_counter()
+
+        def ms() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            async with asyncio.timeout(timeout):
+                address = await delivery.resolve_checked(host, port, allow_private)
+                literal = f"[{address}]" if ":" in address else address
+                direct = urlunsplit(
+                    (parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, "")
+                )
+                sent_at = datetime.now(UTC)
+                headers = {
+                    "content-type": "application/json",
+                    "host": parts.netloc.rsplit("@", 1)[-1],
+                    "user-agent": "hokusai-webhooks/1",
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": str(int(sent_at.timestamp())),
+                    "webhook-signature": delivery.signature_header(msg_id, sent_at, body, secrets_),
+                }
+                async with self.session.post(
+                    direct,
+                    data=body.encode(),
+                    headers=headers,
+                    allow_redirects=False,
+                    server_hostname=host if parts.scheme == "https" else None,
+                ) as response:
+                    snippet = await response.content.read(delivery.SNIPPET_BYTES)
+        except delivery.DestinationRefused as exc:
+            return delivery.AttemptResult(None, ms(), None, str(exc))
+        except TimeoutError:
+            return delivery.AttemptResult(None, ms(), None, f"no answer within {timeout:g} s")
+        except aiohttp.ClientError as exc:
+            return delivery.AttemptResult(None, ms(), None, f"{type(exc).__name__}: {exc}")
+        error = None
+        if 300 <= response.status < 400:
+            error = f"redirect to {response.headers.get('location')!r} not followed"
+        elif not 200 <= response.status < 300:
+            error = f"answered {response.status}"
+        text = snippet.decode("utf-8", "replace")
+        return delivery.AttemptResult(response.status, ms(), text, error)
+
+    def wrap_run(self, run: Any) -> Any:
+        async def with_session(dispatcher: Any, stop: Any) -> None:
+            import aiohttp
+
+            limit = aiohttp.TCPConnector(limit=dispatcher.settings.concurrency)
+            async with aiohttp.ClientSession(connector=limit) as session:
+                self.session = session
+                await run(dispatcher, stop)
+
+        return with_session
+
+
+@contextlib.contextmanager
+def changed(*, sniffio: bool, statements: bool, aiohttp: bool = False) -> Iterator[None]:
+    """``sniffio``: make ``import sniffio`` fail at once, as good as having it installed:
+    httpcore imports it on every lock it creates, and a failing import searches sys.path
+    each time. ``statements``: the claim and record transactions above. ``aiohttp``: send
+    with the AiohttpSender."""
+    from hokusai.webhooks import dispatcher, outbox
+
+    saved = (outbox.claim_due, outbox.record_attempts, sys.modules.get("sniffio", False))
+    saved_send, saved_run = dispatcher.send, dispatcher.Dispatcher.run
+    if sniffio and "sniffio" not in sys.modules:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+    if statements:
+        outbox.claim_due = claim_due_in_one_statement
+        outbox.record_attempts = record_attempts_in_two_statements
+    if aiohttp:
+        sender = AiohttpSender()
+        dispatcher.send = sender.send
+        dispatcher.Dispatcher.run = sender.wrap_run(saved_run)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        outbox.claim_due, outbox.record_attempts = saved[0], saved[1]
+        dispatcher.send = saved_send
+        dispatcher.Dispatcher.run = saved_run  # type: ignore[method-assign]
+        if saved[2] is False:
+            sys.modules.pop("sniffio", None)
+
+
+# (what, DispatcherSettings fields, sniffio, statements, aiohttp)
+WHAT_IF: list[tuple[str, dict[str, Any], bool, bool, bool]] = [
+    ("production defaults (concurrency 64)", {}, False, False, False),
+    ("concurrency 8", {"concurrency": 8}, False, False, False),
+    ("concurrency 8, no import search for sniffio", {"concurrency": 8}, True, False, False),
+    ("concurrency 8, no import search, batched statements", {"concurrency": 8}, True, True, False),
+    ("aiohttp instead of httpx (concurrency 64)", {}, False, False, True),
+    ("aiohttp and batched statements (concurrency 64)", {}, False, True, True),
+]
+
+
+def what_if(
+    url: str, receiver: Receiver, args: argparse.Namespace, label: str
+) -> list[dict[str, Any]]:
+    """The backlog phase under each variant; the last one also at the steady rate."""
+    from hokusai.db.engine import make_engine
+    from hokusai.db.migrate import upgrade
+    from hokusai.webhooks.endpoints import Endpoints
+    from hokusai.webhooks.signing import SecretBox
+
+    engine = make_engine(url)
+    upgrade(engine)
+    box = SecretBox(secrets.token_bytes(32))
+    Endpoints(engine, box, allow_private=True).add(receiver.url + "/hook")
+    engine.dispose()
+    runs = [(variant, "backlog") for variant in WHAT_IF] + [(WHAT_IF[-1], "steady")]
+    found = []
+    for n, ((name, settings, sniffio, statements, aiohttp), kind) in enumerate(runs):
+        steady = kind == "steady"
+        events = int(args.rate * args.seconds) if steady else args.what_if
+        prefix, base = f"whatif{n}-{label}", receiver.count()
+        phase = Phase(name, events)
+        dispatcher = DispatcherThread(url, box, **settings)
+        instrument(Timing())
+        if not steady:
+            produce(url, rate=0, count=events, models=args.models, prefix=prefix)
+        with changed(sniffio=sniffio, statements=statements, aiohttp=aiohttp):
+            cpu = CpuAccount([receiver.process.pid]).start()
+            started = None if steady else time.time()
+            dispatcher.start()
+            if steady:
+                produce(url, rate=args.rate, count=events, models=args.models, prefix=prefix)
+            measure(phase, receiver, url, prefix, base, started, Current.timing, cpu)
+            dispatcher.stop()
+        cpu_ms = 1000 * phase.cpu["dispatcher_cpu_seconds"] / max(phase.delivered, 1)
+        found.append(
+            {
+                "variant": name,
+                "phase": f"steady at {args.rate:g}/s" if steady else "backlog",
+                "events": events,
+                "delivered": phase.delivered,
+                "duplicates": phase.duplicates,
+                "per_second": phase.per_second,
+                "latency_ms": phase.latency_ms,
+                "dispatcher_cpu_ms_per_delivery": round(cpu_ms, 2),
+                "other_processes_percent": phase.cpu["other_processes_percent"],
+            }
+        )
+        print(f"  {name}, {kind}: {phase.per_second:.0f}/s, {cpu_ms:.2f} ms CPU each", flush=True)
+    return found
+
+
+# ---- stores -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sqlite_store(root: Path) -> Iterator[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    yield f"sqlite:///{root / 'hokusai.db'}"
+
+
+@contextlib.contextmanager
+def postgres_store(base: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from hokusai.db.engine import normalise_url
+
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    name = "hk_bench_" + secrets.token_hex(6)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(normalise_url(base)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---- the machine and its CPU ------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuAccount:
+    """The machine's CPU over a phase: this process (dispatcher), the receiver, the
+    producer (a waited-for child), and everything else on the machine."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.result: dict[str, Any] = {}
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return (sum(values[0:3]) + values[5] + values[6] + values[7]) / tick, sum(values) / tick
+
+    def start(self) -> CpuAccount:
+        times = os.times()
+        self._start = (
+            self._machine(),
+            times.user + times.system,
+            times.children_user + times.children_system,
+            sum(cpu_seconds(p) for p in self.pids),
+        )
+        return self
+
+    def stop(self) -> None:
+        (busy0, total0), own0, children0, watched0 = self._start
+        (busy1, total1) = self._machine()
+        times = os.times()
+        own = times.user + times.system - own0
+        children = times.children_user + times.children_system - children0
+        watched = sum(cpu_seconds(p) for p in self.pids) - watched0
+        span = (total1 - total0) or 1.0
+        cores = os.cpu_count() or 1
+        wall = span / cores
+        self.result = {
+            "wall_seconds": round(wall, 2),
+            "dispatcher_cpu_seconds": round(own, 2),
+            "receiver_cpu_seconds": round(watched, 2),
+            "producer_cpu_seconds": round(children, 2),
+            "machine_busy_percent": round(100 * (busy1 - busy0) / span, 1),
+            "other_processes_percent": round(
+                100 * max(0.0, (busy1 - busy0) - own - children - watched) / span, 1
+            ),
+        }
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        mem_kib = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal:")
+            )
+        )
+    return {
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "hokusai": metadata.version("hokusai-ml-platform"),
+        "httpx": metadata.version("httpx"),
+        "sqlalchemy": metadata.version("sqlalchemy"),
+    }
+
+
+def git_revision() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", str(BENCH_DIR.parent / "src")],
+            cwd=BENCH_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+uncommitted changes in src" if dirty else "")
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def targets(stores: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    checks = []
+    for store, phases in stores.items():
+        by_name = {p["phase"]: p for p in phases}
+        backlog, steady = by_name["backlog"], by_name["steady"]
+        complete = backlog["delivered"] == backlog["events"] and backlog["duplicates"] == 0
+        checks.append(
+            {
+                "target": f"{store}: deliveries/s, backlog of {backlog['events']}",
+                "value": backlog["per_second"] if complete else 0.0,
+                "relation": ">=",
+                "goal": GOAL_DELIVERIES_PER_SECOND,
+            }
+        )
+        complete = steady["delivered"] == steady["events"] and steady["duplicates"] == 0
+        p99 = steady["latency_ms"].get("p99", float("inf")) / 1000 if complete else float("inf")
+        checks.append(
+            {
+                "target": f"{store}: p99 event-to-delivery latency, {steady['offered']:g} events/s "
+                f"asked ({steady['producer']['per_second']:.0f}/s written), s",
+                "value": p99,
+                "relation": "<=",
+                "goal": GOAL_P99_SECONDS,
+            }
+        )
+    for check in checks:
+        value, goal = check["value"], check["goal"]
+        check["met"] = value >= goal if check["relation"] == ">=" else value <= goal
+    return checks
+
+
+def table(record: dict[str, Any]) -> str:
+    lines = [
+        "| store | phase | events | written/s | delivered | twice | deliveries/s | p50 ms "
+        "| p99 ms | max ms | per round: claimed, claim ms, record ms | send ms "
+        "| dispatcher CPU s | other load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: "
+        "| ---: |",
+    ]
+    for store, phases in record["stores"].items():
+        for p in phases:
+            lat, d, c = p["latency_ms"], p["dispatcher"], p["cpu"]
+            lines.append(
+                f"| {store} | {p['phase']} | {p['events']} | "
+                f"{p['producer']['per_second']:.0f} | {p['delivered']} | "
+                f"{p['duplicates']} | {p['per_second']:.0f} | {lat.get('p50', '')} | "
+                f"{lat.get('p99', '')} | {lat.get('max', '')} | {d['claimed_per_round']}, "
+                f"{d['claim_ms_per_round']}, {d['record_ms_per_round']} | "
+                f"{d['send_ms_per_delivery']} | {c['dispatcher_cpu_seconds']} | "
+                f"{c['other_processes_percent']}% |"
+            )
+    return "\n".join(lines)
+
+
+def what_if_table(record: dict[str, Any]) -> str:
+    lines = [
+        "| what if (SQLite) | phase | events | delivered | deliveries/s | p50 ms | p99 ms "
+        "| CPU ms per delivery | other load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in record["what_if"]:
+        lat = v["latency_ms"]
+        lines.append(
+            f"| {v['variant']} | {v['phase']} | {v['events']} | {v['delivered']} | "
+            f"{v['per_second']:.0f} | {lat.get('p50', '')} | {lat.get('p99', '')} | "
+            f"{v['dispatcher_cpu_ms_per_delivery']} | {v['other_processes_percent']}% |"
+        )
+    return "\n".join(lines)
+
+
+def print_report(record: dict[str, Any]) -> None:
+    m = record["machine"]
+    print(
+        f"\n{m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}; "
+        f"{record['date']}; load average before {record['load_average_before']}\n"
+    )
+    print(table(record))
+    if record.get("what_if"):
+        print()
+        print(what_if_table(record))
+    print()
+    for c in record["targets"]:
+        print(
+            f"{'PASS' if c['met'] else 'MISS'}  {c['target']}: {c['value']:.3f} "
+            f"(goal {c['relation']} {c['goal']:g})"
+        )
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="events/s offered, steady")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the steady phase")
+    parser.add_argument("--models", type=int, default=100, help="models the events spread over")
+    parser.add_argument("--backlog", type=int, default=5000)
+    parser.add_argument("--backlog-one-model", type=int, default=1000)
+    parser.add_argument("--postgres", metavar="URL", nargs="?", const="", default=None)
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--what-if",
+        type=int,
+        default=3000,
+        metavar="EVENTS",
+        help="backlog for each what-if variant, on SQLite (0: none)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not write the results")
+    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--produce", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.receiver:
+        receiver_main(args.receiver)
+        return
+    if args.produce:
+        produce_main(args.produce, args.rate, args.count, args.models, args.prefix)
+        return
+    postgres = args.postgres if args.postgres else os.environ.get(POSTGRES_ENV)
+    if args.postgres == "" and not postgres:
+        raise SystemExit(f"--postgres needs a URL, or {POSTGRES_ENV}")
+    record: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "revision": git_revision(),
+        "machine": machine(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "settings": {
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "models": args.models,
+            "backlog": args.backlog,
+            "backlog_one_model": args.backlog_one_model,
+            "dispatcher": "DispatcherSettings(allow_private=True), every other default",
+        },
+        "stores": {},
+    }
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hokusai-bench-webhooks-") as tmp:
+        stores: list[tuple[str, Any]] = []
+        if not args.no_sqlite:
+            stores.append(("sqlite", sqlite_store(Path(tmp))))
+        if postgres:
+            stores.append(("postgresql", postgres_store(postgres)))
+        with running_receiver() as receiver:
+            for label, store in stores:
+                print(f"{label}:", flush=True)
+                with store as url:
+                    phases = bench_store(label, url, receiver, args)
+                record["stores"][label] = [
+                    {
+                        "phase": p.name,
+                        **p.record(),
+                        "offered": args.rate if p.name == "steady" else None,
+                    }
+                    for p in phases
+                ]
+            if args.what_if:
+                print("what if (SQLite backlog):", flush=True)
+                with sqlite_store(Path(tmp) / "what-if") as url:
+                    record["what_if"] = what_if(url, receiver, args, "sqlite")
+    record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    record["targets"] = targets(record["stores"])
+    print_report(record)
+    if not args.no_write:
+        RESULTS_FILE.parent.mkdir(exist_ok=True)
+        partial = RESULTS_FILE.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+        partial.replace(RESULTS_FILE)
+        print(f"\nwritten: {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
+
+
+if __name__ == "__main__":
+    main()
