@@ -22,14 +22,11 @@ with ``--postgres`` or when HOKUSAI_TEST_POSTGRES_URL names a server):
 Every delivery is checked to arrive exactly once. Each phase is bounded in events and time.
 Where the dispatcher's time goes is measured on the way (claim and record transactions,
 sending), with the CPU time of each process and the share of the machine other processes
-took. Then, on SQLite, **what if**: the backlog again under changes that are not in src
-(lower concurrency; ``import sniffio`` not searched for on every lock httpcore creates;
-claims and records in one statement per round; aiohttp instead of httpx to send), each
-applied in this process only, to put numbers on where the time goes.
+took.
 
 The targets: at least 500 deliveries/s, and a p99 latency of at most 1 s at 500 events/s
 offered. It prints tables with PASS or MISS and writes bench/results/webhooks.json.
-Usage: ``.venv/bin/python bench/bench_webhooks.py [--postgres [URL]] [--what-if 0]``.
+Usage: ``.venv/bin/python bench/bench_webhooks.py [--postgres [URL]]``.
 """
 
 from __future__ import annotations
@@ -496,318 +493,6 @@ def bench_store(label: str, url: str, receiver: Receiver, args: argparse.Namespa
 # ---- what if: the same backlog with changes that are not in src --------------------------------
 
 
-def claim_due_in_one_statement(engine: Any, *, limit: int, lease: Any) -> list[Any]:
-    """``outbox.claim_due`` with one UPDATE ... RETURNING for the whole batch instead of one
-    UPDATE per delivery (same conditions, same result)."""
-    from sqlalchemy import or_, select, update
-
-    from hokusai.db.schema import deliveries, events, webhook_endpoints
-    from hokusai.webhooks import outbox
-
-    now = outbox.utcnow()
-    free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
-    waiting = deliveries.c.status.in_((outbox.PENDING, outbox.FAILED))
-    with engine.begin() as conn:
-        due = (
-            select(deliveries.c.id)
-            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
-            .where(waiting, deliveries.c.next_attempt_at <= now, free, webhook_endpoints.c.enabled)
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True, of=deliveries)
-        ids = conn.execute(due).scalars().all()
-        if not ids:
-            return []
-        taken = (
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids), waiting, free)
-                .values(lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
-                .returning(deliveries.c.id)
-            )
-            .scalars()
-            .all()
-        )
-        rows = conn.execute(
-            select(
-                deliveries.c.id,
-                deliveries.c.event_id,
-                deliveries.c.event_seq,
-                deliveries.c.attempts,
-                events.c.payload,
-                events.c.model_name,
-                webhook_endpoints,
-            )
-            .join(events, events.c.id == deliveries.c.event_id)
-            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
-            .where(deliveries.c.id.in_(taken))
-            .order_by(deliveries.c.event_seq)
-        ).all()
-    claimed = []
-    for row in rows:
-        m = row._mapping
-        endpoint = {c.name: m[c.name] for c in webhook_endpoints.c if c.name in m}
-        endpoint["id"] = m[webhook_endpoints.c.id]
-        claimed.append(
-            outbox.Claimed(
-                m["id"],
-                m["event_id"],
-                m["event_seq"],
-                m["attempts"],
-                m["payload"],
-                endpoint,
-                m["model_name"],
-            )
-        )
-    return claimed
-
-
-def record_attempts_in_two_statements(
-    engine: Any, outcomes: list[Any], schedule: list[float]
-) -> None:
-    """``outbox.record_attempts`` with one multi-row INSERT and one executemany UPDATE per
-    round instead of two statements per delivery."""
-    from datetime import timedelta
-
-    from sqlalchemy import bindparam, update
-
-    from hokusai.db.schema import deliveries, delivery_attempts, webhook_endpoints
-    from hokusai.webhooks import outbox
-
-    now = outbox.utcnow()
-    attempts, changes, gone = [], [], set()
-    for claimed, result in outcomes:
-        attempts.append(
-            {
-                "delivery_id": claimed.delivery_id,
-                "attempted_at": now,
-                "status_code": result.status_code,
-                "latency_ms": result.latency_ms,
-                "response_snippet": result.response_snippet,
-                "error": result.error,
-            }
-        )
-        status, next_at = outbox.FAILED, None
-        if result.delivered:
-            status = outbox.DELIVERED
-        elif result.gone or claimed.attempts >= len(schedule):
-            status = outbox.DEAD
-            if result.gone:
-                gone.add(claimed.endpoint["id"])
-        else:
-            next_at = now + timedelta(seconds=schedule[claimed.attempts])
-        changes.append(
-            {
-                "b_id": claimed.delivery_id,
-                "b_status": status,
-                "b_next": next_at,
-                "b_code": result.status_code,
-                "b_error": result.error,
-            }
-        )
-    with engine.begin() as conn:
-        conn.execute(delivery_attempts.insert(), attempts)
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                next_attempt_at=bindparam("b_next"),
-                last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"),
-                lease_until=None,
-                updated_at=now,
-            ),
-            changes,
-        )
-        if gone:
-            conn.execute(
-                update(webhook_endpoints)
-                .where(webhook_endpoints.c.id.in_(gone))
-                .values(enabled=False, updated_at=now, disabled_reason="410 Gone")
-            )
-
-
-class AiohttpSender:
-    """``delivery.send`` made with aiohttp instead of httpx: the same checks (the address
-    resolved once and refused if private, unless allowed), the same signed headers, one
-    deadline for the attempt, no redirect followed, the first bytes of the answer kept."""
-
-    def __init__(self) -> None:
-        self.session: Any = None
-
-    async def send(
-        self,
-        _client: Any,
-        *,
-        url: str,
-        msg_id: str,
-        body: str,
-        secrets_: list[str],
-        allow_private: bool,
-        timeout: float,
-    ) -> Any:
-        import asyncio
-        from urllib.parse import urlsplit, urlunsplit
-
-        import aiohttp
-
-        from hokusai.webhooks import delivery
-
-        started = time.perf_counter()
-
-        def ms() -> int:
-            return int((time.perf_counter() - started) * 1000)
-
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            async with asyncio.timeout(timeout):
-                address = await delivery.resolve_checked(host, port, allow_private)
-                literal = f"[{address}]" if ":" in address else address
-                direct = urlunsplit(
-                    (parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, "")
-                )
-                sent_at = datetime.now(UTC)
-                headers = {
-                    "content-type": "application/json",
-                    "host": parts.netloc.rsplit("@", 1)[-1],
-                    "user-agent": "hokusai-webhooks/1",
-                    "webhook-id": msg_id,
-                    "webhook-timestamp": str(int(sent_at.timestamp())),
-                    "webhook-signature": delivery.signature_header(msg_id, sent_at, body, secrets_),
-                }
-                async with self.session.post(
-                    direct,
-                    data=body.encode(),
-                    headers=headers,
-                    allow_redirects=False,
-                    server_hostname=host if parts.scheme == "https" else None,
-                ) as response:
-                    snippet = await response.content.read(delivery.SNIPPET_BYTES)
-        except delivery.DestinationRefused as exc:
-            return delivery.AttemptResult(None, ms(), None, str(exc))
-        except TimeoutError:
-            return delivery.AttemptResult(None, ms(), None, f"no answer within {timeout:g} s")
-        except aiohttp.ClientError as exc:
-            return delivery.AttemptResult(None, ms(), None, f"{type(exc).__name__}: {exc}")
-        error = None
-        if 300 <= response.status < 400:
-            error = f"redirect to {response.headers.get('location')!r} not followed"
-        elif not 200 <= response.status < 300:
-            error = f"answered {response.status}"
-        text = snippet.decode("utf-8", "replace")
-        return delivery.AttemptResult(response.status, ms(), text, error)
-
-    def wrap_run(self, run: Any) -> Any:
-        async def with_session(dispatcher: Any, stop: Any) -> None:
-            import aiohttp
-
-            limit = aiohttp.TCPConnector(limit=dispatcher.settings.concurrency)
-            async with aiohttp.ClientSession(connector=limit) as session:
-                self.session = session
-                await run(dispatcher, stop)
-
-        return with_session
-
-
-@contextlib.contextmanager
-def changed(*, sniffio: bool, statements: bool, aiohttp: bool = False) -> Iterator[None]:
-    """``sniffio``: make ``import sniffio`` fail at once, as good as having it installed:
-    httpcore imports it on every lock it creates, and a failing import searches sys.path
-    each time. ``statements``: the claim and record transactions above. ``aiohttp``: send
-    with the AiohttpSender."""
-    from hokusai.webhooks import dispatcher, outbox
-
-    saved = (outbox.claim_due, outbox.record_attempts, sys.modules.get("sniffio", False))
-    saved_send, saved_run = dispatcher.send, dispatcher.Dispatcher.run
-    if sniffio and "sniffio" not in sys.modules:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-    if statements:
-        outbox.claim_due = claim_due_in_one_statement
-        outbox.record_attempts = record_attempts_in_two_statements
-    if aiohttp:
-        sender = AiohttpSender()
-        dispatcher.send = sender.send
-        dispatcher.Dispatcher.run = sender.wrap_run(saved_run)  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        outbox.claim_due, outbox.record_attempts = saved[0], saved[1]
-        dispatcher.send = saved_send
-        dispatcher.Dispatcher.run = saved_run  # type: ignore[method-assign]
-        if saved[2] is False:
-            sys.modules.pop("sniffio", None)
-
-
-# (what, DispatcherSettings fields, sniffio, statements, aiohttp)
-WHAT_IF: list[tuple[str, dict[str, Any], bool, bool, bool]] = [
-    ("production defaults (concurrency 64)", {}, False, False, False),
-    ("concurrency 8", {"concurrency": 8}, False, False, False),
-    ("concurrency 8, no import search for sniffio", {"concurrency": 8}, True, False, False),
-    ("concurrency 8, no import search, batched statements", {"concurrency": 8}, True, True, False),
-    ("aiohttp instead of httpx (concurrency 64)", {}, False, False, True),
-    ("aiohttp and batched statements (concurrency 64)", {}, False, True, True),
-]
-
-
-def what_if(
-    url: str, receiver: Receiver, args: argparse.Namespace, label: str
-) -> list[dict[str, Any]]:
-    """The backlog phase under each variant; the last one also at the steady rate."""
-    from hokusai.db.engine import make_engine
-    from hokusai.db.migrate import upgrade
-    from hokusai.webhooks.endpoints import Endpoints
-    from hokusai.webhooks.signing import SecretBox
-
-    engine = make_engine(url)
-    upgrade(engine)
-    box = SecretBox(secrets.token_bytes(32))
-    Endpoints(engine, box, allow_private=True).add(receiver.url + "/hook")
-    engine.dispose()
-    runs = [(variant, "backlog") for variant in WHAT_IF] + [(WHAT_IF[-1], "steady")]
-    found = []
-    for n, ((name, settings, sniffio, statements, aiohttp), kind) in enumerate(runs):
-        steady = kind == "steady"
-        events = int(args.rate * args.seconds) if steady else args.what_if
-        prefix, base = f"whatif{n}-{label}", receiver.count()
-        phase = Phase(name, events)
-        dispatcher = DispatcherThread(url, box, **settings)
-        instrument(Timing())
-        if not steady:
-            produce(url, rate=0, count=events, models=args.models, prefix=prefix)
-        with changed(sniffio=sniffio, statements=statements, aiohttp=aiohttp):
-            cpu = CpuAccount([receiver.process.pid]).start()
-            started = None if steady else time.time()
-            dispatcher.start()
-            if steady:
-                produce(url, rate=args.rate, count=events, models=args.models, prefix=prefix)
-            measure(phase, receiver, url, prefix, base, started, Current.timing, cpu)
-            dispatcher.stop()
-        cpu_ms = 1000 * phase.cpu["dispatcher_cpu_seconds"] / max(phase.delivered, 1)
-        found.append(
-            {
-                "variant": name,
-                "phase": f"steady at {args.rate:g}/s" if steady else "backlog",
-                "events": events,
-                "delivered": phase.delivered,
-                "duplicates": phase.duplicates,
-                "per_second": phase.per_second,
-                "latency_ms": phase.latency_ms,
-                "dispatcher_cpu_ms_per_delivery": round(cpu_ms, 2),
-                "other_processes_percent": phase.cpu["other_processes_percent"],
-            }
-        )
-        print(f"  {name}, {kind}: {phase.per_second:.0f}/s, {cpu_ms:.2f} ms CPU each", flush=True)
-    return found
-
-
-# ---- stores -----------------------------------------------------------------------------------
-
-
 @contextlib.contextmanager
 def sqlite_store(root: Path) -> Iterator[str]:
     root.mkdir(parents=True, exist_ok=True)
@@ -996,22 +681,6 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def what_if_table(record: dict[str, Any]) -> str:
-    lines = [
-        "| what if (SQLite) | phase | events | delivered | deliveries/s | p50 ms | p99 ms "
-        "| CPU ms per delivery | other load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for v in record["what_if"]:
-        lat = v["latency_ms"]
-        lines.append(
-            f"| {v['variant']} | {v['phase']} | {v['events']} | {v['delivered']} | "
-            f"{v['per_second']:.0f} | {lat.get('p50', '')} | {lat.get('p99', '')} | "
-            f"{v['dispatcher_cpu_ms_per_delivery']} | {v['other_processes_percent']}% |"
-        )
-    return "\n".join(lines)
-
-
 def print_report(record: dict[str, Any]) -> None:
     m = record["machine"]
     print(
@@ -1019,9 +688,6 @@ def print_report(record: dict[str, Any]) -> None:
         f"{record['date']}; load average before {record['load_average_before']}\n"
     )
     print(table(record))
-    if record.get("what_if"):
-        print()
-        print(what_if_table(record))
     print()
     for c in record["targets"]:
         print(
@@ -1042,13 +708,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backlog-one-model", type=int, default=1000)
     parser.add_argument("--postgres", metavar="URL", nargs="?", const="", default=None)
     parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument(
-        "--what-if",
-        type=int,
-        default=3000,
-        metavar="EVENTS",
-        help="backlog for each what-if variant, on SQLite (0: none)",
-    )
     parser.add_argument("--no-write", action="store_true", help="do not write the results")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--produce", help=argparse.SUPPRESS)
@@ -1104,10 +763,6 @@ def main() -> None:
                     }
                     for p in phases
                 ]
-            if args.what_if:
-                print("what if (SQLite backlog):", flush=True)
-                with sqlite_store(Path(tmp) / "what-if") as url:
-                    record["what_if"] = what_if(url, receiver, args, "sqlite")
     record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     record["targets"] = targets(record["stores"])
     print_report(record)
