@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hokusai.cli.context import DataDir, fail, open_keys
-from hokusai.gateway.admin_api import parse_duration
+from hokusai.cli.context import DataDir, open_keys, parse_since
 
 
 def audit(
@@ -24,19 +22,7 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the audit log (authenticated writes and admin actions), newest first."""
-    start = None
-    if since:
-        try:
-            start = datetime.now(UTC) - parse_duration(since)
-        except ValueError:
-            try:
-                start = datetime.fromisoformat(since)
-            except ValueError:
-                raise fail(
-                    f"--since {since!r} is neither a duration (1h, 7d) nor an ISO time", 2
-                ) from None
-            if start.tzinfo is None:
-                start = start.replace(tzinfo=UTC)
+    start = parse_since(since) if since else None
     _, log = open_keys(data_dir)
     entries = log.read(key_id=key_id, since=start, limit=limit)
     if as_json:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
+from hokusai.gateway.admin_api import parse_duration
 from hokusai.gateway.audit import AuditLog
 from hokusai.keys.service import KeyService
 from hokusai.settings import Settings
@@ -62,3 +64,16 @@ def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
 def open_keys(data_dir: Path | None) -> tuple[KeyService, AuditLog]:
     engine, settings = open_store(data_dir)
     return KeyService(engine, settings.resolved_secret, cache_seconds=0), AuditLog(engine)
+
+
+def parse_since(since: str) -> datetime:
+    """``--since``: a duration back from now (``1h``, ``7d``) or an ISO time (UTC if naive)."""
+    try:
+        return datetime.now(UTC) - parse_duration(since)
+    except ValueError:
+        pass
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        raise fail(f"--since {since!r} is neither a duration (1h, 7d) nor an ISO time", 2) from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)

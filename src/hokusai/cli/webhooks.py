@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hokusai.cli.context import DataDir, err, fail, open_store
-from hokusai.gateway.admin_api import parse_duration
+from hokusai.cli.context import DataDir, err, fail, open_store, parse_since
 from hokusai.webhooks import outbox
 from hokusai.webhooks.dispatcher import send_test
 from hokusai.webhooks.endpoints import EndpointError, EndpointNotFound, Endpoints
@@ -212,16 +210,7 @@ def replay(
     """Deliver an event, or every event since a time, again."""
     if (event_id is None) == (since is None):
         raise fail("give an EVENT_ID or --since, not both", 2)
-    start = None
-    if since is not None:
-        try:
-            start = datetime.now(UTC) - parse_duration(since)
-        except ValueError:
-            try:
-                start = datetime.fromisoformat(since)
-            except ValueError:
-                raise fail(f"--since {since!r} is neither a duration nor an ISO time", 2) from None
-            start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    start = parse_since(since) if since is not None else None
     engine, _ = open_store(data_dir)
     try:
         queued = outbox.replay(engine, event_id=event_id, since=start, endpoint_id=endpoint)
