@@ -234,7 +234,17 @@ class Gateway:
             )
             await self.admin_api(scope, receive, send)
         elif target.area is Area.MLFLOW:
-            await self._forward(scope, receive, send, headers, exchange, target.mlflow_path)
+            # The prefix locate() removed is ASCII, so it is as long in the raw path.
+            prefix_length = len(scope["path"]) - len(target.mlflow_path)
+            await self._forward(
+                scope,
+                receive,
+                send,
+                headers,
+                exchange,
+                target.mlflow_path,
+                raw_path[prefix_length:],
+            )
         else:
             raise urlspace.not_found(scope["path"], self._base_url(scope, headers))
 
@@ -248,18 +258,13 @@ class Gateway:
         headers: dict[bytes, bytes],
         exchange: Exchange,
         mlflow_path: str,
+        raw_mlflow_path: bytes,
     ) -> None:
         method = scope["method"]
         key = exchange.key = await self._authenticate(headers, exchange)
         access = self._authorize(method, mlflow_path, key, scope, headers)
         self._rate_limit(key)
 
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        raw_mlflow_path = (
-            raw_path[len(urlspace.MLFLOW_PREFIX) :]
-            if raw_path.startswith(urlspace.MLFLOW_PREFIX.encode() + b"/")
-            else raw_path
-        )
         is_upload = _ARTIFACT_UPLOAD.match(mlflow_path) is not None
         max_body = self.settings.max_artifact_bytes if is_upload else self.settings.max_body_bytes
         check_content_length(scope["headers"], max_body)
