@@ -169,10 +169,9 @@ class ModelRegistry:
         ``benchmark_value``; when the source run measured ``metric_name``, also
         ``measured_value`` and ``ready_for_deploy``.
         """
-        token = validate_token_id(token_id)
-        _check_name(metric_name, "metric_name")
-        baseline = _check_number(baseline_value, "baseline_value")
-        _check_model_name(model_name)
+        token, baseline = _check_token_registration(
+            token_id, metric_name, baseline_value, model_name
+        )
         if not isinstance(model_uri, str) or not model_uri.startswith(
             ("runs:/", "models:/", "mlflow-artifacts:/")
         ):
@@ -267,10 +266,9 @@ class ModelRegistry:
         ``measured_value`` is the metric measured on evaluation data (None: not measured,
         and so not ready for deploy). What ``hokusai model register`` calls.
         """
-        token = validate_token_id(token_id)
-        _check_name(metric_name, "metric_name")
-        baseline = _check_number(baseline_value, "baseline_value")
-        _check_model_name(model_name)
+        token, baseline = _check_token_registration(
+            token_id, metric_name, baseline_value, model_name
+        )
         metrics = {}
         tags = token_tags(token, metric_name, baseline, lower_is_better)
         if measured_value is not None:
@@ -662,6 +660,18 @@ def token_tags(
 def measurement_tags(measured: float, baseline: float, lower_is_better: bool) -> dict[str, str]:
     ready = measured <= baseline if lower_is_better else measured >= baseline
     return {TAG_MEASURED_VALUE: repr(measured), TAG_READY: "true" if ready else "false"}
+
+
+def _check_token_registration(
+    token_id: Any, metric_name: Any, baseline_value: Any, model_name: Any
+) -> tuple[str, float]:
+    """What every token registration checks before any network call: the token (upper
+    case) and the baseline as a float."""
+    token = validate_token_id(token_id)
+    _check_name(metric_name, "metric_name")
+    baseline = _check_number(baseline_value, "baseline_value")
+    _check_model_name(model_name)
+    return token, baseline
 
 
 def _check_name(value: Any, what: str) -> None:
