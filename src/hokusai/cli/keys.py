@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hokusai.cli.context import DataDir, fail, open_keys
+from hokusai.db.timestamps import utcnow
 from hokusai.gateway.admin_api import parse_duration
 from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound, utcnow
+from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound
 
 app = typer.Typer(help="Manage API keys (on the server's store).", no_args_is_help=True)
 out = Console()

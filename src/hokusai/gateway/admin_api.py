@@ -16,10 +16,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from hokusai.db.timestamps import utcnow
 from hokusai.gateway.audit import AuditEntry
 from hokusai.gateway.errors import GatewayError, error_body
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound, KeyRejected, utcnow
+from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound, KeyRejected
 from hokusai.keys.store import KeyRecord
 from hokusai.version import __version__
 

@@ -14,10 +14,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from hokusai.db.timestamps import utcnow
 from hokusai.keys import store
 from hokusai.keys.format import MalformedKeyError, generate_key, parse_key
 from hokusai.keys.scopes import Scope
@@ -52,10 +53,6 @@ class IssuedKey:
 
     key: str
     record: KeyRecord
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class KeyService:

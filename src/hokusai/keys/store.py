@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, Row, func, or_, select, update
 
 from hokusai.db.schema import api_keys
+from hokusai.db.timestamps import as_utc
 from hokusai.keys.scopes import Scope
 
 
@@ -57,13 +58,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _record(row: Row[tuple[object, ...]]) -> KeyRecord:
     m = row._mapping
     return KeyRecord(
@@ -73,10 +67,10 @@ def _record(row: Row[tuple[object, ...]]) -> KeyRecord:
         owner=m["owner"],
         scope=Scope(m["scope"]),
         env=m["env"],
-        created_at=_utc(m["created_at"]),  # type: ignore[arg-type]
-        expires_at=_utc(m["expires_at"]),
-        revoked_at=_utc(m["revoked_at"]),
-        last_used_at=_utc(m["last_used_at"]),
+        created_at=as_utc(m["created_at"]),  # type: ignore[arg-type]
+        expires_at=as_utc(m["expires_at"]),
+        revoked_at=as_utc(m["revoked_at"]),
+        last_used_at=as_utc(m["last_used_at"]),
         rotated_from=m["rotated_from"],
     )
 

@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 from sqlalchemy import Engine
 
+from hokusai.db.timestamps import as_utc
 from hokusai.webhooks import outbox
 from hokusai.webhooks.delivery import AttemptResult, new_session, send
 from hokusai.webhooks.events import WEBHOOK_TEST, Event
@@ -153,7 +154,7 @@ class Dispatcher:
         secrets = [self.box.open(endpoint["secret_encrypted"])]
         previous, until = (
             endpoint.get("previous_secret_encrypted"),
-            outbox.as_utc(endpoint.get("previous_secret_expires_at")),
+            as_utc(endpoint.get("previous_secret_expires_at")),
         )
         if previous and until and until > datetime.now(UTC):
             secrets.append(self.box.open(previous))

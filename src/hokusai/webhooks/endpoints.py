@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine, delete, select, update
 
 from hokusai.db.schema import deliveries, webhook_endpoints
+from hokusai.db.timestamps import as_utc, utcnow
 from hokusai.webhooks.events import EVENT_TYPES
-from hokusai.webhooks.outbox import as_utc, utcnow
 from hokusai.webhooks.signing import SecretBox, new_secret
 
 ROTATION_GRACE = timedelta(hours=24)

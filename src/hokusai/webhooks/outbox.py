@@ -10,28 +10,19 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hokusai.db.schema import deliveries, delivery_attempts, events, webhook_endpoints
+from hokusai.db.timestamps import as_utc, utcnow
 from hokusai.webhooks.delivery import AttemptResult
 from hokusai.webhooks.events import Event
 
 PENDING, FAILED, DELIVERED, DEAD = "pending", "failed", "delivered", "dead"
 DELIVERY_STATUSES = (PENDING, FAILED, DELIVERED, DEAD)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def endpoint_wants(endpoint: dict[str, Any], event_type: str, model_name: str | None) -> bool:
