@@ -233,9 +233,11 @@ def test_a_change_without_its_audit_row_is_rolled_back(admin: Admin) -> None:
     record = dataclasses.replace(
         admin.services.keys.create(admin.operator, name="template").record, id="key_unaudited"
     )
-    with pytest.raises(InternalError, match="without its audit row"):
-        with change(admin.engine, admin.operator, Action.KEYS_CREATE) as unit:
-            store.insert_key(unit.conn, record=record, key_hash="0" * 64)
+    with (
+        pytest.raises(InternalError, match="without its audit row"),
+        change(admin.engine, admin.operator, Action.KEYS_CREATE) as unit,
+    ):
+        store.insert_key(unit.conn, record=record, key_hash="0" * 64)
     with pytest.raises(NotFound):
         admin.services.keys.get(admin.operator, "key_unaudited")
 

@@ -213,7 +213,8 @@ class WebhookAdmin:
     ) -> int:
         """Deliver one event, or every event since a time (``"2h"`` or a datetime), again;
         to every endpoint that wants it, or only ``endpoint_id``. The count queued."""
-        if bool(event_id) == (since is None or since == ""):
+        has_since = since is not None and since != ""
+        if bool(event_id) == has_since:
             raise InvalidInput("give exactly one of event_id or since")
         start = _since(since)
         with change(self._engine, actor, Action.WEBHOOKS_REPLAY) as unit:
