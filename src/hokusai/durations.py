@@ -29,7 +29,7 @@ def parse_duration(text: str) -> timedelta:
     datetime.timedelta(days=14)
     """
     match = _DURATION.match(text.strip())
-    if not match or int(match[1]) == 0:
+    if not match or not match[1].strip("0"):
         raise InvalidInput(
             f"{text!r} is not a duration: use a positive number and a unit, e.g. 30d, 12h, 90m"
         )
