@@ -51,6 +51,7 @@ def check_duration(value: timedelta) -> timedelta:
 
 
 def _too_long(shown: str) -> str:
+    shown = shown if len(shown) <= 40 else shown[:37] + "…"
     return f"{shown} is too long: a duration may be at most {MAX_DURATION.days}d (100 years)"
 
 

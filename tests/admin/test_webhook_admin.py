@@ -282,3 +282,23 @@ def test_a_failing_audit_insert_rolls_webhook_changes_back(
     assert admin.rows(deliveries) == deliveries_before
     assert admin.count(events) == events_before
     assert receiver.requests() == []  # the test was not sent: its record was never stored
+
+
+def test_records_show_what_the_store_functions_have_always_shown(
+    admin: Admin, hooks: WebhookAdmin, receiver: Receiver
+) -> None:
+    """The typed records' JSON views equal the dicts the HTTP API and CLI print today, so
+    moving those front-ends onto the services changes no output."""
+    from hokusai.webhooks.endpoints import Endpoints
+
+    endpoint = hooks.add(admin.operator, receiver.url("/ok")).endpoint
+    hooks.rotate_secret(admin.operator, endpoint.id)
+    anyio.run(hooks.test, admin.operator, endpoint.id)
+    emit(admin)
+    old = Endpoints(admin.engine, SecretBox(b"admin-tests-secret"), allow_private=True)
+
+    assert [e.public() for e in hooks.list(admin.operator)] == old.list()
+    assert [d.public() for d in hooks.deliveries(admin.operator)] == outbox.list_deliveries(
+        admin.engine
+    )
+    assert [e.public() for e in hooks.events(admin.operator)] == outbox.list_events(admin.engine)
