@@ -37,14 +37,13 @@ def test_query_filters_by_key_action_since_and_limit(admin: Admin) -> None:
     assert len(reader.query(actor, since=utcnow() - timedelta(hours=1))) == 3
     assert len(reader.query(actor, since="2000-01-01")) == 4
     assert [e.action for e in reader.query(actor, limit=1)] == ["webhooks.add"]
+    assert len(reader.query(actor, limit=0)) == 1  # held to 1 … 10 000, as before
     assert mine[0].public()["at"] == mine[0].at.isoformat()
 
 
 @pytest.mark.parametrize(
     ("fields", "says"),
     [
-        ({"limit": 0}, "limit must be between 1 and 10000"),
-        ({"limit": 10_001}, "limit must be between 1 and 10000"),
         ({"since": "999999999d"}, "at most 36500d"),
         ({"since": "1969-12-31"}, "between 1970-01-01 and 9999-12-31"),
         ({"since": datetime(1900, 1, 1)}, "between 1970-01-01 and 9999-12-31"),
