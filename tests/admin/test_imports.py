@@ -11,6 +11,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -101,10 +102,14 @@ def reachable(start: str) -> set[str]:
     return seen
 
 
-def cycles() -> list[list[str]]:
+def cycles(edges: Mapping[str, frozenset[str]] | None = None) -> list[list[str]]:
     """Every strongly connected group of more than one module (Tarjan): the modules that
     import each other, directly or through one another, each group sorted."""
-    edges, index, low, stack, on_stack = graph(), {}, {}, [], set()
+    edges = graph() if edges is None else edges
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
     groups: list[set[str]] = []
 
     def visit(node: str) -> None:
@@ -157,15 +162,24 @@ def one_cycle(group: set[str]) -> list[str]:
 
 
 def test_the_graph_sees_the_package() -> None:
-    assert "hokusai.admin.keys" in graph()
-    assert "hokusai.keys.store" in graph()["hokusai.admin.keys"]
-    assert "hokusai.gateway.admin_api" in graph()["hokusai.gateway.webhooks_api"]
+    edges = graph()
+    assert "hokusai.admin.keys" in edges and "hokusai" in edges
+    # ``from hokusai.keys import store`` is an import of the submodule.
+    assert "hokusai.keys.store" in edges["hokusai.admin.keys"]
+    assert "hokusai.audit_store" in edges["hokusai.admin.transaction"]
 
 
-def test_the_cycle_finder_finds_a_known_cycle() -> None:
-    # app builds admin_api, which mounts webhooks_api, which imports admin_api: a cycle.
-    found = {m for cycle in cycles() for m in cycle}
-    assert {"hokusai.gateway.app", "hokusai.gateway.admin_api"} <= found
+def test_the_cycle_finder_finds_every_cycle() -> None:
+    edges = {
+        "a": frozenset({"b"}),
+        "b": frozenset({"c"}),
+        "c": frozenset({"a", "d"}),
+        "d": frozenset(),
+        "e": frozenset({"f", "a"}),
+        "f": frozenset({"e"}),
+    }
+    assert cycles(edges) == [["a", "b", "c"], ["e", "f"]]
+    assert cycles({"a": frozenset({"b"}), "b": frozenset()}) == []
 
 
 @pytest.mark.skip(
