@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from hokusai.db.schema import deliveries, webhook_endpoints
 from hokusai.db.timestamps import as_utc, utcnow
@@ -196,3 +196,76 @@ class Endpoints:
                 )
             )
         return NewEndpoint(self.get(endpoint_id), secret)
+
+
+# ---- on a caller's connection ------------------------------------------------------------
+# For services that change an endpoint and write its audit row in one transaction.
+
+
+def new_endpoint_row(
+    url: str,
+    *,
+    event_types: list[str],
+    model_filter: str | None,
+    description: str,
+    sealed_secret: str,
+    allow_private: bool,
+) -> dict[str, Any]:
+    """A validated ``webhook_endpoints`` row; :class:`EndpointError` says what is wrong."""
+    url = validate_url(url, allow_private=allow_private)
+    types = validate_event_types(event_types)
+    pattern = validate_model_filter(model_filter)
+    if len(description) > 1000:
+        raise EndpointError("the description is longer than 1000 characters")
+    now = utcnow()
+    return {
+        "id": "wh_" + secrets.token_hex(8),
+        "url": url,
+        "description": description,
+        "event_types": json.dumps(types),
+        "model_filter": pattern,
+        "secret_encrypted": sealed_secret,
+        "previous_secret_encrypted": None,
+        "previous_secret_expires_at": None,
+        "enabled": True,
+        "disabled_reason": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_endpoint(conn: Connection, *, row: dict[str, Any]) -> None:
+    conn.execute(webhook_endpoints.insert().values(**row))
+
+
+def endpoint_row(conn: Connection, *, endpoint_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def endpoint_rows(conn: Connection) -> list[dict[str, Any]]:
+    query = select(webhook_endpoints).order_by(webhook_endpoints.c.created_at)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def update_endpoint(conn: Connection, *, endpoint_id: str, **values: Any) -> bool:
+    """Set ``values`` (and ``updated_at``) on one endpoint; whether it exists."""
+    result = conn.execute(
+        update(webhook_endpoints)
+        .where(webhook_endpoints.c.id == endpoint_id)
+        .values(updated_at=utcnow(), **values)
+    )
+    return result.rowcount == 1
+
+
+def delete_endpoint(conn: Connection, *, endpoint_id: str) -> None:
+    """Remove an endpoint and its deliveries not yet made (made ones stay as history)."""
+    conn.execute(
+        delete(deliveries).where(
+            deliveries.c.endpoint_id == endpoint_id,
+            deliveries.c.status.in_(("pending", "failed")),
+        )
+    )
+    conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))

@@ -431,3 +431,160 @@ def emit_to_endpoint(engine: Engine, event: Event, endpoint_id: str, lease: time
             ._mapping
         )
     return Claimed(int(delivery_id), event.id, int(seq), 1, event.body(), endpoint)
+
+
+# ---- on a caller's connection ------------------------------------------------------------
+# For services that change the outbox and write the change's audit row in one transaction.
+
+
+def replay_on(
+    conn: Connection,
+    *,
+    event_id: str | None = None,
+    since: datetime | None = None,
+    endpoint_id: str | None = None,
+) -> int:
+    """:func:`replay` inside the caller's transaction; ``LookupError`` for no such event."""
+    now = utcnow()
+    query = select(events.c.seq, events.c.id, events.c.type, events.c.model_name)
+    if event_id:
+        query = query.where(events.c.id == event_id)
+    if since:
+        query = query.where(events.c.occurred_at >= since)
+    chosen = conn.execute(query.order_by(events.c.seq)).all()
+    if event_id and not chosen:
+        raise LookupError(f"no event {event_id!r}")
+    endpoint_query = select(webhook_endpoints).where(webhook_endpoints.c.enabled)
+    if endpoint_id:
+        endpoint_query = endpoint_query.where(webhook_endpoints.c.id == endpoint_id)
+    endpoints = [dict(e._mapping) for e in conn.execute(endpoint_query)]
+    queued = 0
+    for event in chosen:
+        for endpoint in endpoints:
+            if not endpoint_wants(endpoint, event.type, event.model_name):
+                continue
+            reset = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.event_id == event.id,
+                    deliveries.c.endpoint_id == endpoint["id"],
+                )
+                .values(
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            )
+            if reset.rowcount == 0:
+                conn.execute(
+                    deliveries.insert().values(
+                        event_seq=event.seq,
+                        event_id=event.id,
+                        endpoint_id=endpoint["id"],
+                        status=PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            queued += 1
+    return queued
+
+
+def emit_to_endpoint_on(
+    conn: Connection, event: Event, endpoint_id: str, lease: timedelta
+) -> Claimed:
+    """:func:`emit_to_endpoint` inside the caller's transaction."""
+    now = utcnow()
+    seq = conn.execute(
+        events.insert().values(
+            id=event.id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            key_id=event.key_id,
+            model_name=None,
+            model_version=None,
+            payload=event.body(),
+            dedupe_key=None,
+            source=event.source,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    delivery_id = conn.execute(
+        deliveries.insert().values(
+            event_seq=seq,
+            event_id=event.id,
+            endpoint_id=endpoint_id,
+            status=PENDING,
+            attempts=1,
+            next_attempt_at=None,
+            lease_until=now + lease,
+            created_at=now,
+            updated_at=now,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    endpoint = dict(
+        conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
+        .one()
+        ._mapping
+    )
+    return Claimed(int(delivery_id), event.id, int(seq), 1, event.body(), endpoint)
+
+
+def delivery_rows(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    endpoint_id: str | None = None,
+    event_id: str | None = None,
+    limit: int = 100,
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Deliveries (with their event's type and model) and each one's attempts, as stored,
+    newest first."""
+    query = (
+        select(
+            deliveries,
+            events.c.type.label("event_type"),
+            events.c.model_name,
+            events.c.model_version,
+        )
+        .join(events, events.c.id == deliveries.c.event_id)
+        .order_by(deliveries.c.id.desc())
+        .limit(max(1, min(limit, 10_000)))
+    )
+    if status:
+        query = query.where(deliveries.c.status == status)
+    if endpoint_id:
+        query = query.where(deliveries.c.endpoint_id == endpoint_id)
+    if event_id:
+        query = query.where(deliveries.c.event_id == event_id)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    attempts: dict[int, list[dict[str, Any]]] = {}
+    ids = [r["id"] for r in rows]
+    if ids:
+        for a in conn.execute(
+            select(delivery_attempts)
+            .where(delivery_attempts.c.delivery_id.in_(ids))
+            .order_by(delivery_attempts.c.id)
+        ):
+            entry = dict(a._mapping)
+            attempts.setdefault(entry.pop("delivery_id"), []).append(entry)
+    return [(row, attempts.get(row["id"], [])) for row in rows]
+
+
+def event_rows(
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    model_name: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Events as stored, newest first."""
+    query = select(events).order_by(events.c.seq.desc()).limit(max(1, min(limit, 10_000)))
+    if since:
+        query = query.where(events.c.occurred_at >= since)
+    if model_name:
+        query = query.where(events.c.model_name == model_name)
+    return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,271 @@
+"""``WebhookAdmin``: webhook endpoints, their deliveries and replays, for every front-end.
+
+Every change (add, disable, enable, remove, rotate a secret, send a test, replay) is
+authorized, made and audited in one transaction; reads are authorized too. Records come
+back typed (:mod:`hokusai.webhooks.records`), never as store rows.
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from sqlalchemy import Connection, Engine
+
+from hokusai.admin.actor import Actor, Outcome
+from hokusai.admin.authorization import Action
+from hokusai.admin.transaction import change, reading
+from hokusai.db.timestamps import as_utc, utcnow
+from hokusai.durations import check_time, parse_since
+from hokusai.errors import InvalidInput, NotFound
+from hokusai.webhooks import endpoints as endpoint_store
+from hokusai.webhooks import outbox
+from hokusai.webhooks.delivery import new_session, send
+from hokusai.webhooks.dispatcher import DispatcherSettings
+from hokusai.webhooks.endpoints import ROTATION_GRACE, EndpointError
+from hokusai.webhooks.events import WEBHOOK_TEST, Event
+from hokusai.webhooks.records import (
+    AttemptRecord,
+    DeliveryRecord,
+    DeliveryTestOutcome,
+    EndpointRecord,
+    EndpointSecret,
+    EventRecord,
+)
+from hokusai.webhooks.signing import SecretBox, new_secret
+
+DISABLED_BY_ADMIN = "disabled by an admin"
+
+
+class WebhookAdmin:
+    """Webhook administration; every method takes the acting :class:`Actor` first."""
+
+    def __init__(self, engine: Engine, box: SecretBox, dispatch: DispatcherSettings) -> None:
+        self._engine = engine
+        self._box = box
+        self._dispatch = dispatch
+
+    # ---- endpoints -------------------------------------------------------------------
+
+    def add(
+        self,
+        actor: Actor,
+        url: str,
+        *,
+        event_types: list[str] | None = None,
+        model_filter: str | None = None,
+        description: str = "",
+    ) -> EndpointSecret:
+        """A new endpoint and its signing secret (shown only in the answer)."""
+        secret = new_secret()
+        try:
+            row = endpoint_store.new_endpoint_row(
+                url,
+                event_types=list(event_types or []),
+                model_filter=model_filter,
+                description=description,
+                sealed_secret=self._box.seal(secret),
+                allow_private=self._dispatch.allow_private,
+            )
+        except EndpointError as exc:
+            raise InvalidInput(str(exc)) from None
+        with change(self._engine, actor, Action.WEBHOOKS_ADD) as unit:
+            endpoint_store.insert_endpoint(unit.conn, row=row)
+            unit.audit(target=row["id"], outcome=Outcome.CREATED, endpoint=row["id"])
+            record = self._endpoint(unit.conn, row["id"])
+        return EndpointSecret(record, secret)
+
+    def list(self, actor: Actor) -> builtins.list[EndpointRecord]:
+        with reading(self._engine, actor, Action.WEBHOOKS_LIST) as conn:
+            return [EndpointRecord.from_row(r) for r in endpoint_store.endpoint_rows(conn)]
+
+    def get(self, actor: Actor, endpoint_id: str) -> EndpointRecord:
+        with reading(self._engine, actor, Action.WEBHOOKS_GET) as conn:
+            return self._endpoint(conn, endpoint_id)
+
+    def disable(
+        self, actor: Actor, endpoint_id: str, *, reason: str | None = None
+    ) -> EndpointRecord:
+        """Stop deliveries to an endpoint; they wait until it is enabled again."""
+        return self._set_enabled(actor, endpoint_id, False, reason or DISABLED_BY_ADMIN)
+
+    def enable(self, actor: Actor, endpoint_id: str) -> EndpointRecord:
+        return self._set_enabled(actor, endpoint_id, True, None)
+
+    def remove(self, actor: Actor, endpoint_id: str) -> EndpointRecord:
+        """Remove an endpoint and its undelivered deliveries; the endpoint as it was."""
+        with change(self._engine, actor, Action.WEBHOOKS_REMOVE) as unit:
+            record = self._endpoint(unit.conn, endpoint_id)
+            endpoint_store.delete_endpoint(unit.conn, endpoint_id=endpoint_id)
+            unit.audit(target=endpoint_id, endpoint=endpoint_id)
+        return record
+
+    def rotate_secret(
+        self, actor: Actor, endpoint_id: str, *, grace: timedelta = ROTATION_GRACE
+    ) -> EndpointSecret:
+        """A new signing secret; the old one also signs (a second signature) for ``grace``."""
+        secret = new_secret()
+        with change(self._engine, actor, Action.WEBHOOKS_ROTATE_SECRET) as unit:
+            row = self._endpoint_row(unit.conn, endpoint_id)
+            endpoint_store.update_endpoint(
+                unit.conn,
+                endpoint_id=endpoint_id,
+                secret_encrypted=self._box.seal(secret),
+                previous_secret_encrypted=row["secret_encrypted"],
+                previous_secret_expires_at=utcnow() + grace,
+            )
+            unit.audit(target=endpoint_id, endpoint=endpoint_id)
+            record = self._endpoint(unit.conn, endpoint_id)
+        return EndpointSecret(record, secret)
+
+    async def test(self, actor: Actor, endpoint_id: str) -> DeliveryTestOutcome:
+        """Send a ``webhook.test`` event to one endpoint now: one attempt, never retried.
+
+        The test event, its delivery and the audit row are stored in one transaction
+        before anything is sent; the attempt's outcome is recorded after it.
+        """
+        event = Event(
+            WEBHOOK_TEST,
+            {"endpoint_id": endpoint_id, "message": "a test delivery from Hokusai"},
+            actor.key_id,
+            "test",
+        )
+
+        def store_test() -> outbox.Claimed:
+            with change(self._engine, actor, Action.WEBHOOKS_TEST) as unit:
+                self._endpoint_row(unit.conn, endpoint_id)
+                claimed = outbox.emit_to_endpoint_on(
+                    unit.conn, event, endpoint_id, self._dispatch.lease
+                )
+                unit.audit(target=endpoint_id, endpoint=endpoint_id, event_id=event.id)
+            return claimed
+
+        claimed = await anyio.to_thread.run_sync(store_test)
+        async with new_session(1) as client:
+            result = await send(
+                client,
+                url=claimed.endpoint["url"],
+                msg_id=claimed.event_id,
+                body=claimed.payload,
+                secrets_=self._signing_secrets(claimed.endpoint),
+                allow_private=self._dispatch.allow_private,
+                timeout=self._dispatch.timeout,
+            )
+        # A test is one attempt: a failure goes straight to dead, with its reason.
+        await anyio.to_thread.run_sync(
+            outbox.record_attempts, self._engine, [(claimed, result)], [0.0]
+        )
+        return DeliveryTestOutcome(
+            event_id=event.id,
+            delivered=result.delivered,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            error=result.error,
+            response_snippet=result.response_snippet,
+        )
+
+    # ---- deliveries and events -------------------------------------------------------
+
+    def deliveries(
+        self,
+        actor: Actor,
+        *,
+        status: str | None = None,
+        endpoint_id: str | None = None,
+        event_id: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DeliveryRecord]:
+        """Deliveries with their attempts, newest first."""
+        if status is not None and status not in outbox.DELIVERY_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(outbox.DELIVERY_STATUSES)}")
+        with reading(self._engine, actor, Action.WEBHOOKS_DELIVERIES) as conn:
+            found = outbox.delivery_rows(
+                conn, status=status, endpoint_id=endpoint_id, event_id=event_id, limit=limit
+            )
+        return [
+            DeliveryRecord.from_row(row, [AttemptRecord.from_row(a) for a in attempts])
+            for row, attempts in found
+        ]
+
+    def events(
+        self,
+        actor: Actor,
+        *,
+        since: datetime | str | None = None,
+        model_name: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRecord]:
+        """Registry events, newest first."""
+        start = _since(since)
+        with reading(self._engine, actor, Action.WEBHOOKS_EVENTS) as conn:
+            rows = outbox.event_rows(conn, since=start, model_name=model_name, limit=limit)
+        return [EventRecord.from_row(r) for r in rows]
+
+    def replay(
+        self,
+        actor: Actor,
+        *,
+        event_id: str | None = None,
+        since: datetime | str | None = None,
+        endpoint_id: str | None = None,
+    ) -> int:
+        """Deliver one event, or every event since a time (``"2h"`` or a datetime), again;
+        to every endpoint that wants it, or only ``endpoint_id``. The count queued."""
+        has_since = since is not None and since != ""
+        if bool(event_id) == has_since:
+            raise InvalidInput("give exactly one of event_id or since")
+        start = _since(since)
+        with change(self._engine, actor, Action.WEBHOOKS_REPLAY) as unit:
+            if endpoint_id:
+                self._endpoint_row(unit.conn, endpoint_id)
+            try:
+                queued = outbox.replay_on(
+                    unit.conn, event_id=event_id, since=start, endpoint_id=endpoint_id
+                )
+            except LookupError as exc:
+                raise NotFound(str(exc)) from None
+            target = event_id or f"since {start.isoformat() if start else ''}"
+            unit.audit(target=target, queued=queued, event_id=event_id, endpoint=endpoint_id)
+        return queued
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _set_enabled(
+        self, actor: Actor, endpoint_id: str, enabled: bool, reason: str | None
+    ) -> EndpointRecord:
+        action = Action.WEBHOOKS_ENABLE if enabled else Action.WEBHOOKS_DISABLE
+        with change(self._engine, actor, action) as unit:
+            self._endpoint_row(unit.conn, endpoint_id)
+            endpoint_store.update_endpoint(
+                unit.conn, endpoint_id=endpoint_id, enabled=enabled, disabled_reason=reason
+            )
+            unit.audit(target=endpoint_id, endpoint=endpoint_id)
+            return self._endpoint(unit.conn, endpoint_id)
+
+    def _endpoint_row(self, conn: Connection, endpoint_id: str) -> dict[str, Any]:
+        row = endpoint_store.endpoint_row(conn, endpoint_id=endpoint_id)
+        if row is None:
+            raise NotFound(f"no webhook endpoint {endpoint_id!r}")
+        return row
+
+    def _endpoint(self, conn: Connection, endpoint_id: str) -> EndpointRecord:
+        return EndpointRecord.from_row(self._endpoint_row(conn, endpoint_id))
+
+    def _signing_secrets(self, endpoint: dict[str, Any]) -> builtins.list[str]:
+        """The current secret, and the previous one while its rotation grace lasts."""
+        found = [self._box.open(endpoint["secret_encrypted"])]
+        previous = endpoint.get("previous_secret_encrypted")
+        until = as_utc(endpoint.get("previous_secret_expires_at"))
+        if previous and until and until > datetime.now(UTC):
+            found.append(self._box.open(previous))
+        return found
+
+
+def _since(value: datetime | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return parse_since(value)
+    return check_time(value, "since")

@@ -1,0 +1,126 @@
+"""SQL access to the ``audit_log`` table on a caller's connection.
+
+Taking the connection is the point: a service writes its change and the change's audit
+row in one transaction, so a change without its row (or a row without its change)
+cannot be committed. Keyword-only functions, no policy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from hokusai.db.schema import audit_log
+from hokusai.db.timestamps import as_utc, utcnow
+
+MAX_READ = 10_000
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One entry to write: who (``key_id``/``owner``), what (``action``, ``detail``),
+    through which request (``request_id``, ``method``, ``path``, ``client``) and its
+    ``status`` (the HTTP status, or 0 for a change made on the local store)."""
+
+    request_id: str
+    key_id: str | None
+    owner: str | None
+    action: str
+    method: str
+    path: str
+    status: int
+    client: str | None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One entry as read back."""
+
+    id: int
+    at: datetime
+    request_id: str
+    key_id: str | None
+    owner: str | None
+    action: str
+    method: str
+    path: str
+    status: int
+    client: str | None
+    detail: dict[str, Any] | None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON-ready view ``/api/v1/audit`` and ``hokusai audit --json`` show."""
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "request_id": self.request_id,
+            "key_id": self.key_id,
+            "owner": self.owner,
+            "action": self.action,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "client": self.client,
+            "detail": self.detail,
+        }
+
+
+def insert_entry(conn: Connection, *, entry: AuditRow, at: datetime | None = None) -> None:
+    conn.execute(
+        audit_log.insert().values(
+            at=at or utcnow(),
+            request_id=entry.request_id,
+            key_id=entry.key_id,
+            owner=entry.owner,
+            action=entry.action,
+            method=entry.method,
+            path=entry.path,
+            status=entry.status,
+            client=entry.client,
+            detail=json.dumps(entry.detail) if entry.detail else None,
+        )
+    )
+
+
+def query(
+    conn: Connection,
+    *,
+    key_id: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditRecord]:
+    """Entries matching every filter given, newest first, at most ``limit`` (≤ 10 000)."""
+    statement = (
+        select(audit_log).order_by(audit_log.c.id.desc()).limit(max(1, min(limit, MAX_READ)))
+    )
+    if key_id:
+        statement = statement.where(audit_log.c.key_id == key_id)
+    if action:
+        statement = statement.where(audit_log.c.action == action)
+    if since:
+        # Compare in UTC: SQLite compares the stored UTC text and ignores an offset.
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+        statement = statement.where(audit_log.c.at >= since.astimezone(UTC))
+    return [_record(dict(row._mapping)) for row in conn.execute(statement)]
+
+
+def _record(m: dict[str, Any]) -> AuditRecord:
+    return AuditRecord(
+        id=int(m["id"]),
+        at=as_utc(m["at"]),  # type: ignore[arg-type]
+        request_id=m["request_id"],
+        key_id=m["key_id"],
+        owner=m["owner"],
+        action=m["action"],
+        method=m["method"],
+        path=m["path"],
+        status=int(m["status"]),
+        client=m["client"],
+        detail=json.loads(m["detail"]) if m["detail"] else None,
+    )

@@ -1,0 +1,86 @@
+"""Fixtures of the admin-service tests: a migrated auth store (SQLite, then PostgreSQL),
+the services on it, and actors of each kind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, Table, func, select
+
+from hokusai.admin.actor import Actor, Origin
+from hokusai.admin.services import AdminServices, build_services
+from hokusai.audit_store import AuditRecord
+from hokusai.db.engine import make_engine
+from hokusai.db.migrate import upgrade
+from hokusai.db.schema import audit_log
+from hokusai.keys.scopes import Scope
+from hokusai.keys.service import KeyService
+from hokusai.settings import Settings
+
+
+@dataclass
+class Admin:
+    """The services on one store, an operator, and key actors of each scope."""
+
+    engine: Engine
+    services: AdminServices
+    verifier: KeyService
+    operator: Actor
+    revoked: list[str] = field(default_factory=list)
+    keys: dict[Scope, str] = field(default_factory=dict)  # scope -> the plain key
+
+    def key_actor(self, scope: Scope, path: str = "/api/v1/keys") -> Actor:
+        """An HTTP caller holding a key of ``scope`` (made once per scope)."""
+        if scope not in self.keys:
+            issued = self.services.keys.create(self.operator, name=f"{scope} key", scope=scope)
+            self.keys[scope] = issued.key
+        record = self.verifier.authenticate(self.keys[scope])
+        origin = Origin.http(
+            request_id="req-" + scope.value, method="POST", path=path, client="127.0.0.1"
+        )
+        return Actor.for_key(record, origin)
+
+    def count(self, table: Table) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def rows(self, table: Table) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(table))]
+
+    def audit(self) -> list[AuditRecord]:
+        """Every audit row, newest first."""
+        return self.services.audit.query(self.operator, limit=10_000)
+
+    def last_audit(self) -> AuditRecord:
+        entries = self.audit()
+        assert entries, "no audit row"
+        return entries[0]
+
+    def break_audit_log(self) -> None:
+        """Make every audit insert fail for real: the table is gone."""
+        audit_log.drop(self.engine)
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    engine = make_engine(store_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def admin(engine: Engine, tmp_path: Path) -> Admin:
+    settings = Settings(
+        home=tmp_path, database_url=str(engine.url), secret_key="admin-tests-secret"
+    )
+    verifier = KeyService(engine, settings.resolved_secret, cache_seconds=0)
+    revoked: list[str] = []
+    services = build_services(engine, settings, verifier, on_revoked=revoked.append)
+    operator = Actor.operator(Origin.command("tests"), name="operator-on-host")
+    return Admin(engine, services, verifier, operator, revoked)
