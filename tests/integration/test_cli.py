@@ -641,3 +641,11 @@ def test_login_without_a_terminal_says_what_to_do(tmp_path: Path) -> None:
     assert "Aborted" not in result.output
     assert "--api-key" in result.stderr and "HOKUSAI_API_KEY" in result.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+def test_advice_without_a_key_names_the_option(tmp_path: Path) -> None:
+    environment = {"HOKUSAI_CONFIG_FILE": str(tmp_path / "none.json"), "COLUMNS": "250"}
+    result = CliRunner().invoke(app, ["whoami"], env=environment)
+    assert result.exit_code == 2, result.output
+    assert "--api-key" in result.stderr and "HOKUSAI_API_KEY" in result.stderr
+    assert "api_key=" not in result.output
