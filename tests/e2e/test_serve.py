@@ -485,3 +485,69 @@ def test_make_serve_passes_its_ports_on() -> None:
     )
     command = " ".join(dry.stdout.replace("\\\n", " ").split())
     assert ".venv/bin/hokusai serve --port 18080 --mlflow-port 18081" in command, dry.stdout
+
+
+# ---- banner and runtime file in front of an external MLflow (no child to wait for) ----------
+
+
+def test_banner_and_runtime_file_with_an_external_mlflow(tmp_path: Path) -> None:
+    port, external = free_port(), f"http://127.0.0.1:{free_port()}"
+    data_dir = tmp_path / "data"
+    stderr_file = tmp_path / "stderr"
+    command = [sys.executable, "-m", "hokusai.cli.main", "serve", "--data-dir", str(data_dir)]
+    command += ["--mlflow-url", external]
+    environment = {**serve_environment(), "HOKUSAI_PORT": str(port), "HOKUSAI_HOST": "127.0.0.1"}
+    with stderr_file.open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=environment,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert process.poll() is None, stderr_file.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, stderr_file.read_text()
+            time.sleep(0.2)
+
+        lines = stderr_file.read_text().splitlines()
+        assert f"  export HOKUSAI_API_URL={url}" in lines, lines
+        assert f"  export HOKUSAI_API_KEY=$(cat {data_dir / 'admin.key'})" in lines, lines
+        assert f"  export MLFLOW_TRACKING_URI={url}/api/mlflow" in lines, lines
+        assert f"The admin key above is kept in {data_dir / 'admin.key'} (mode 0600)." in lines
+
+        runtime_file = data_dir / "runtime.json"
+        assert stat.S_IMODE(runtime_file.stat().st_mode) == 0o600
+        assert json.loads(runtime_file.read_text()) == {
+            "gateway_url": url,
+            "mlflow_url": external,
+            "pid": process.pid,
+            "host": "127.0.0.1",
+            "port": port,
+            "mlflow_port": None,
+        }
+        result = CliRunner().invoke(
+            app,
+            ["doctor", "--server", "--data-dir", str(data_dir), "--json", "--timeout", "2"],
+            env={"HOKUSAI_MLFLOW_URL": None, "COLUMNS": "250"},
+        )
+        hops = {h["name"]: h for h in json.loads(result.stdout)["hops"]}
+        assert hops["server"]["ok"] is True, hops
+        assert f"gateway {url} (port {port})" in hops["server"]["detail"]
+        assert hops["mlflow"]["ok"] is False and external in hops["mlflow"]["detail"], hops
+
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=SHUTDOWN_SECONDS) == 0
+        assert not runtime_file.exists(), "removed on a clean exit"
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
