@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make serve [PORT=8080] [MLFLOW_PORT=5001] [HOST=127.0.0.1]; unset ones fall back to
+# HOKUSAI_PORT, HOKUSAI_MLFLOW_PORT, HOKUSAI_HOST, then the defaults.
 serve: install
-	$(BIN)/hokusai serve
+	$(BIN)/hokusai serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) \
+		$(if $(MLFLOW_PORT),--mlflow-port $(MLFLOW_PORT))
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

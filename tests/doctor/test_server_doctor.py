@@ -14,7 +14,7 @@ from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
-SERVER_HOPS = ["auth_store", "mlflow", "artifact_store", "dispatcher", "files"]
+SERVER_HOPS = ["server", "auth_store", "mlflow", "artifact_store", "dispatcher", "files"]
 
 
 def server_doctor(

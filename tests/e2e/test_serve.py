@@ -5,8 +5,10 @@ started down with it on SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -20,8 +22,10 @@ import httpx
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from helpers import free_port
+from hokusai.cli.main import app
 from hokusai.keys.format import parse_key
 
 pytestmark = pytest.mark.integration
@@ -245,6 +249,69 @@ def test_first_start_prints_the_admin_key_once_and_keeps_it_private(platform: Se
     assert [k["id"] for k in keys] == [who.json()["id"]]
 
 
+def test_banner_lines_are_plain_and_paste_into_a_shell(platform: Serve) -> None:
+    _, stderr = platform.output()
+    key_file = platform.data_dir / "admin.key"
+    expected = [
+        f"  export HOKUSAI_API_URL={platform.url}",
+        f"  export HOKUSAI_API_KEY=$(cat {key_file})",
+        f"  export MLFLOW_TRACKING_URI={platform.url}/api/mlflow",
+    ]
+    lines = stderr.splitlines()
+    for line in expected:
+        assert line in lines, f"{line!r} is not a whole line of: {stderr}"
+    # Longer than a terminal line: a wrapping printer would have broken it.
+    assert len(expected[1]) > 80
+    assert "\x1b[" not in stderr
+    assert lines.index(f"Hokusai gateway on {platform.url}  (data {platform.data_dir})") > 0
+
+    # Pasted into a shell, the lines configure a client of this very server.
+    script = "\n".join(expected) + '\necho "$HOKUSAI_API_URL $HOKUSAI_API_KEY $MLFLOW_TRACKING_URI"'
+    shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    url, key, tracking_uri = shell.stdout.split()
+    assert (url, key, tracking_uri) == (
+        platform.url,
+        admin_key_of(platform),
+        platform.url + "/api/mlflow",
+    )
+    assert httpx.get(url + "/api/v1/whoami", headers=auth(key)).status_code == 200
+
+
+def test_runtime_file_names_the_running_server(platform: Serve) -> None:
+    runtime_file = platform.data_dir / "runtime.json"
+    assert stat.S_IMODE(runtime_file.stat().st_mode) == 0o600
+    runtime = json.loads(runtime_file.read_text())
+    assert runtime == {
+        "gateway_url": platform.url,
+        "mlflow_url": f"http://127.0.0.1:{platform.mlflow_port}",
+        "pid": platform.process.pid,
+        "host": "127.0.0.1",
+        "port": platform.port,
+        "mlflow_port": platform.mlflow_port,
+    }
+
+    # `doctor --server` checks this server (its MLflow is not on the default port 5001).
+    result = CliRunner().invoke(
+        app,
+        ["doctor", "--server", "--data-dir", str(platform.data_dir), "--json"],
+        env={"HOKUSAI_MLFLOW_URL": None, "COLUMNS": "250"},
+    )
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, report
+    hops = {h["name"]: h for h in report["hops"]}
+    assert f"pid {platform.process.pid}" in hops["server"]["detail"]
+    assert f"MLflow child on port {platform.mlflow_port}" in hops["server"]["detail"]
+    assert f"127.0.0.1:{platform.mlflow_port}" in hops["mlflow"]["detail"]
+    assert "runtime.json" in hops["mlflow"]["detail"]
+
+
+def test_the_mlflow_child_sends_no_telemetry(platform: Serve) -> None:
+    child = platform.mlflow_child()
+    environ = Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
+    assert b"MLFLOW_DISABLE_TELEMETRY=true" in environ
+    assert b"DO_NOT_TRACK=true" in environ
+
+
 def test_stock_mlflow_client_through_serve(
     platform: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,6 +370,7 @@ def test_second_start_keeps_the_key_and_sigterm_stops_every_process(platform: Se
     key = admin_key_of(platform)
     platform.terminate()  # with one worker: uvicorn in the process of `hokusai serve` itself
     assert platform.process.returncode == 0, "a requested stop is a clean exit"
+    assert not (platform.data_dir / "runtime.json").exists(), "removed on a clean exit"
     assert "stopping MLflow" in platform.output()[1]
 
     with running_serve(platform.data_dir, workers=2) as second:
@@ -326,3 +394,160 @@ def test_second_start_keeps_the_key_and_sigterm_stops_every_process(platform: Se
         assert second.process.returncode == 0, "a requested stop is a clean exit"
         assert "stopping MLflow" in second.output()[1]
         assert not survivors({p.ident for p in tree}, {mlflow_child.pgid, second.process.pid})
+
+
+# ---- a busy port: found before anything starts -------------------------------------------------
+
+
+def serve_on_busy_port(tmp_path: Path, busy: str, **env: str) -> tuple[int, str, int]:
+    """Run `hokusai serve` with the gateway's or MLflow's port taken: (exit code, stderr,
+    the busy port)."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        gateway_port, mlflow_port = (
+            (port, free_port()) if busy == "gateway" else (free_port(), port)
+        )
+        command = [sys.executable, "-m", "hokusai.cli.main", "serve", "--data-dir"]
+        command += [str(tmp_path / "data"), "--mlflow-port", str(mlflow_port)]
+        environment = {**serve_environment(), "HOKUSAI_PORT": str(gateway_port), **env}
+        finished = subprocess.run(
+            command, capture_output=True, text=True, env=environment, timeout=60, cwd=tmp_path
+        )
+    return finished.returncode, finished.stderr, port
+
+
+@pytest.mark.parametrize("busy", ["gateway", "mlflow"])
+def test_a_busy_port_fails_before_mlflow_starts(tmp_path: Path, busy: str) -> None:
+    code, stderr, port = serve_on_busy_port(tmp_path, busy)
+
+    assert code == 1, stderr
+    message = " ".join(stderr.split())
+    assert f"port {port} on 127.0.0.1 is already in use" in message
+    option = "--port / HOKUSAI_PORT" if busy == "gateway" else "--mlflow-port"
+    assert option in message
+    assert "Traceback" not in stderr
+    assert "starting MLflow" not in stderr and "gateway on" not in stderr
+    assert not (tmp_path / "data" / "logs" / "mlflow.log").exists(), "MLflow never started"
+    assert not (tmp_path / "data" / "runtime.json").exists()
+
+
+# ---- no usage telemetry from the CLI's own process --------------------------------------------
+
+# The variables that make MLflow 3 skip telemetry on its own (CI services, pytest).
+_SKIP_MARKERS = {
+    "DO_NOT_TRACK",
+    "PYTEST_CURRENT_TEST",
+    "GITHUB_ACTIONS",
+    "CI",
+    "CIRCLECI",
+    "GITLAB_CI",
+    "JENKINS_URL",
+    "TRAVIS",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ARN",
+    "BUILDKITE",
+    "TEAMCITY_VERSION",
+    "CLOUD_RUN_EXECUTION",
+    "RUNBOT_HOST_URL",
+    "RUNBOT_BUILD_NAME",
+    "RUNBOT_WORKER_ID",
+}
+_TELEMETRY_PROBE = """
+import hokusai.cli.main  # what `hokusai serve` and every other command imports first
+from mlflow.telemetry import get_telemetry_client
+from mlflow.telemetry.utils import is_telemetry_disabled
+print(is_telemetry_disabled(), get_telemetry_client())
+"""
+
+
+def test_the_cli_process_turns_mlflow_telemetry_off() -> None:
+    # As on a user's machine: none of the markers that make MLflow skip telemetry by itself.
+    environment = {k: v for k, v in serve_environment().items() if k not in _SKIP_MARKERS}
+    probe = subprocess.run(
+        [sys.executable, "-c", _TELEMETRY_PROBE],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=True,
+    )
+    assert probe.stdout.split() == ["True", "None"], probe.stdout + probe.stderr
+
+
+def test_make_serve_passes_its_ports_on() -> None:
+    root = Path(__file__).resolve().parents[2]
+    dry = subprocess.run(
+        ["make", "-n", "-C", str(root), "serve", "PORT=18080", "MLFLOW_PORT=18081"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = " ".join(dry.stdout.replace("\\\n", " ").split())
+    assert ".venv/bin/hokusai serve --port 18080 --mlflow-port 18081" in command, dry.stdout
+
+
+# ---- banner and runtime file in front of an external MLflow (no child to wait for) ----------
+
+
+def test_banner_and_runtime_file_with_an_external_mlflow(tmp_path: Path) -> None:
+    port, external = free_port(), f"http://127.0.0.1:{free_port()}"
+    data_dir = tmp_path / "data"
+    stderr_file = tmp_path / "stderr"
+    command = [sys.executable, "-m", "hokusai.cli.main", "serve", "--data-dir", str(data_dir)]
+    command += ["--mlflow-url", external]
+    environment = {**serve_environment(), "HOKUSAI_PORT": str(port), "HOKUSAI_HOST": "127.0.0.1"}
+    with stderr_file.open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=environment,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert process.poll() is None, stderr_file.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, stderr_file.read_text()
+            time.sleep(0.2)
+
+        lines = stderr_file.read_text().splitlines()
+        assert f"  export HOKUSAI_API_URL={url}" in lines, lines
+        assert f"  export HOKUSAI_API_KEY=$(cat {data_dir / 'admin.key'})" in lines, lines
+        assert f"  export MLFLOW_TRACKING_URI={url}/api/mlflow" in lines, lines
+        assert f"The admin key above is kept in {data_dir / 'admin.key'} (mode 0600)." in lines
+
+        runtime_file = data_dir / "runtime.json"
+        assert stat.S_IMODE(runtime_file.stat().st_mode) == 0o600
+        assert json.loads(runtime_file.read_text()) == {
+            "gateway_url": url,
+            "mlflow_url": external,
+            "pid": process.pid,
+            "host": "127.0.0.1",
+            "port": port,
+            "mlflow_port": None,
+        }
+        result = CliRunner().invoke(
+            app,
+            ["doctor", "--server", "--data-dir", str(data_dir), "--json", "--timeout", "2"],
+            env={"HOKUSAI_MLFLOW_URL": None, "COLUMNS": "250"},
+        )
+        hops = {h["name"]: h for h in json.loads(result.stdout)["hops"]}
+        assert hops["server"]["ok"] is True, hops
+        assert f"gateway {url} (port {port})" in hops["server"]["detail"]
+        assert hops["mlflow"]["ok"] is False and external in hops["mlflow"]["detail"], hops
+
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=SHUTDOWN_SECONDS) == 0
+        assert not runtime_file.exists(), "removed on a clean exit"
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)

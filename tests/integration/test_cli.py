@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -320,7 +322,7 @@ BAD_CREATE_OPTIONS = [
     (["--expires-in", "10y"], "'10y' is not a duration"),
     (["--scope", "owner"], "Invalid value for '--scope'"),
     (["--scope", "ADMIN!"], "Invalid value for '--scope'"),
-    (["--env", "prod"], "--env must be live or test"),
+    (["--env", "prod"], "'prod' is not one of 'live', 'test'"),
 ]
 
 
@@ -453,3 +455,197 @@ def test_the_real_command_prints_only_the_key(tmp_path: Path) -> None:
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked key_" in revoked.stdout
     assert key not in revoked.stdout + revoked.stderr
+
+
+# ---- a CLI that fits a terminal and a script ----------------------------------------------------
+
+
+def test_version_and_short_help() -> None:
+    runner = CliRunner()
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.strip().startswith("hokusai ")
+    assert version.stdout.split()[1][0].isdigit(), version.stdout
+    for args in (["-h"], ["keys", "-h"], ["keys", "rotate", "-h"], ["doctor", "-h"]):
+        shown = runner.invoke(app, args, env={"COLUMNS": "250"})
+        assert shown.exit_code == 0, (args, shown.output)
+        assert "Usage:" in shown.output
+
+
+def all_commands() -> Iterator[tuple[str, Any]]:
+    """Every command and group under ``hokusai`` (typer's own click: duck-typed)."""
+
+    def walk(command: Any, path: str) -> Iterator[tuple[str, Any]]:
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    yield from walk(typer.main.get_command(app), "hokusai")
+
+
+def test_every_option_has_help() -> None:
+    options = [
+        (f"{path} {'/'.join(param.opts)}", param.help)
+        for path, command in all_commands()
+        for param in command.params
+        if param.param_type_name == "option"
+    ]
+    assert len(options) > 50, "the walk found the options"
+    assert [name for name, help_text in options if not help_text] == []
+
+
+def test_every_listing_command_has_json() -> None:
+    listings = ["keys list", "audit", "webhooks list", "webhooks deliveries", "webhooks replay"]
+    commands = dict(all_commands())
+    for name in listings:
+        options = {o for p in commands[f"hokusai {name}"].params for o in p.opts}
+        assert "--json" in options, name
+
+
+@pytest.mark.parametrize(
+    ("args", "choices"),
+    [
+        (["keys", "create"], ["<live|test>", "<read|write|admin>"]),
+        (["webhooks", "deliveries"], ["<pending|failed|delivered|dead>"]),
+    ],
+)
+def test_choices_show_as_choices(args: list[str], choices: list[str]) -> None:
+    shown = CliRunner().invoke(app, [*args, "-h"], env={"COLUMNS": "250"})
+    for choice in choices:
+        assert choice in shown.output, shown.output
+
+
+FORCED_TERMINAL = {"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "0"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize(
+    ("env", "columns"),
+    [({}, "40"), (FORCED_TERMINAL, "60")],
+    ids=["no terminal", "narrow terminal"],
+)
+def test_tables_never_cut_ids_or_prefixes(
+    cli: Cli, env: dict[str, str], columns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if cli.mode != "data-dir":
+        pytest.skip("the table is the same on every store")
+    created = [
+        cli.json("keys", "create", "--name", f"a long name for key number {n}", "--owner", "ops")
+        for n in range(3)
+    ]
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    result = cli.runner.invoke(app, ["keys", "list", *cli.args], env={**env, "COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    output = _ANSI.sub("", result.stdout)
+    for issued in created:
+        record = issued["record"]
+        assert record["id"] in output, output
+        assert record["display_prefix"] + "…" in output, output
+    if env:
+        assert max(len(line) for line in output.splitlines()) <= int(columns), output
+    else:  # a pipe gets every row on one line
+        rows = [line for line in output.splitlines() if "key_" in line]
+        assert len(rows) == 3 and all("a long name for key number" in r for r in rows), output
+
+
+def test_rotate_takes_expires_in(cli: Cli) -> None:
+    old = cli.json("keys", "create", "--name", "nightly", "--expires-in", "30d")
+    new = cli.json("keys", "rotate", old["record"]["id"], "--expires-in", "2h")
+    lifetime = datetime.fromisoformat(new["record"]["expires_at"]) - datetime.fromisoformat(
+        new["record"]["created_at"]
+    )
+    assert abs(lifetime - timedelta(hours=2)) < timedelta(seconds=1)
+    refused = cli("keys", "rotate", new["record"]["id"], "--expires-in", "soon", code=2)
+    assert "'soon' is not a duration" in text_of(refused)
+    assert cli.json("keys", "list")[0]["id"] == new["record"]["id"], "nothing rotated"
+
+
+def test_rotating_an_expired_key_gives_a_fresh_lifetime(cli: Cli) -> None:
+    old = cli.json("keys", "create", "--name", "short", "--expires-in", "1s")
+    time.sleep(1.2)
+    assert cli.json("keys", "list")[0]["state"] == "expired"
+
+    new = cli.json("keys", "rotate", old["record"]["id"])
+    assert new["record"]["state"] == "active"
+    expires = datetime.fromisoformat(new["record"]["expires_at"])
+    assert expires - datetime.now(UTC) > timedelta(minutes=59), "not born expired"
+    [listed] = cli.json("keys", "list")
+    assert (listed["id"], listed["state"]) == (new["record"]["id"], "active")
+
+
+def test_http_rotate_takes_expires_in(cli: Cli, tmp_path: Path) -> None:
+    if cli.mode != "data-dir":
+        pytest.skip("the HTTP API is the same on every store")
+    admin = cli("keys", "create", "--name", "ops", "--scope", "admin").stdout.strip()
+    target = cli.json("keys", "create", "--name", "ci", "--expires-in", "1s")
+    nowhere = "http://127.0.0.1:1"  # the key API does not need MLflow
+    running = start_gateway(cli.settings(nowhere))
+    try:
+        time.sleep(1.2)
+        url = f"{running.url}/api/v1/keys/{target['record']['id']}/rotate"
+        rotated = httpx.post(url, json={"expires_in": "3d"}, headers=auth(admin))
+        assert rotated.status_code == 200, rotated.text
+        record = rotated.json()["record"]
+        lifetime = datetime.fromisoformat(record["expires_at"]) - datetime.fromisoformat(
+            record["created_at"]
+        )
+        assert abs(lifetime - timedelta(days=3)) < timedelta(seconds=1)
+        assert record["state"] == "active"
+        again = f"{running.url}/api/v1/keys/{record['id']}/rotate"
+        refused = httpx.post(again, json={"expires_in": "soon"}, headers=auth(admin))
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "'soon' is not a duration" in refused.json()["message"]
+        plain = httpx.post(again, headers=auth(admin))  # no body: the inherited lifetime
+        assert plain.status_code == 200, plain.text
+    finally:
+        running.stop()
+
+
+# ---- hokusai login --------------------------------------------------------------------------
+
+
+def test_login_honours_the_environment(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if cli.mode != "data-dir":
+        pytest.skip("login talks to a gateway, whatever its store")
+    key = cli("keys", "create", "--name", "laptop", "--scope", "read").stdout.strip()
+    running = start_gateway(cli.settings("http://127.0.0.1:1"))
+    config = tmp_path / "config.json"
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["login"],
+            env={
+                "HOKUSAI_API_URL": running.url,
+                "HOKUSAI_API_KEY": key,
+                "HOKUSAI_CONFIG_FILE": str(config),
+                "COLUMNS": "250",
+            },
+        )
+    finally:
+        running.stop()
+    assert result.exit_code == 0, result.output
+    assert f"logged in to {running.url}" in result.stderr
+    saved = json.loads(config.read_text())["profiles"]["default"]
+    assert saved == {"api_url": running.url, "api_key": key}
+    assert key not in result.output
+
+
+def test_login_without_a_terminal_says_what_to_do(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["login"], env={"HOKUSAI_CONFIG_FILE": str(tmp_path / "c.json"), "COLUMNS": "250"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "Aborted" not in result.output
+    assert "--api-key" in result.stderr and "HOKUSAI_API_KEY" in result.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_advice_without_a_key_names_the_option(tmp_path: Path) -> None:
+    environment = {"HOKUSAI_CONFIG_FILE": str(tmp_path / "none.json"), "COLUMNS": "250"}
+    result = CliRunner().invoke(app, ["whoami"], env=environment)
+    assert result.exit_code == 2, result.output
+    assert "--api-key" in result.stderr and "HOKUSAI_API_KEY" in result.stderr
+    assert "api_key=" not in result.output

@@ -27,6 +27,7 @@ from hokusai.keys import store
 from hokusai.keys.format import DISPLAY_LENGTH, display_prefix, generate_key, parse_key
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import (
+    MIN_INHERITED_LIFETIME,
     AmbiguousKeyReference,
     KeyNotFound,
     KeyRejected,
@@ -513,6 +514,32 @@ def test_rotate(keys: KeyService, clock: Clock) -> None:
     assert record.created_at == START + timedelta(days=1)
     assert record.expires_at == record.created_at + timedelta(days=7)
     assert keys.resolve(old.record.id).revoked_at == START + timedelta(days=1)
+
+
+def test_rotating_an_expired_key_gives_a_fresh_lifetime(keys: KeyService, clock: Clock) -> None:
+    old = keys.create(name="short", owner="ana", expires_in=timedelta(seconds=1))
+    clock.advance(5)
+    assert rejected(keys, old.key).reason == "expired"
+
+    new = keys.rotate(old.record.id)
+    # Not the 1 s it had, which would be spent before anyone could use the key.
+    assert new.record.expires_at == START + timedelta(seconds=5) + MIN_INHERITED_LIFETIME
+    clock.advance(60)
+    assert keys.authenticate(new.key).id == new.record.id
+
+
+def test_rotate_with_a_lifetime_of_its_own(keys: KeyService, clock: Clock) -> None:
+    old = keys.create(name="ci", owner="ana", expires_in=timedelta(days=7))
+    clock.advance(10)
+    new = keys.rotate(old.record.id, expires_in=timedelta(hours=2))
+    assert new.record.expires_at == START + timedelta(seconds=10, hours=2)
+    forever = keys.create(name="svc", owner="ana")
+    assert keys.rotate(forever.record.id, expires_in=timedelta(days=1)).record.expires_at == (
+        START + timedelta(seconds=10, days=1)
+    )
+    with pytest.raises(ValueError, match="must be positive"):
+        keys.rotate(new.record.id, expires_in=timedelta(0))
+    assert keys.resolve(new.record.id).revoked_at is None, "a refused rotation changes nothing"
 
 
 def test_rotating_a_key_without_expiry_gives_a_key_without_expiry(keys: KeyService) -> None:

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from hokusai.cli.context import DataDir, open_keys, parse_since
+from hokusai.cli.tables import print_table
 
 
 def audit(
@@ -17,7 +16,9 @@ def audit(
     since: Annotated[
         str | None, typer.Option("--since", help="A duration back (e.g. 1h, 7d) or an ISO time.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10000, help="At most this many entries.")
+    ] = 50,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -28,15 +29,17 @@ def audit(
     if as_json:
         print(json.dumps(entries, indent=2))
         return
-    table = Table("at", "key", "action", "method", "path", "status", "request id")
-    for e in entries:
-        table.add_row(
+    rows = [
+        [
             str(e["at"])[:19],
             str(e["key_id"]),
-            e["action"],
-            e["method"],
-            e["path"],
+            str(e["action"]),
+            str(e["method"]),
+            str(e["path"]),
             str(e["status"]),
-            e["request_id"],
-        )
-    Console().print(table)
+            str(e["request_id"]),
+        ]
+        for e in entries
+    ]
+    columns = ["at", "key", "action", "method", "path", "status", "request id"]
+    print_table(columns, rows, whole=["at", "key", "status", "request id"])

@@ -10,6 +10,7 @@ import typer
 
 from hokusai.cli.context import err
 from hokusai.sdk import errors
+from hokusai.sdk.config import resolve
 from hokusai.sdk.registry import ModelRegistry
 
 ApiUrl = Annotated[
@@ -53,5 +54,25 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(exit_code_for(error)) from None
 
 
+NO_KEY = (
+    "No API key: pass --api-key, set HOKUSAI_API_KEY, or run `hokusai login` to save one "
+    "in a profile."
+)
+
+
 def registry(api_url: str | None, api_key: str | None, profile: str | None) -> ModelRegistry:
-    return ModelRegistry(api_key=api_key, api_url=api_url, profile=profile)
+    try:
+        return ModelRegistry(api_key=api_key, api_url=api_url, profile=profile)
+    except errors.ConfigurationError:
+        if api_key is None and _only_the_key_is_missing(api_url, profile):
+            # The SDK's advice names its own argument; on the command line it is an option.
+            raise errors.ConfigurationError(NO_KEY) from None
+        raise
+
+
+def _only_the_key_is_missing(api_url: str | None, profile: str | None) -> bool:
+    try:
+        resolve("key given", api_url, profile)
+    except errors.ConfigurationError:
+        return False
+    return True

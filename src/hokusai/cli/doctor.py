@@ -9,8 +9,9 @@ from rich.console import Console
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile
 from hokusai.cli.context import DataDir, settings_for
-from hokusai.doctor.client_checks import ClientDoctor
+from hokusai.doctor.client_checks import TIMEOUT, ClientDoctor
 from hokusai.doctor.server_checks import ServerDoctor
+from hokusai.server.runtime_file import RUNTIME_FILE, read_runtime
 
 
 def doctor(
@@ -36,20 +37,34 @@ def doctor(
     mlflow_url: Annotated[
         str | None,
         typer.Option(
-            "--mlflow-url", envvar="HOKUSAI_MLFLOW_URL", help="With --server: MLflow's URL."
+            "--mlflow-url",
+            envvar="HOKUSAI_MLFLOW_URL",
+            help="With --server: MLflow's URL (default: the running server's, from "
+            "DATA_DIR/runtime.json).",
         ),
     ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer."),
+    ] = TIMEOUT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check each hop in order — config, dns, connect, health, auth, proxy_read, write,
-    webhooks — and stop at the first failure with its fix. Exit 0 only when all pass."""
+    """Check each hop in order (config, dns, connect, health, auth, proxy_read, write,
+    webhooks) and stop at the first failure with its fix. Exit 0 only when all pass."""
     if server:
         settings = settings_for(data_dir)
+        runtime = read_runtime(settings.home)
+        source = "the default: no runtime file"
         if mlflow_url:
-            settings.mlflow_url = mlflow_url
-        report = ServerDoctor(settings).run()
+            settings.mlflow_url, source = mlflow_url, "--mlflow-url / HOKUSAI_MLFLOW_URL"
+        elif runtime is not None:
+            settings.mlflow_url = runtime.mlflow_url
+            source = f"the running server's {settings.home / RUNTIME_FILE}"
+        report = ServerDoctor(settings, runtime, mlflow_source=source, timeout=timeout).run()
     else:
-        report = ClientDoctor(api_url, api_key, profile, write=write, webhook=webhook).run()
+        report = ClientDoctor(
+            api_url, api_key, profile, write=write, webhook=webhook, timeout=timeout
+        ).run()
     if as_json:
         print(report.as_json())
     else:

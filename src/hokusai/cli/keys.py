@@ -5,13 +5,12 @@ from __future__ import annotations
 import getpass
 import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from hokusai.cli.context import DataDir, fail, open_keys
+from hokusai.cli.tables import print_table
 from hokusai.db.timestamps import utcnow
 from hokusai.gateway.admin_api import parse_duration
 from hokusai.gateway.audit import AuditEntry, AuditLog
@@ -19,7 +18,6 @@ from hokusai.keys.scopes import Scope
 from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound
 
 app = typer.Typer(help="Manage API keys (on the server's store).", no_args_is_help=True)
-out = Console()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -44,11 +42,19 @@ def cli_audit(log: AuditLog, action: str, command: str, **detail: object) -> Non
 @app.command()
 def create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
-    scope: Annotated[Scope, typer.Option("--scope", help="read, write or admin.")] = Scope.WRITE,
+    scope: Annotated[
+        Scope, typer.Option("--scope", help="What the key may do: read ⊂ write ⊂ admin.")
+    ] = Scope.WRITE,
     expires_in: Annotated[
         str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30d, 12h (default: none).")
     ] = None,
-    env: Annotated[str, typer.Option("--env", help="live or test.")] = "live",
+    env: Annotated[
+        Literal["live", "test"],
+        typer.Option(
+            "--env",
+            help="hk_live_ keys for production, hk_test_ keys for tests.",
+        ),
+    ] = "live",
     owner: Annotated[
         str | None, typer.Option("--owner", help="Who holds the key (default: you).")
     ] = None,
@@ -56,8 +62,6 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key. Prints only the key (shown once); --json for the record too."""
-    if env not in ("live", "test"):
-        raise fail(f"--env must be live or test, not {env!r}", 2)
     try:
         lifetime = parse_duration(expires_in) if expires_in else None
     except ValueError as exc:
@@ -93,9 +97,8 @@ def list_keys(
     if as_json:
         print(json.dumps(records, indent=2))
         return
-    table = Table("id", "prefix", "name", "owner", "scope", "state", "expires", "last used")
-    for r in records:
-        table.add_row(
+    rows = [
+        [
             str(r["id"]),
             f"{r['display_prefix']}…",
             str(r["name"]),
@@ -104,8 +107,11 @@ def list_keys(
             str(r["state"]),
             str(r["expires_at"] or "never")[:16],
             str(r["last_used_at"] or "never")[:16],
-        )
-    out.print(table)
+        ]
+        for r in records
+    ]
+    columns = ["id", "prefix", "name", "owner", "scope", "state", "expires", "last used"]
+    print_table(columns, rows, whole=["id", "prefix", "scope", "state", "expires", "last used"])
 
 
 @app.command()
@@ -124,19 +130,31 @@ def revoke(
     if as_json:
         print(json.dumps(record.public(utcnow()), indent=2))
     else:
-        out.print(f"revoked {record.id} ({record.display_prefix}…, {record.name})")
+        print(f"revoked {record.id} ({record.display_prefix}…, {record.name})")
 
 
 @app.command()
 def rotate(
     key: Annotated[str, typer.Argument(help="Key id, display prefix or the whole key.")],
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in",
+            help="Lifetime of the new key, e.g. 30d, 12h (default: the old key's lifetime, "
+            "at least 1h, counted from now).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Replace a key with a new one (same name, owner, scope); the old one is revoked."""
+    try:
+        lifetime = parse_duration(expires_in) if expires_in else None
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
     keys, log = open_keys(data_dir)
     try:
-        issued = keys.rotate(key)
+        issued = keys.rotate(key, expires_in=lifetime)
     except (KeyNotFound, AmbiguousKeyReference, ValueError) as exc:
         raise fail(str(exc)) from None
     cli_audit(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import logging
 import os
 import signal
+import socket
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -21,6 +24,7 @@ from hokusai.gateway.observability import configure_logging
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.server.runtime_file import Runtime, remove_runtime, write_runtime
 from hokusai.settings import ADMIN_KEY_FILE, write_private_file
 
 log = logging.getLogger("hokusai.serve")
@@ -28,9 +32,21 @@ log = logging.getLogger("hokusai.serve")
 
 def serve(
     data_dir: DataDir = None,
-    host: Annotated[str, typer.Option(help="Address the gateway listens on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the gateway.")] = 8080,
-    mlflow_port: Annotated[int, typer.Option(help="Loopback port of the MLflow child.")] = 5001,
+    host: Annotated[
+        str, typer.Option(envvar="HOKUSAI_HOST", help="Address the gateway listens on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, envvar="HOKUSAI_PORT", help="Port of the gateway.")
+    ] = 8080,
+    mlflow_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            envvar="HOKUSAI_MLFLOW_PORT",
+            help="Loopback port of the MLflow child.",
+        ),
+    ] = 5001,
     mlflow_url: Annotated[
         str | None,
         typer.Option(
@@ -56,6 +72,10 @@ def serve(
     ] = True,
 ) -> None:
     """Start the platform: MLflow on loopback and the authenticated gateway in front of it."""
+    # A busy port is found before anything starts, not after MLflow is up.
+    _ensure_free(host, port, "--port / HOKUSAI_PORT", "the gateway")
+    if mlflow_url is None:
+        _ensure_free("127.0.0.1", mlflow_port, "--mlflow-port / HOKUSAI_MLFLOW_PORT", "MLflow")
     settings = settings_for(data_dir)
     configure_logging(settings.log_level)
     home = settings.home.resolve()
@@ -67,7 +87,7 @@ def serve(
         keys = KeyService(engine, settings.resolved_secret)
     except RuntimeError as exc:
         raise fail(str(exc)) from None
-    _first_start_admin_key(keys, home)
+    first_start = _first_start_admin_key(keys, home)
     engine.dispose()
 
     # SIGTERM must unwind through the `finally` below that stops MLflow. Its default action
@@ -83,7 +103,7 @@ def serve(
             workers=workers,
             log_file=home / "logs" / "mlflow.log",
         )
-        err.print(f"starting MLflow on {mlflow.url} (log: {mlflow.log_file}) …")
+        print(f"starting MLflow on {mlflow.url} (log: {mlflow.log_file}) …", file=sys.stderr)
         try:
             mlflow.start()
         except RuntimeError as exc:
@@ -96,11 +116,18 @@ def serve(
     settings.mlflow_url = mlflow_url
     settings.dispatcher = dispatcher
 
-    err.print(
-        f"Hokusai gateway on http://{host}:{port}  ·  MLflow tracking URI "
-        f"http://{host}:{port}/api/mlflow  ·  data {home}"
+    gateway_url = f"http://{_client_host(host)}:{port}"
+    runtime = Runtime(
+        gateway_url=gateway_url,
+        mlflow_url=mlflow_url,
+        pid=os.getpid(),
+        host=host,
+        port=port,
+        mlflow_port=mlflow.port if mlflow is not None else None,
     )
     try:
+        write_runtime(home, runtime)
+        _print_banner(gateway_url, home, first_start)
         if workers == 1:
             uvicorn.run(
                 Gateway(settings),
@@ -129,6 +156,7 @@ def serve(
                 access_log=False,
             )
     finally:
+        remove_runtime(home, runtime.pid)
         if mlflow is not None:
             err.print("stopping MLflow …")
             mlflow.stop()
@@ -138,16 +166,67 @@ def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)  # a requested stop is a clean exit, as with --workers > 1
 
 
-def _first_start_admin_key(keys: KeyService, home: Path) -> None:
+def _ensure_free(host: str, port: int, option: str, what: str) -> None:
+    """Fail, naming the port, when something already listens on ``host:port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise fail(
+                    f"port {port} on {host} is already in use (another `hokusai serve`?): "
+                    f"{what} cannot listen there; stop the other process or choose another "
+                    f"port with {option}"
+                ) from None
+            raise fail(f"{what} cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _client_host(host: str) -> str:
+    """The address a client on this machine uses for a server bound to ``host``."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _print_banner(gateway_url: str, home: Path, first_start: bool) -> None:
+    """Lines to copy into a shell: printed plainly, never wrapped or styled."""
+    key_file = home / ADMIN_KEY_FILE
+    lines = [
+        "",
+        f"Hokusai gateway on {gateway_url}  (data {home})",
+        "",
+        "For the SDK and the CLI:",
+        f"  export HOKUSAI_API_URL={gateway_url}",
+    ]
+    if key_file.exists():
+        lines.append(f"  export HOKUSAI_API_KEY=$(cat {key_file})")
+    lines += [
+        "For the stock MLflow client (MLFLOW_TRACKING_TOKEN: a key from `hokusai keys create`):",
+        f"  export MLFLOW_TRACKING_URI={gateway_url}/api/mlflow",
+        f"API reference: {gateway_url}/docs",
+        "",
+    ]
+    if first_start:
+        lines.insert(1, f"The admin key above is kept in {key_file} (mode 0600).")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _first_start_admin_key(keys: KeyService, home: Path) -> bool:
     """On the very first start, issue an admin key, show it once, keep it in a 0600 file."""
     key_file = home / ADMIN_KEY_FILE
     if key_file.exists() or keys.count() > 0:
-        return
+        return False
     issued = keys.create(name="initial admin", owner=getpass.getuser(), scope=Scope.ADMIN)
     write_private_file(key_file, issued.key + "\n")
-    err.print(
-        "\n[bold]First start: created an admin API key.[/bold] It is shown only this once and "
-        f"kept in {key_file} (mode 0600):\n"
+    print(
+        "\nFirst start: created an admin API key. It is shown only this once:\n",
+        file=sys.stderr,
+        flush=True,
     )
     print(issued.key, flush=True)
-    err.print("\nUse it with: export HOKUSAI_API_KEY=$(cat " + str(key_file) + ")\n")
+    return True

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from hokusai.cli.context import DataDir, err, fail, open_store, parse_since
+from hokusai.cli.tables import print_table
 from hokusai.webhooks import outbox
 from hokusai.webhooks.dispatcher import send_test
 from hokusai.webhooks.endpoints import EndpointError, EndpointNotFound, Endpoints
@@ -20,7 +19,9 @@ from hokusai.webhooks.worker import dispatcher_settings
 app = typer.Typer(
     help="Webhook endpoints and deliveries (on the server's store).", no_args_is_help=True
 )
-out = Console()
+# The outbox's states, spelled out so that --help lists them.
+DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
+assert set(get_args(DeliveryStatus)) == set(outbox.DELIVERY_STATUSES)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 EndpointId = Annotated[str, typer.Argument(help="Endpoint id (wh_…).")]
 
@@ -47,7 +48,9 @@ def add(
         str | None,
         typer.Option("--model", help="Only events of models matching this name or glob."),
     ] = None,
-    description: Annotated[str, typer.Option("--description")] = "",
+    description: Annotated[
+        str, typer.Option("--description", help="A note for whoever reads the list.")
+    ] = "",
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -73,17 +76,19 @@ def list_endpoints(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     if as_json:
         _print(found)
         return
-    table = Table("id", "url", "events", "model", "enabled", "note")
-    for e in found:
-        table.add_row(
-            e["id"],
-            e["url"],
+    rows = [
+        [
+            str(e["id"]),
+            str(e["url"]),
             ", ".join(e["event_types"]) or "all",
-            e["model_filter"] or "*",
+            str(e["model_filter"] or "*"),
             "yes" if e["enabled"] else "no",
-            e["disabled_reason"] or e["description"],
-        )
-    out.print(table)
+            str(e["disabled_reason"] or e["description"]),
+        ]
+        for e in found
+    ]
+    columns = ["id", "url", "events", "model", "enabled", "note"]
+    print_table(columns, rows, whole=["id", "enabled"])
 
 
 def _change(data_dir: Any, endpoint_id: str, action: str) -> Any:
@@ -164,35 +169,42 @@ def test(endpoint_id: EndpointId, data_dir: DataDir = None, as_json: JsonFlag = 
 @app.command()
 def deliveries(
     status: Annotated[
-        str | None, typer.Option("--status", help="pending, failed, delivered or dead.")
+        DeliveryStatus | None,
+        typer.Option(
+            "--status",
+            help="Only deliveries in this state.",
+        ),
     ] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="Endpoint id.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10000, help="At most this many deliveries.")
+    ] = 50,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Deliveries and their attempts, newest first."""
-    if status is not None and status not in outbox.DELIVERY_STATUSES:
-        raise fail(f"--status must be one of {', '.join(outbox.DELIVERY_STATUSES)}", 2)
     engine, _ = open_store(data_dir)
     found = outbox.list_deliveries(engine, status=status, endpoint_id=endpoint, limit=limit)
     if as_json:
         _print(found)
         return
-    table = Table("event", "type", "model", "endpoint", "status", "attempts", "last")
+    rows = []
     for d in found:
         last = d["last_error"] or (str(d["last_status_code"]) if d["last_status_code"] else "")
         model = f"{d['model_name']}/{d['model_version']}" if d["model_name"] else ""
-        table.add_row(
-            d["event_id"],
-            d["event_type"],
-            model,
-            d["endpoint_id"],
-            d["status"],
-            str(d["attempts"]),
-            last,
+        rows.append(
+            [
+                str(d["event_id"]),
+                str(d["event_type"]),
+                model,
+                str(d["endpoint_id"]),
+                str(d["status"]),
+                str(d["attempts"]),
+                str(last),
+            ]
         )
-    out.print(table)
+    columns = ["event", "type", "model", "endpoint", "status", "attempts", "last"]
+    print_table(columns, rows, whole=["event", "type", "endpoint", "status", "attempts"])
 
 
 @app.command()
@@ -206,6 +218,7 @@ def replay(
         str | None, typer.Option("--endpoint", help="Only to this endpoint.")
     ] = None,
     data_dir: DataDir = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Deliver an event, or every event since a time, again."""
     if (event_id is None) == (since is None):
@@ -216,4 +229,7 @@ def replay(
         queued = outbox.replay(engine, event_id=event_id, since=start, endpoint_id=endpoint)
     except LookupError as exc:
         raise fail(str(exc)) from None
+    if as_json:
+        _print({"queued": queued, "event_id": event_id, "since": start, "endpoint": endpoint})
+        return
     err.print(f"queued {queued} deliveries")

@@ -5,6 +5,8 @@ hop that fails, since every later hop depends on it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import socket
 import ssl
 import uuid
@@ -13,12 +15,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from hokusai.doctor.no_answer import no_answer
 from hokusai.doctor.report import HopFailed, Report
+from hokusai.doctor.tls import client_context, tls_failure
 from hokusai.keys.format import MalformedKeyError, parse_key
-from hokusai.sdk.config import ClientConfig, resolve
+from hokusai.sdk.config import ClientConfig, config_file, normalise_api_url, resolve
 from hokusai.sdk.errors import ConfigurationError
 
 TIMEOUT = 10.0
+# What the stock MLflow client reads: used when nothing of Hokusai's own is set.
+MLFLOW_URI = "MLFLOW_TRACKING_URI"
+MLFLOW_TOKEN = "MLFLOW_TRACKING_TOKEN"
 DOCTOR_EXPERIMENT = "hokusai-doctor"
 
 
@@ -41,12 +48,15 @@ class ClientDoctor:
         *,
         write: bool = False,
         webhook: str | None = None,
+        timeout: float = TIMEOUT,
     ) -> None:
         self.api_url, self.api_key, self.profile = api_url, api_key, profile
         self.write, self.webhook = write, webhook
+        self.timeout = timeout
         self.config: ClientConfig | None = None
         self.address: tuple[str, int] | None = None
         self.http: httpx.Client | None = None
+        self.tls: ssl.SSLContext | None = None
 
     def run(self) -> Report:
         report = Report()
@@ -74,14 +84,7 @@ class ClientDoctor:
     # ---- hops -------------------------------------------------------------------------
 
     def check_config(self) -> str:
-        try:
-            self.config = resolve(self.api_key, self.api_url, self.profile)
-        except ConfigurationError as exc:
-            raise HopFailed(
-                str(exc),
-                "Set HOKUSAI_API_KEY and HOKUSAI_API_URL, pass --api-key "
-                "and --api-url, or run `hokusai login`.",
-            ) from None
+        self.config = self._resolve()
         try:
             parse_key(self.config.api_key)
         except MalformedKeyError as exc:
@@ -94,6 +97,42 @@ class ClientDoctor:
             f"URL {self.config.api_url} (from {self.config.url_source}); key "
             f"{self.config.api_key[:14]}… (from {self.config.key_source}), checksum valid"
         )
+
+    def _resolve(self) -> ClientConfig:
+        """Hokusai's own settings first; the stock MLflow client's variables when only
+        those are set (and the report says so)."""
+        token = os.environ.get(MLFLOW_TOKEN)
+        try:
+            config = resolve(self.api_key, self.api_url, self.profile)
+        except ConfigurationError as exc:
+            if not str(exc).startswith("No API key"):
+                raise HopFailed(
+                    str(exc), "Fix HOKUSAI_API_URL or --api-url, or run `hokusai login`."
+                ) from None
+            if not token:
+                raise HopFailed(
+                    "no API key: no --api-key, HOKUSAI_API_KEY is not set and no profile in "
+                    f"{config_file()} has one",
+                    "Set HOKUSAI_API_KEY (or pass --api-key), or run `hokusai login`.",
+                ) from None
+            config = resolve(token, self.api_url, self.profile)
+            config = dataclasses.replace(
+                config, key_source=f"{MLFLOW_TOKEN}, as HOKUSAI_API_KEY is not set"
+            )
+        tracking_uri = os.environ.get(MLFLOW_URI)
+        if config.url_source == "default" and tracking_uri:
+            try:
+                url = normalise_api_url(tracking_uri)
+            except ConfigurationError:
+                raise HopFailed(
+                    f"HOKUSAI_API_URL is not set and {MLFLOW_URI}={tracking_uri!r} is not an "
+                    "http(s) URL",
+                    "Set HOKUSAI_API_URL to the gateway's URL (or pass --api-url).",
+                ) from None
+            config = dataclasses.replace(
+                config, api_url=url, url_source=f"{MLFLOW_URI}, as HOKUSAI_API_URL is not set"
+            )
+        return config
 
     def _host_port(self) -> tuple[str, int, str]:
         assert self.config is not None
@@ -117,11 +156,12 @@ class ClientDoctor:
     def check_connect(self) -> str:
         host, port, scheme = self._host_port()
         assert self.address is not None
+        if scheme == "https":
+            self.tls = client_context()
         try:
-            with socket.create_connection(self.address, timeout=TIMEOUT) as sock:
-                if scheme == "https":
-                    context = ssl.create_default_context()
-                    with context.wrap_socket(sock, server_hostname=host) as tls:
+            with socket.create_connection(self.address, timeout=self.timeout) as sock:
+                if self.tls is not None:
+                    with self.tls.wrap_socket(sock, server_hostname=host) as tls:
                         return f"TCP and TLS ({tls.version()}) to {host}:{port}"
         except ConnectionRefusedError:
             raise HopFailed(
@@ -129,9 +169,11 @@ class ClientDoctor:
                 "Start the gateway (`hokusai serve`) or fix the port in HOKUSAI_API_URL.",
             ) from None
         except ssl.SSLError as exc:
+            raise tls_failure(exc, host, port) from None
+        except TimeoutError:
             raise HopFailed(
-                f"TLS with {host}:{port} failed: {exc.reason}",
-                "Check the server's certificate, or use http:// for a server without TLS.",
+                f"{host}:{port} did not accept a connection within {self.timeout:g} s",
+                "Check that the host is up and no firewall drops packets to the port.",
             ) from None
         except OSError as exc:
             raise HopFailed(
@@ -145,18 +187,41 @@ class ClientDoctor:
         if self.http is None:
             self.http = httpx.Client(
                 base_url=self.config.api_url,
-                timeout=TIMEOUT,
+                timeout=self.timeout,
+                verify=self.tls if self.tls is not None else True,
                 follow_redirects=False,
                 headers={"Authorization": f"Bearer {self.config.api_key}"},
             )
         return self.http
 
-    def check_health(self) -> str:
+    def _get(self, path: str, fix: str, **params: Any) -> httpx.Response:
+        """GET ``path`` on the gateway; no answer is a failed hop with ``fix``."""
         assert self.config is not None
         try:
-            response = self._client().get("/health")
+            return self._client().get(path, params=params or None)
         except httpx.HTTPError as exc:
-            raise HopFailed(f"GET /health failed: {exc}", "Check the gateway's log.") from None
+            raise no_answer(
+                exc, "the gateway", self.config.api_url + path, self.timeout, fix
+            ) from None
+
+    def _post(self, path: str, body: Any = None) -> httpx.Response:
+        assert self.config is not None
+        try:
+            return self._client().post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise no_answer(
+                exc,
+                "the gateway",
+                self.config.api_url + path,
+                self.timeout,
+                "Check the gateway's log, and MLflow's behind it (`hokusai doctor --server`).",
+            ) from None
+
+    def check_health(self) -> str:
+        assert self.config is not None
+        response = self._get(
+            "/health", "Check that HOKUSAI_API_URL points at a running Hokusai gateway."
+        )
         body: Any = None
         with contextlib.suppress(ValueError):
             body = response.json()
@@ -182,7 +247,10 @@ class ClientDoctor:
         )
 
     def check_auth(self) -> str:
-        response = self._client().get("/api/v1/whoami")
+        response = self._get(
+            "/api/v1/whoami",
+            "The gateway cannot check keys in time: operators, run `hokusai doctor --server`.",
+        )
         if response.status_code == 200:
             me = response.json()
             return f"key {me['id']} of {me['owner']}, scope {me['scope']}, {me['state']}"
@@ -210,8 +278,10 @@ class ClientDoctor:
         )
 
     def check_proxy_read(self) -> str:
-        response = self._client().get(
-            "/api/mlflow/api/2.0/mlflow/experiments/search", params={"max_results": 1}
+        response = self._get(
+            "/api/mlflow/api/2.0/mlflow/experiments/search",
+            "MLflow behind the gateway may be hung: operators, run `hokusai doctor --server`.",
+            max_results=1,
         )
         if response.status_code == 200:
             return "MLflow answered experiments/search through /api/mlflow"
@@ -228,28 +298,29 @@ class ClientDoctor:
         )
 
     def check_write(self) -> str:
-        client = self._client()
         base = "/api/mlflow/api/2.0/mlflow/"
-        found = client.get(
-            base + "experiments/get-by-name", params={"experiment_name": DOCTOR_EXPERIMENT}
+        found = self._get(
+            base + "experiments/get-by-name",
+            "MLflow behind the gateway may be hung: operators, run `hokusai doctor --server`.",
+            experiment_name=DOCTOR_EXPERIMENT,
         )
         if found.status_code == 200:
             experiment_id = found.json()["experiment"]["experiment_id"]
         else:
-            created = client.post(base + "experiments/create", json={"name": DOCTOR_EXPERIMENT})
+            created = self._post(base + "experiments/create", {"name": DOCTOR_EXPERIMENT})
             self._raise_for_write(created, "experiments/create")
             experiment_id = created.json()["experiment_id"]
-        run = client.post(
+        run = self._post(
             base + "runs/create",
-            json={"experiment_id": experiment_id, "run_name": f"doctor-{uuid.uuid4().hex[:8]}"},
+            {"experiment_id": experiment_id, "run_name": f"doctor-{uuid.uuid4().hex[:8]}"},
         )
         self._raise_for_write(run, "runs/create")
         run_id = run.json()["run"]["info"]["run_id"]
-        metric = client.post(
+        metric = self._post(
             base + "runs/log-metric",
-            json={"run_id": run_id, "key": "doctor", "value": 1.0, "timestamp": 0, "step": 0},
+            {"run_id": run_id, "key": "doctor", "value": 1.0, "timestamp": 0, "step": 0},
         )
-        cleanup = client.post(base + "runs/delete", json={"run_id": run_id})
+        cleanup = self._post(base + "runs/delete", {"run_id": run_id})
         self._raise_for_write(metric, "runs/log-metric")
         self._raise_for_write(cleanup, "runs/delete")
         return f"created and deleted a scratch run in experiment '{DOCTOR_EXPERIMENT}'"
@@ -264,7 +335,7 @@ class ClientDoctor:
         raise HopFailed(f"{what}: {message}", fix)
 
     def check_webhook(self) -> str:
-        response = self._client().post(f"/api/v1/webhooks/{self.webhook}/test")
+        response = self._post(f"/api/v1/webhooks/{self.webhook}/test")
         if response.status_code != 200:
             fix = (
                 "Webhook tests need an admin key."

@@ -50,6 +50,14 @@ class Report:
             hop = Hop(name, True, _ms(started), detail)
         except HopFailed as failure:
             hop = Hop(name, False, _ms(started), failure.detail, failure.fix)
+        except Exception as exc:  # a doctor never ends in a traceback: it is a finding too
+            hop = Hop(
+                name,
+                False,
+                _ms(started),
+                f"the check stopped on {type(exc).__name__}: {str(exc)[:300]}",
+                "Run the check again; if it persists, report it with this output.",
+            )
         self.hops.append(hop)
         return hop.ok
 

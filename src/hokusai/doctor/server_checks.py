@@ -1,6 +1,9 @@
-"""The server's own dependencies: auth store, MLflow, artifact store, dispatcher, files.
+"""The server's own dependencies: the running server, auth store, MLflow, artifact store,
+dispatcher, files.
 
-Every check runs (they are independent), so an operator sees the whole state at once.
+Every check runs (they are independent), so an operator sees the whole state at once. The
+server checked is the one that runs: ``hokusai serve`` leaves its real gateway and MLflow
+URLs in ``<home>/runtime.json``; only without it are the settings' defaults used.
 """
 
 from __future__ import annotations
@@ -14,20 +17,38 @@ from sqlalchemy import text
 
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import pending_revisions
+from hokusai.doctor.no_answer import no_answer
 from hokusai.doctor.report import HopFailed, Report
+from hokusai.server.runtime_file import RUNTIME_FILE, Runtime
 from hokusai.settings import ADMIN_KEY_FILE, SECRET_FILE, Settings
 from hokusai.webhooks.outbox import dispatch_lag_seconds
 
 MAX_LAG = 300.0
+TIMEOUT = 5.0
+MLFLOW_FIX = (
+    "Is `hokusai serve` running (it supervises MLflow)? With an external MLflow, check "
+    "HOKUSAI_MLFLOW_URL."
+)
 
 
 class ServerDoctor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime | None = None,
+        *,
+        mlflow_source: str = "the default",
+        timeout: float = TIMEOUT,
+    ) -> None:
         self.settings = settings
+        self.runtime = runtime
+        self.mlflow_source = mlflow_source
+        self.timeout = timeout
 
     def run(self) -> Report:
         report = Report()
         for name, check in [
+            ("server", self.check_server),
             ("auth_store", self.check_store),
             ("mlflow", self.check_mlflow),
             ("artifact_store", self.check_artifacts),
@@ -63,33 +84,71 @@ class ServerDoctor:
             )
         return f"{engine.dialect.name} reachable, schema up to date"
 
-    def check_mlflow(self) -> str:
+    def check_server(self) -> str:
+        """The ``hokusai serve`` of this data directory: running, and its gateway answers."""
+        path = self.settings.home / RUNTIME_FILE
+        runtime = self.runtime
+        if runtime is None:
+            return (
+                f"no {path}: no `hokusai serve` runs on this data directory; checking the "
+                f"configured MLflow {self.settings.mlflow_url}"
+            )
+        if not runtime.running:
+            raise HopFailed(
+                f"{path} names hokusai serve pid {runtime.pid}, which no longer runs (it was "
+                "killed)",
+                "Start `hokusai serve` again; it replaces the stale file.",
+            )
+        try:
+            response = httpx.get(runtime.gateway_url + "/health", timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise no_answer(
+                exc,
+                "the gateway",
+                runtime.gateway_url,
+                self.timeout,
+                f"Check the log of hokusai serve (pid {runtime.pid}).",
+            ) from None
+        if response.status_code != 200:
+            raise HopFailed(
+                f"the gateway at {runtime.gateway_url}/health answered {response.status_code}",
+                f"Check the log of hokusai serve (pid {runtime.pid}).",
+            )
+        mlflow_port = f", MLflow child on port {runtime.mlflow_port}" if runtime.mlflow_port else ""
+        return (
+            f"hokusai serve pid {runtime.pid}: gateway {runtime.gateway_url} (port "
+            f"{runtime.port}){mlflow_port}, MLflow {runtime.mlflow_url}"
+        )
+
+    def _mlflow_get(self, path: str) -> httpx.Response:
         url = self.settings.mlflow_url.rstrip("/")
         try:
-            response = httpx.get(url + "/health", timeout=5.0)
+            return httpx.get(url + path, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise HopFailed(
-                f"MLflow at {url} does not answer: {exc}",
-                "Is `hokusai serve` running (it supervises MLflow)? With an external "
-                "MLflow, check HOKUSAI_MLFLOW_URL.",
+            raise no_answer(
+                exc, "MLflow", f"{url} (from {self.mlflow_source})", self.timeout, MLFLOW_FIX
             ) from None
+
+    def check_mlflow(self) -> str:
+        url = self.settings.mlflow_url.rstrip("/")
+        response = self._mlflow_get("/health")
         if response.status_code != 200:
             raise HopFailed(
                 f"MLflow at {url}/health answered {response.status_code}",
                 "Check MLflow's log (DATA_DIR/logs/mlflow.log under hokusai serve).",
             )
-        version = httpx.get(url + "/version", timeout=5.0).text.strip()
-        return f"MLflow {version} at {url}"
+        version = self._mlflow_get("/version").text.strip()
+        return f"MLflow {version} at {url} (from {self.mlflow_source})"
 
     def check_artifacts(self) -> str:
         url = self.settings.mlflow_url.rstrip("/")
         probe = f"/api/2.0/mlflow-artifacts/artifacts/hokusai-doctor/{uuid.uuid4().hex}.txt"
         try:
-            put = httpx.put(url + probe, content=b"hokusai doctor probe", timeout=10.0)
-            delete = httpx.delete(url + probe, timeout=10.0)
+            put = httpx.put(url + probe, content=b"hokusai doctor probe", timeout=self.timeout)
+            delete = httpx.delete(url + probe, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise HopFailed(
-                f"cannot reach MLflow's artifact service: {exc}", "See the mlflow check above."
+            raise no_answer(
+                exc, "MLflow's artifact service", url, self.timeout, "See the mlflow check above."
             ) from None
         if put.status_code != 200:
             raise HopFailed(

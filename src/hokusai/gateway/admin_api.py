@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from hokusai.db.timestamps import utcnow
+from hokusai.gateway.api_docs import documented_api
 from hokusai.gateway.audit import AuditEntry
 from hokusai.gateway.errors import GatewayError, error_body
 from hokusai.keys.scopes import Scope
@@ -47,6 +48,14 @@ class CreateKey(BaseModel):
     owner: str | None = Field(default=None, max_length=200)
     expires_in: str | None = Field(default=None, description="e.g. 30d, 12h; omit: no expiry")
     env: str = Field(default="live", pattern="^(live|test)$")
+
+
+class RotateKey(BaseModel):
+    expires_in: str | None = Field(
+        default=None,
+        description="Lifetime of the replacement, e.g. 30d, 12h; omit: the original's "
+        "lifetime (at least 1h), counted from now",
+    )
 
 
 class ValidateKey(BaseModel):
@@ -97,13 +106,7 @@ def audit_entry(
 
 
 def build_admin_api(gateway: Gateway) -> FastAPI:
-    api = FastAPI(
-        title="Hokusai API",
-        version=__version__,
-        docs_url="/docs",
-        redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
-    )
+    api = documented_api("Hokusai API", __version__)
 
     def resolve(reference: str) -> KeyRecord:
         try:
@@ -160,10 +163,13 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
     @api.post(
         "/api/v1/keys/{reference}/rotate", summary="Replace a key (admin); new key shown once"
     )
-    def rotate_key(reference: str, key: AdminKey, request: Request) -> dict[str, Any]:
+    def rotate_key(
+        reference: str, key: AdminKey, request: Request, body: RotateKey | None = None
+    ) -> dict[str, Any]:
         target = resolve(reference)
         try:
-            issued = gateway.keys.rotate(target.id)
+            lifetime = parse_duration(body.expires_in) if body and body.expires_in else None
+            issued = gateway.keys.rotate(target.id, expires_in=lifetime)
         except ValueError as exc:
             raise GatewayError("INVALID_PARAMETER_VALUE", str(exc)) from None
         audit_entry(

@@ -18,7 +18,15 @@ MLFLOW_PREFIX = "/api/mlflow"
 # Paths that reach MLflow unchanged, for a tracking URI of just ``https://host``.
 BARE_MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/")
 ADMIN_API_PREFIX = "/api/v1/"
-DOCS_PATHS = ("/docs", "/api/v1/openapi.json")
+# The API reference page (hokusai.gateway.api_docs) and its assets, served without a key.
+DOCS_PATHS = (
+    "/docs",
+    "/api/v1/openapi.json",
+    "/docs/oauth2-redirect",
+    "/docs/static/swagger-ui-bundle.js",
+    "/docs/static/swagger-ui.css",
+    "/docs/static/favicon.png",
+)
 
 # Percent-encodings that would change the path's structure once decoded.
 _ENCODED_STRUCTURE = re.compile(rb"%(2[fFeE]|5[cC]|00|25)")

@@ -25,6 +25,9 @@ from hokusai.keys.scopes import Scope
 from hokusai.keys.store import KeyRecord
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# A replacement that inherits its lifetime gets at least this long: a key rotated because
+# its very short lifetime ran out must not be born (all but) expired again.
+MIN_INHERITED_LIFETIME = timedelta(hours=1)
 
 
 class KeyRejected(Exception):
@@ -137,15 +140,19 @@ class KeyService:
         self._forget(record.id)
         return self.resolve(record.id)
 
-    def rotate(self, reference: str) -> IssuedKey:
-        """Issue a replacement with the same name, owner, scope and env; revoke the old key."""
+    def rotate(self, reference: str, *, expires_in: timedelta | None = None) -> IssuedKey:
+        """Issue a replacement with the same name, owner, scope and env; revoke the old key.
+
+        The replacement lives ``expires_in`` from now; without it, as long as the original
+        lived (counted from now, and at least :data:`MIN_INHERITED_LIFETIME`), or forever
+        when the original never expired. An expired key can be rotated: its replacement's
+        lifetime starts now.
+        """
         old = self.resolve(reference)
         if old.revoked_at is not None:
             raise ValueError(f"{old.id} is revoked; create a new key instead of rotating it")
-        expires_in = None
-        if old.expires_at is not None:
-            # The replacement keeps the original lifetime, counted from now.
-            expires_in = old.expires_at - old.created_at
+        if expires_in is None and old.expires_at is not None:
+            expires_in = max(old.expires_at - old.created_at, MIN_INHERITED_LIFETIME)
         issued = self.create(
             name=old.name,
             owner=old.owner,

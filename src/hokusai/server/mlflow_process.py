@@ -24,6 +24,16 @@ log = logging.getLogger("hokusai.serve")
 
 _PR_SET_PDEATHSIG = 1
 
+# A self-hosted registry does not phone home. MLflow 3 sends usage telemetry unless one of
+# these is set; it reads them when ``mlflow`` is imported, so they must be in the
+# environment of every process before that import (the child's, and the CLI's own).
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def disable_telemetry(environment: dict[str, str] | os._Environ[str]) -> None:
+    """Switch MLflow's usage telemetry off in ``environment`` (overriding any other value)."""
+    environment.update(NO_TELEMETRY)
+
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()
@@ -91,6 +101,7 @@ class MlflowProcess:
         for name in list(env):
             if name.startswith("HOKUSAI_"):
                 del env[name]
+        disable_telemetry(env)
         self._process = subprocess.Popen(
             self.command,
             stdout=output,
