@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install test-deps serve test lint format bench topology clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages the tests need (nginx, for tests/topology/); quick when present.
+test-deps:
+	sh scripts/setup-test-deps.sh
+
 serve: install
 	$(BIN)/hokusai serve
 
-test: install
+test: install test-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -29,6 +33,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+
+# The production topology on loopback (nginx + TLS, two replicas, PostgreSQL, S3) to try.
+topology: install test-deps
+	PYTHONPATH=deploy $(BIN)/python -m stack
 
 bench: install
 	$(BIN)/python bench/bench_gateway.py
