@@ -35,10 +35,10 @@ def auth(key: str) -> dict[str, str]:
 def client(base_url: str, ca_bundle: str, key: str | None = None, **kwargs: object) -> httpx.Client:
     """An HTTPS client of nginx, connecting from CLIENT_ADDRESS, trusting only the test CA."""
     transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=ca_bundle, retries=0)
+    kwargs.setdefault("timeout", 60)
     return httpx.Client(
         base_url=base_url,
         transport=transport,
         headers=auth(key) if key else None,
-        timeout=60,
         **kwargs,  # type: ignore[arg-type]
     )

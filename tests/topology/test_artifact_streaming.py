@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from stack.processes import rss_bytes
 from stack.topology import BUCKET, Topology
 
@@ -65,6 +66,7 @@ def write_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+@pytest.mark.reliability
 def test_256_mib_up_and_down_with_bounded_replica_memory(
     topology: Topology, tmp_path: Path
 ) -> None:

@@ -79,6 +79,7 @@ def test_each_event_is_delivered_once_with_two_dispatchers(
     assert all(len(found) == 1 for found in ids.values())
 
 
+@pytest.mark.reliability
 def test_a_dispatcher_killed_mid_burst_loses_nothing(
     topology: Topology, receiver: Receiver
 ) -> None:
