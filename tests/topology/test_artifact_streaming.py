@@ -98,6 +98,8 @@ def test_256_mib_up_and_down_with_bounded_replica_memory(
     assert stored["ContentLength"] == SIZE
 
     for what, sampler in (("upload", upload_memory), ("download", download_memory)):
+        grown = {pid: f"{growth / MIB:.1f} MiB" for pid, growth in sampler.growth().items()}
+        print(f"{what}: replica RSS growth {grown}")  # the figure, with -s
         for pid, growth in sampler.growth().items():
             assert growth < MEMORY_BOUND, (
                 f"{what}: replica {pid} grew by {growth / MIB:.0f} MiB "
