@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install test-deps serve test lint format bench topology clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages the tests need (nginx, for tests/topology/); quick when present.
+test-deps:
+	sh scripts/setup-test-deps.sh
+
 # make serve [PORT=8080] [MLFLOW_PORT=5001] [HOST=127.0.0.1]; unset ones fall back to
 # HOKUSAI_PORT, HOKUSAI_MLFLOW_PORT, HOKUSAI_HOST, then the defaults.
 serve: install
 	$(BIN)/hokusai serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) \
 		$(if $(MLFLOW_PORT),--mlflow-port $(MLFLOW_PORT))
 
-test: install
+test: install test-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -32,6 +36,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+
+# The production topology on loopback (nginx + TLS, two replicas, PostgreSQL, S3) to try.
+topology: install test-deps
+	PYTHONPATH=deploy $(BIN)/python -m stack
 
 bench: install
 	$(BIN)/python bench/bench_gateway.py
