@@ -102,6 +102,9 @@ class MlflowProcess:
             if name.startswith("HOKUSAI_"):
                 del env[name]
         disable_telemetry(env)
+        # The route policy never exposes MLflow's server-side jobs, so the child need not
+        # run their job consumers: each is a process of its own that costs CPU and memory.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         self._process = subprocess.Popen(
             self.command,
             stdout=output,
