@@ -88,6 +88,11 @@ class Metrics:
             "How long the oldest due webhook delivery has waited.",
             registry=self.registry,
         )
+        self.rate_limit_fallbacks = Counter(
+            "hokusai_rate_limit_fallbacks",
+            "Per-key limit decisions made by this replica alone: the shared store did not answer.",
+            registry=self.registry,
+        )
         for outcome in ("delivered", "failed", "dead", "gone"):
             self.webhook_deliveries.labels(outcome)
         for kind in ("refused", "timeout", "protocol", "5xx"):
