@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 from types import FrameType
@@ -17,7 +18,7 @@ from hokusai.cli.context import DataDir, err, fail, settings_for
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
-from hokusai.gateway.observability import configure_logging
+from hokusai.gateway.observability import MULTIPROC_ENV, configure_logging
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.mlflow_process import MlflowProcess
@@ -111,7 +112,12 @@ def serve(
                 lifespan="on",
             )
         else:
-            # Worker processes build their own Gateway from the environment.
+            # Worker processes build their own Gateway from the environment, and keep their
+            # metrics in files that /metrics sums (emptied: a past run's counts are not ours).
+            metrics_dir = home / "prometheus-multiproc"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(mode=0o700)
+            os.environ[MULTIPROC_ENV] = str(metrics_dir)
             os.environ.update(
                 {
                     "HOKUSAI_HOME": str(home),
