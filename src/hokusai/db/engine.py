@@ -22,9 +22,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
+    # Surviving a server restart (every connection ended at once): a pooled connection is
+    # pinged when checked out and replaced if dead, and a disconnect met mid-statement
+    # invalidates every connection pooled before it, so only statements in flight at that
+    # moment fail. A server that is down (or a lost SYN) costs a bounded connect attempt,
+    # never a thread hung for the kernel's TCP timeout.
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    if "connect_timeout" not in make_url(url).query:
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
     return create_engine(url, **kwargs)
 
 
