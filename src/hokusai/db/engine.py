@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -33,6 +37,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "connect_timeout" not in make_url(url).query:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
     return create_engine(url, **kwargs)
+
+
+def retry_on_disconnect(work: Callable[[], T]) -> T:
+    """Run ``work`` (one transaction) again, once, if the server ended its connection.
+
+    A restart ends every pooled connection at once; the first statement on each finds out.
+    SQLAlchemy then invalidates the pool, so the second try connects afresh. Only for work
+    whose transaction is all-or-nothing: a failed first try committed nothing.
+    """
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return work()
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 from sqlalchemy import Engine
 
+from hokusai.db.engine import retry_on_disconnect
 from hokusai.db.timestamps import as_utc
 from hokusai.webhooks import outbox
 from hokusai.webhooks.delivery import AttemptResult, new_session, send
@@ -83,11 +84,12 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One round: claim, send concurrently, record. The number of attempts made."""
         claimed = await anyio.to_thread.run_sync(
+            retry_on_disconnect,
             lambda: outbox.claim_due(
                 self.engine,
                 limit=self.settings.batch,
                 lease=self.settings.lease,
-            )
+            ),
         )
         if not claimed:
             return 0
@@ -121,8 +123,11 @@ class Dispatcher:
         outcomes = [outcome for lane_outcomes in done for outcome in lane_outcomes]
         if client is not self._client:
             await client.close()
+        # The attempts were made: losing their record to a dropped connection would send
+        # them again once the lease ends.
         await anyio.to_thread.run_sync(
-            outbox.record_attempts, self.engine, list(outcomes), self.settings.schedule
+            retry_on_disconnect,
+            lambda: outbox.record_attempts(self.engine, list(outcomes), self.settings.schedule),
         )
         attempted = {item.delivery_id for item, _ in outcomes}
         unsent = [item for item in claimed if item.delivery_id not in attempted]
