@@ -25,6 +25,7 @@ from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import ADMIN_KEY_FILE, write_private_file
 
 log = logging.getLogger("hokusai.serve")
+WORKER_STARTUP_SECONDS = 120
 
 
 def serve(
@@ -133,6 +134,10 @@ def serve(
                 workers=workers,
                 log_config=None,
                 access_log=False,
+                # uvicorn kills a worker that has not answered its health check within this
+                # (5 s by default): a worker still importing on a busy machine was killed and
+                # respawned forever, and the gateway never came up.
+                timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
             )
     finally:
         if mlflow is not None:
