@@ -7,7 +7,6 @@ up, limiting per replica, and counted in /metrics."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,40 +87,6 @@ def test_a_key_over_the_sum_of_both_replicas_gets_429_on_either(
             metrics = httpx.get(replica.url + "/metrics").text
             assert 'hokusai_rate_limited_total{limit="key"} 2.0' in metrics
             assert "hokusai_rate_limit_fallbacks_total 0.0" in metrics
-    finally:
-        a.stop()
-        b.stop()
-
-
-def test_leases_never_admit_more_than_the_shared_bucket(
-    shared: tuple[str, str | None], mlflow_server: MlflowProcess, tmp_path: Path
-) -> None:
-    """With a rate high enough that a replica leases several tokens at once."""
-    store, redis_url = shared
-    rate, burst = 20.0, 20
-    a, b = two_replicas(
-        store,
-        redis_url,
-        mlflow_server.url,
-        tmp_path,
-        rate_limit_per_second=rate,
-        rate_limit_burst=burst,
-    )
-    try:
-        assert a.gateway.key_limiter.lease_size == 2  # type: ignore[union-attr]
-        key = a.create_key()
-        with (
-            httpx.Client(base_url=a.url, headers={"Authorization": f"Bearer {key}"}) as ca,
-            httpx.Client(base_url=b.url, headers={"Authorization": f"Bearer {key}"}) as cb,
-        ):
-            started = time.monotonic()
-            statuses = [client.get(GET_BY_NAME).status_code for client in (ca, cb) * 30]
-            elapsed = time.monotonic() - started
-        admitted = statuses.count(200)
-        assert set(statuses) == {200, 429}, statuses
-        # Each replica on its own would admit burst + rate * elapsed; together they may not.
-        assert admitted <= burst + rate * elapsed + 1, (admitted, elapsed)
-        assert statuses[::2].count(429) > 0 and statuses[1::2].count(429) > 0
     finally:
         a.stop()
         b.stop()
