@@ -67,6 +67,14 @@ ENDPOINTS = {
     "search": "/api/2.0/mlflow/registered-models/search",
 }
 TARGETS = ("direct", "gateway", "basic-auth")
+# Gateways whose per-key limit is shared by replicas (``--shared-limiters``), measured as
+# further targets next to ``gateway`` (in-memory limit, SQLite auth store).
+SHARED_LIMITERS = {"postgres": "gateway-pg-limit", "redis": "gateway-redis-limit"}
+# At this rate a replica leases one token at a time from the shared bucket (a tenth of a
+# second's worth rounds down to 1): a shared-store round trip on every request, the worst
+# case of the limiter. The burst is too large to run out during a run.
+SHARED_LIMIT_RATE = "5"
+SHARED_LIMIT_BURST = "1000000000"
 ARTIFACT_ENDPOINT = "/api/2.0/mlflow-artifacts/artifacts/"
 CHUNK = 1024 * 1024
 MIB = 1024 * 1024
@@ -317,11 +325,20 @@ def start_mlflow(root: Path, workers: int, *, basic_auth: bool) -> Server:
     return server
 
 
-def start_gateway(root: Path, mlflow_url: str) -> Server:
+def start_gateway(
+    root: Path,
+    mlflow_url: str,
+    *,
+    name: str = "gateway",
+    database_url: str | None = None,
+    redis_url: str | None = None,
+) -> Server:
     """``hokusai serve --mlflow-url`` in a process of its own, with an API key in its store.
 
-    The per-key rate limit is raised out of the way (its check still runs on every
+    The in-memory per-key rate limit is raised out of the way (its check still runs on every
     request): at its default of 100 requests/s a single key would be refused, not measured.
+    With ``database_url`` (PostgreSQL) or ``redis_url`` the limit is the shared one, at a rate
+    that makes every request take its token from the shared store (``SHARED_LIMIT_RATE``).
     """
     from hokusai.db.engine import make_engine
     from hokusai.db.migrate import upgrade
@@ -329,9 +346,10 @@ def start_gateway(root: Path, mlflow_url: str) -> Server:
     from hokusai.keys.service import KeyService
     from hokusai.settings import Settings
 
-    home = root / "hokusai"
+    home = root / name
     home.mkdir(parents=True)
-    settings = Settings(home=home)
+    secret = secrets.token_urlsafe(32)
+    settings = Settings(home=home, database_url=database_url, secret_key=secret)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     issued = KeyService(engine, settings.resolved_secret).create(
@@ -343,9 +361,19 @@ def start_gateway(root: Path, mlflow_url: str) -> Server:
     env = base_env()
     env.update(
         HOKUSAI_HOME=str(home),
+        HOKUSAI_SECRET_KEY=secret,
         HOKUSAI_RATE_LIMIT_PER_SECOND="1000000000",
         HOKUSAI_RATE_LIMIT_BURST="1000000000",
     )
+    if database_url or redis_url:
+        env.update(
+            HOKUSAI_RATE_LIMIT_PER_SECOND=SHARED_LIMIT_RATE,
+            HOKUSAI_RATE_LIMIT_BURST=SHARED_LIMIT_BURST,
+        )
+    if database_url:
+        env["HOKUSAI_DATABASE_URL"] = database_url
+    if redis_url:
+        env["HOKUSAI_REDIS_URL"] = redis_url
     command = [
         sys.executable,
         "-m",
@@ -360,7 +388,7 @@ def start_gateway(root: Path, mlflow_url: str) -> Server:
         "--workers",
         "1",
     ]
-    server = spawn("gateway", command, env, root / "gateway.log", f"http://127.0.0.1:{port}")
+    server = spawn(name, command, env, root / f"{name}.log", f"http://127.0.0.1:{port}")
     server.headers = {"Authorization": f"Bearer {issued.key}"}
     return server
 
@@ -543,9 +571,11 @@ def bench_reads(
     ``args.concurrency`` for each target in turn, then latency at concurrency 1 with direct
     and gateway requests alternating in one run, then basic-auth at concurrency 1."""
     results: dict[str, Any] = {}
+    targets = list(servers)  # direct, gateway, basic-auth, then any shared-limit gateways
+    gateways = [t for t in targets if t.startswith("gateway")]
     for endpoint, path in ENDPOINTS.items():
         print(f"\nreads: {endpoint}", flush=True)
-        for target in TARGETS:  # warm-up: connections, caches, lazy imports
+        for target in targets:  # warm-up: connections, caches, lazy imports
             load_run(
                 [servers[target]],
                 path,
@@ -555,11 +585,11 @@ def bench_reads(
                 watch={},
             )
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-            t: {"loaded": [], "unloaded": []} for t in TARGETS
+            t: {"loaded": [], "unloaded": []} for t in targets
         }
         bounds = {"max_requests": args.max_requests, "duration": args.duration}
         for round_no in range(1, args.rounds + 1):
-            for target in TARGETS:
+            for target in targets:
                 [run] = load_run(
                     [servers[target]],
                     path,
@@ -569,15 +599,16 @@ def bench_reads(
                 )
                 runs[target]["loaded"].append(run)
                 report_run(round_no, f"c={args.concurrency}", target, run)
+            alternating = ["direct", *gateways]
             pair = load_run(
-                [servers["direct"], servers["gateway"]], path, concurrency=1, watch={}, **bounds
+                [servers[t] for t in alternating], path, concurrency=1, watch={}, **bounds
             )
             [basic] = load_run([servers["basic-auth"]], path, concurrency=1, watch={}, **bounds)
-            for target, run in zip(TARGETS, [*pair, basic], strict=True):
+            for target, run in zip([*alternating, "basic-auth"], [*pair, basic], strict=True):
                 runs[target]["unloaded"].append(run)
                 report_run(round_no, "c=1", target, run)
         results[endpoint] = {
-            "targets": {t: summarize_reads(runs[t]) for t in TARGETS},
+            "targets": {t: summarize_reads(runs[t]) for t in targets},
             "paired": paired_comparisons(runs),
         }
     return results
@@ -628,13 +659,30 @@ def paired_comparisons(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict
     def per_round(values: list[float]) -> dict[str, Any]:
         return {"median": statistics.median(values), "per_round": [round(v, 3) for v in values]}
 
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan  # a target that answered nothing in a round
+
     gateway, direct, basic = runs["gateway"], runs["direct"], runs["basic-auth"]
+    shared = {
+        f"{target}_vs_direct": per_round(
+            [ratio(g["rps"], d["rps"]) for g, d in zip(r["loaded"], direct["loaded"], strict=True)]
+        )
+        for target, r in runs.items()
+        if target in SHARED_LIMITERS.values()
+    }
     return {
+        **shared,
         "gateway_vs_direct": per_round(
-            [g["rps"] / d["rps"] for g, d in zip(gateway["loaded"], direct["loaded"], strict=True)]
+            [
+                ratio(g["rps"], d["rps"])
+                for g, d in zip(gateway["loaded"], direct["loaded"], strict=True)
+            ]
         ),
         "gateway_vs_basic_auth": per_round(
-            [g["rps"] / b["rps"] for g, b in zip(gateway["loaded"], basic["loaded"], strict=True)]
+            [
+                ratio(g["rps"], b["rps"])
+                for g, b in zip(gateway["loaded"], basic["loaded"], strict=True)
+            ]
         ),
         "added_p50_ms_c1": per_round(
             [
@@ -824,6 +872,13 @@ def goals(reads: dict[str, Any], artifacts: dict[str, Any] | None) -> list[dict[
             paired["gateway_vs_direct"]["median"],
             GOAL_VS_DIRECT,
         )
+        for target in SHARED_LIMITERS.values():
+            if f"{target}_vs_direct" in paired:
+                check(
+                    f"{endpoint}: {target}/direct throughput",
+                    paired[f"{target}_vs_direct"]["median"],
+                    GOAL_VS_DIRECT,
+                )
         check(
             f"{endpoint}: gateway/basic-auth throughput",
             paired["gateway_vs_basic_auth"]["median"],
@@ -889,6 +944,10 @@ def print_report(record: dict[str, Any]) -> None:
             f"{paired['added_p50_ms_c1']['median']:+.2f} ms at concurrency 1, "
             f"{paired['added_p50_ms_loaded']['median']:+.2f} ms at concurrency {s['concurrency']}"
         )
+        for target in SHARED_LIMITERS.values():
+            if f"{target}_vs_direct" in paired:
+                ratio = paired[f"{target}_vs_direct"]
+                print(f"  {target}/direct {ratio['median']:.3f}x (per round {ratio['per_round']})")
     a = record.get("artifacts")
     if a:
         print(
@@ -938,6 +997,27 @@ def load_average() -> list[float]:
 
 
 @contextlib.contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on ``server_url`` for this run; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from hokusai.db.engine import normalise_url
+
+    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
+    name = "hk_bench_" + secrets.token_hex(6)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(normalise_url(server_url)).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
 def running(servers: list[Server]) -> Iterator[None]:
     try:
         yield
@@ -957,6 +1037,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=5000, help="per run, at most")
     parser.add_argument("--warmup-seconds", type=float, default=3.0)
     parser.add_argument("--warmup-requests", type=int, default=300)
+    parser.add_argument(
+        "--shared-limiters",
+        default="",
+        help="comma-separated, of postgres,redis: also measure gateways with that shared limit",
+    )
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-write", action="store_true", help="do not write latest.json")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -987,8 +1074,20 @@ def main() -> None:
             "registered_models": REGISTERED_MODELS,
         },
     }
+    shared = [name for name in args.shared_limiters.split(",") if name]
+    unknown = set(shared) - set(SHARED_LIMITERS)
+    if unknown:
+        raise SystemExit(f"--shared-limiters: unknown {', '.join(sorted(unknown))}")
+    record["settings"]["shared_limiters"] = {
+        SHARED_LIMITERS[name]: {"rate_per_second": SHARED_LIMIT_RATE, "lease_tokens": 1}
+        for name in shared
+    }
     servers: list[Server] = []
-    with tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp, running(servers):
+    with (
+        tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp,
+        contextlib.ExitStack() as databases,
+        running(servers),
+    ):
         root = Path(tmp)
         print("starting MLflow, MLflow basic-auth and the gateway …", flush=True)
         mlflow = start_mlflow(root / "mlflow", args.mlflow_workers, basic_auth=False)
@@ -1009,6 +1108,26 @@ def main() -> None:
             "basic-auth": {"mlflow": basic.pid},
         }
         pids = [mlflow.pid, basic.pid, gateway.pid]
+        for limiter in shared:
+            name = SHARED_LIMITERS[limiter]
+            # PostgreSQL: the auth store is PostgreSQL too (the limit lives there). Redis: the
+            # auth store stays SQLite, so only the limiter differs from ``gateway``.
+            variant = start_gateway(
+                root,
+                mlflow.url,
+                name=name,
+                database_url=(
+                    databases.enter_context(postgres_database(args.postgres_url))
+                    if limiter == "postgres"
+                    else None
+                ),
+                redis_url=args.redis_url if limiter == "redis" else None,
+            )
+            servers.append(variant)
+            variant.wait_ready("/health")
+            targets[name] = variant
+            watch[name] = {"gateway": variant.pid, "mlflow": mlflow.pid}
+            pids.append(variant.pid)
         with CpuAccount(pids) as reads_cpu:
             reads = bench_reads(targets, watch, args)
         record["cpu_during_reads"] = reads_cpu.result

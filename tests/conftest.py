@@ -54,7 +54,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowPr
         workers=1,
         log_file=root / "mlflow.log",
     )
-    process.start()
+    try:
+        # MLflow alone takes 10-30 s to start, several minutes on a 2-core machine under load.
+        process.start(wait_seconds=300)
+    except BaseException:
+        process.stop()  # a server that was slow to start must not outlive the session
+        raise
     yield process
     process.stop()
 

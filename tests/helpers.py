@@ -5,12 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
+import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -22,6 +28,7 @@ from hokusai.keys.scopes import Scope
 from hokusai.settings import Settings
 
 POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
+SERVE_STARTUP_SECONDS = 300.0  # 10-30 s usually; minutes on a 2-core machine under load
 
 
 def free_port() -> int:
@@ -89,3 +96,80 @@ def start_gateway(settings: Settings) -> RunningGateway:
             raise RuntimeError("gateway did not start")
         time.sleep(0.02)
     return RunningGateway(f"http://127.0.0.1:{port}", gateway, server, thread)
+
+
+# ---- `hokusai serve` as separate processes (replicas) ----------------------------------
+
+
+@dataclass
+class Replica:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVE_STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"replica {self.name} exited: {self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
+                    return
+            time.sleep(0.2)
+        pytest.fail(f"replica {self.name} not ready in {SERVE_STARTUP_SECONDS:g} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own session: nothing is left
+        self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def replicas(
+    names: list[str],
+    store: str | None,
+    secret: str | None,
+    mlflow_url: str,
+    tmp_path: Path,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[list[Replica]]:
+    """`hokusai serve` processes (in front of one MLflow), each in its own session; every
+    process they start is gone afterwards. ``store`` None: each on its own SQLite."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
+    if store is not None and secret is not None:
+        environment.update(HOKUSAI_DATABASE_URL=store, HOKUSAI_SECRET_KEY=secret)
+    environment.update(env or {})
+    started: list[Replica] = []
+    try:
+        for name in names:
+            port, log = free_port(), tmp_path / f"replica-{name}.log"
+            command = [sys.executable, "-m", "hokusai.cli.main", "serve", "--port", str(port)]
+            command += ["--mlflow-url", mlflow_url, "--data-dir", str(tmp_path / name)]
+            command += ["--workers", str(workers)]
+            with log.open("wb") as output:
+                process = subprocess.Popen(
+                    command,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=environment,
+                    cwd=tmp_path,
+                    start_new_session=True,
+                )
+            started.append(Replica(name, process, port, log))
+        for replica in started:
+            replica.wait_ready()
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()

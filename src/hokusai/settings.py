@@ -45,7 +45,15 @@ class Settings(BaseSettings):
         default=0, description="Largest artifact upload through the gateway; 0: no limit."
     )
     rate_limit_per_second: float = Field(
-        default=100.0, description="Sustained requests per second per key, per gateway replica."
+        default=100.0,
+        description=(
+            "Sustained requests per second per key, across all replicas when they share Redis "
+            "(HOKUSAI_REDIS_URL) or a PostgreSQL auth store; per replica with SQLite."
+        ),
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the per-key rate limit shared by replicas (redis://host:6379/0).",
     )
     rate_limit_burst: int = Field(default=200, description="Requests a key may send at once.")
     auth_failures_per_minute: int = Field(

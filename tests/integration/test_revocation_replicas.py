@@ -3,21 +3,16 @@ revoked through one is refused by the other within a second."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import POSTGRES_ENV, free_port, postgres_database
+from helpers import POSTGRES_ENV, Replica, postgres_database, replicas
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.keys.scopes import Scope
@@ -35,39 +30,6 @@ pytestmark = [
 ]
 
 GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
-STARTUP_SECONDS = 90.0
-
-
-@dataclass
-class Replica:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"replica {self.name} exited: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
-                    return
-            time.sleep(0.2)
-        pytest.fail(f"replica {self.name} not ready in {STARTUP_SECONDS:g} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # its own session: nothing is left
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -75,36 +37,6 @@ def shared_store() -> Iterator[str]:
     """A fresh PostgreSQL database. Set but unreachable PostgreSQL is a failure, not a skip."""
     with postgres_database() as url:
         yield url
-
-
-@contextlib.contextmanager
-def replicas(
-    names: list[str], store: str, secret: str, mlflow_url: str, tmp_path: Path
-) -> Iterator[list[Replica]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
-    env.update(HOKUSAI_DATABASE_URL=store, HOKUSAI_SECRET_KEY=secret)
-    started: list[Replica] = []
-    try:
-        for name in names:
-            port, log = free_port(), tmp_path / f"replica-{name}.log"
-            command = [sys.executable, "-m", "hokusai.cli.main", "serve", "--port", str(port)]
-            command += ["--mlflow-url", mlflow_url, "--data-dir", str(tmp_path / name)]
-            with log.open("wb") as output:
-                process = subprocess.Popen(
-                    command,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=tmp_path,
-                    start_new_session=True,
-                )
-            started.append(Replica(name, process, port, log))
-        for replica in started:
-            replica.wait_ready()
-        yield started
-    finally:
-        for replica in started:
-            replica.stop()
 
 
 def get(replica: Replica, key: str) -> httpx.Response:
@@ -124,6 +56,7 @@ def test_revocation_reaches_the_other_replica_within_a_second(
     finally:
         engine.dispose()
     victim, victim_id = issued.key, issued.record.id
+    second = keys.create(name="batch", owner="tests", scope=Scope.READ)
 
     with replicas(["a", "b"], shared_store, secret, mlflow_server.url, tmp_path) as (a, b):
         assert get(a, victim).status_code == 200
@@ -165,3 +98,23 @@ def test_revocation_reaches_the_other_replica_within_a_second(
         assert (answer["valid"], answer["reason"], answer["id"]) == (False, "revoked", victim_id)
         # The admin key is untouched on both.
         assert get(a, admin).status_code == 200 and get(b, admin).status_code == 200
+
+        # Revoked outside both replicas (the CLI writes the store): each learns it alone.
+        assert get(a, second.key).status_code == 200 and get(b, second.key).status_code == 200
+        engine = make_engine(shared_store)
+        try:
+            KeyService(engine, secret.encode()).revoke(second.record.id)
+        finally:
+            engine.dispose()
+        revoked_at = time.monotonic()
+        refused_after: dict[str, float] = {}
+        while len(refused_after) < 2:
+            for replica in (a, b):
+                if (
+                    replica.name not in refused_after
+                    and get(replica, second.key).status_code == 401
+                ):
+                    refused_after[replica.name] = time.monotonic() - revoked_at
+            assert time.monotonic() - revoked_at < 3.0, f"still accepted: {refused_after}"
+            time.sleep(0.02)
+        assert max(refused_after.values()) < 1.0, refused_after

@@ -3,17 +3,23 @@ delivery is made exactly once (claims never overlap), and all of them are made."
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections import Counter
+from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from sqlalchemy import select
 
+from helpers import POSTGRES_ENV, postgres_database, replicas
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.db.schema import deliveries, delivery_attempts
+from hokusai.keys.service import KeyService
+from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
 from hokusai.webhooks.endpoints import Endpoints
 from hokusai.webhooks.events import Event
@@ -121,3 +127,39 @@ def test_two_dispatchers_deliver_each_event_exactly_once(
     engine.dispose()
     assert Counter(states) == {("delivered", 1): EVENTS}
     assert len(attempt_rows) == len(set(attempt_rows)) == EVENTS
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=f"{POSTGRES_ENV} is not set")
+def test_two_serve_processes_on_postgresql_deliver_each_event_once(
+    receiver: Receiver, mlflow_server: MlflowProcess, tmp_path: Path
+) -> None:
+    """The same, as deployed: two `hokusai serve` replicas, each with its own dispatcher, on
+    one PostgreSQL store; events are registered through both."""
+    secret = secrets.token_urlsafe(48)
+    receiver.on("/replicas", always(Answer()))
+    with postgres_database() as store:
+        engine = make_engine(store)
+        try:
+            upgrade(engine)
+            write_key = KeyService(engine, secret.encode()).create(name="ci", owner="tests").key
+            Endpoints(engine, SecretBox(secret.encode()), allow_private=True).add(
+                receiver.url("/replicas")
+            )
+        finally:
+            engine.dispose()
+        env = {"HOKUSAI_WEBHOOK_ALLOW_PRIVATE": "1", "HOKUSAI_RECONCILE_INTERVAL": "0"}
+        with replicas(["a", "b"], store, secret, mlflow_server.url, tmp_path, env=env) as pair:
+            names = [f"replicated-{secrets.token_hex(4)}-{i}" for i in range(20)]
+            for i, name in enumerate(names):
+                response = httpx.post(
+                    pair[i % 2].url + "/api/mlflow/api/2.0/mlflow/registered-models/create",
+                    json={"name": name},
+                    headers={"Authorization": f"Bearer {write_key}"},
+                    timeout=60,
+                )
+                assert response.status_code == 200, response.text
+            received = receiver.wait_for("/replicas", len(names), timeout=90, settle=2.0)
+    per_id = Counter(r.webhook_id for r in received)
+    assert [i for i, n in per_id.items() if n > 1] == [], "a delivery was sent twice"
+    assert sorted(r.payload["data"]["name"] for r in received) == sorted(names)

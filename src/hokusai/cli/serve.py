@@ -6,6 +6,7 @@ import errno
 import getpass
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -20,7 +21,7 @@ from hokusai.cli.context import DataDir, err, fail, settings_for
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
-from hokusai.gateway.observability import configure_logging
+from hokusai.gateway.observability import MULTIPROC_ENV, configure_logging
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.mlflow_process import MlflowProcess
@@ -28,6 +29,7 @@ from hokusai.server.runtime_file import Runtime, remove_runtime, write_runtime
 from hokusai.settings import ADMIN_KEY_FILE, write_private_file
 
 log = logging.getLogger("hokusai.serve")
+WORKER_STARTUP_SECONDS = 120
 
 
 def serve(
@@ -138,7 +140,12 @@ def serve(
                 lifespan="on",
             )
         else:
-            # Worker processes build their own Gateway from the environment.
+            # Worker processes build their own Gateway from the environment, and keep their
+            # metrics in files that /metrics sums (emptied: a past run's counts are not ours).
+            metrics_dir = home / "prometheus-multiproc"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(mode=0o700)
+            os.environ[MULTIPROC_ENV] = str(metrics_dir)
             os.environ.update(
                 {
                     "HOKUSAI_HOME": str(home),
@@ -154,6 +161,10 @@ def serve(
                 workers=workers,
                 log_config=None,
                 access_log=False,
+                # uvicorn kills a worker that has not answered its health check within this
+                # (5 s by default): a worker still importing on a busy machine was killed and
+                # respawned forever, and the gateway never came up.
+                timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
             )
     finally:
         remove_runtime(home, runtime.pid)

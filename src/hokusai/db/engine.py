@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -22,10 +26,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
+    # Surviving a server restart (every connection ended at once): a pooled connection is
+    # pinged when checked out and replaced if dead, and a disconnect met mid-statement
+    # invalidates every connection pooled before it, so only statements in flight at that
+    # moment fail. A server that is down (or a lost SYN) costs a bounded connect attempt,
+    # never a thread hung for the kernel's TCP timeout.
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    if "connect_timeout" not in make_url(url).query:
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
     return create_engine(url, **kwargs)
+
+
+def retry_on_disconnect(work: Callable[[], T]) -> T:
+    """Run ``work`` (one transaction) again, once, if the server ended its connection.
+
+    A restart ends every pooled connection at once; the first statement on each finds out.
+    SQLAlchemy then invalidates the pool, so the second try connects afresh. Only for work
+    whose transaction is all-or-nothing: a failed first try committed nothing.
+    """
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return work()
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -136,4 +137,16 @@ delivery_attempts = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("response_snippet", Text, nullable=True),
     Column("error", Text, nullable=True),
+)
+
+# The shared per-key token buckets of gateway replicas on PostgreSQL (gateway/ratelimit.py).
+# Only PostgreSQL uses it; a bucket is rebuilt full when its row is missing, so nothing here
+# needs a backup.
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("granted", Float, nullable=False),  # what the last request took, for RETURNING
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -36,7 +36,7 @@ from hokusai.gateway.proxy import (
     UpstreamError,
     check_content_length,
 )
-from hokusai.gateway.ratelimit import FailureWindow, TokenBucket, retry_after_header
+from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
 from hokusai.gateway.urlspace import Area
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.keys.service import KeyRejected, KeyService
@@ -91,7 +91,7 @@ class Gateway:
             pool_size=settings.upstream_pool_size,
         )
         self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
-        self.key_limiter = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.key_limiter = key_limiter(settings, self.engine, self.metrics)
         self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
         from hokusai.gateway.admin_api import build_admin_api
 
@@ -126,6 +126,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.proxy.aclose()
+        await self.key_limiter.aclose()
         self.engine.dispose()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -227,7 +228,7 @@ class Gateway:
         elif target.area is Area.ADMIN_API:
             if scope["path"] not in urlspace.DOCS_PATHS:
                 exchange.key = await self._authenticate(headers, exchange)
-                self._rate_limit(exchange.key)
+                await self._rate_limit(exchange.key)
             scope.setdefault("state", {})
             scope["state"].update(
                 key=exchange.key, request_id=exchange.request_id, client=exchange.client
@@ -263,7 +264,7 @@ class Gateway:
         method = scope["method"]
         key = exchange.key = await self._authenticate(headers, exchange)
         access = self._authorize(method, mlflow_path, key, scope, headers)
-        self._rate_limit(key)
+        await self._rate_limit(key)
 
         is_upload = _ARTIFACT_UPLOAD.match(mlflow_path) is not None
         max_body = self.settings.max_artifact_bytes if is_upload else self.settings.max_body_bytes
@@ -401,8 +402,8 @@ class Gateway:
             )
         return route.access
 
-    def _rate_limit(self, key: KeyRecord) -> None:
-        wait = self.key_limiter.acquire(key.id)
+    async def _rate_limit(self, key: KeyRecord) -> None:
+        wait = await self.key_limiter.acquire(key.id)
         if wait:
             self.metrics.rate_limited.labels("key").inc()
             raise GatewayError(

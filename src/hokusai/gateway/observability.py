@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from hokusai.keys.format import KEY_LIKE
 
+# Set (by ``hokusai serve`` with more than one worker) before any worker imports
+# prometheus_client, which then keeps every value in a file of that directory.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ROUTE_CLASSES = ("tracking", "registry", "artifacts", "admin", "other")
 
 
@@ -29,9 +40,15 @@ def route_class(area: str, mlflow_path: str = "") -> str:
 
 
 class Metrics:
-    """The gateway's Prometheus metrics, in a registry of its own (one per app)."""
+    """The gateway's Prometheus metrics, in a registry of its own (one per app).
+
+    With several worker processes (``hokusai serve --workers N`` sets
+    ``PROMETHEUS_MULTIPROC_DIR``) each process writes its values to files in that directory
+    and ``/metrics`` sums the files of all of them, whichever worker answers.
+    """
 
     def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hokusai_requests",
@@ -87,6 +104,13 @@ class Metrics:
             "hokusai_webhook_dispatch_lag_seconds",
             "How long the oldest due webhook delivery has waited.",
             registry=self.registry,
+            # Every worker measures the same store: the latest measurement is the answer.
+            multiprocess_mode="mostrecent",
+        )
+        self.rate_limit_fallbacks = Counter(
+            "hokusai_rate_limit_fallbacks",
+            "Per-key limit decisions made by this replica alone: the shared store did not answer.",
+            registry=self.registry,
         )
         for outcome in ("delivered", "failed", "dead", "gone"):
             self.webhook_deliveries.labels(outcome)
@@ -98,7 +122,11 @@ class Metrics:
             self.rate_limited.labels(limit)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
 
 
 access_log = logging.getLogger("hokusai.access")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from hokusai.gateway.admin_api import AdminKey, audit_entry
 from hokusai.gateway.errors import GatewayError
@@ -99,9 +100,18 @@ def build_webhooks_router(gateway: Gateway) -> APIRouter:
     @router.post("/webhooks/{endpoint_id}/test", summary="Send a test event now; its outcome")
     async def test(endpoint_id: str, key: AdminKey) -> dict[str, Any]:
         await anyio.to_thread.run_sync(found, endpoint_id)
-        return await send_test(
-            gateway.engine, box, dispatcher_settings(gateway.settings), endpoint_id, key.id
-        )
+        # The attempt itself never raises (its failure is the answer); what is left is the
+        # store, which answers 503 like every other store failure, never 500.
+        try:
+            return await send_test(
+                gateway.engine, box, dispatcher_settings(gateway.settings), endpoint_id, key.id
+            )
+        except SQLAlchemyError as exc:
+            raise GatewayError(
+                "TEMPORARILY_UNAVAILABLE",
+                f"The test delivery could not be recorded ({type(exc).__name__}); retry shortly.",
+                headers={"Retry-After": "2"},
+            ) from None
 
     @router.get("/deliveries", summary="Deliveries with their attempts, newest first")
     def deliveries(

@@ -14,10 +14,11 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import yarl
 
+from hokusai.webhooks.endpoints import EndpointError, parse_destination
 from hokusai.webhooks.signing import signature_header
 
 SNIPPET_BYTES = 200
@@ -55,7 +56,7 @@ async def resolve_checked(host: str, port: int, allow_private: bool) -> str:
     """One address of ``host`` that may be called; refuse if any answer is forbidden."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
         raise DestinationRefused(f"cannot resolve {host}: {exc}") from None
     addresses = [str(info[4][0]) for info in infos]
     forbidden = [a for a in addresses if not address_allowed(a, allow_private)]
@@ -91,9 +92,13 @@ async def send(
     timeout: float,
 ) -> AttemptResult:
     started = time.perf_counter()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        # The same reading as when the endpoint was added; a URL stored before that check
+        # existed fails here, on this delivery alone.
+        destination = parse_destination(url)
+    except EndpointError as exc:
+        return AttemptResult(None, _ms(started), None, f"invalid endpoint URL: {exc}"[:500])
+    host, port = destination.host, destination.port
     # ``timeout`` bounds the whole attempt, resolution included: a per-read timeout is never
     # reached by a receiver that answers a byte at a time.
     deadline = asyncio.get_running_loop().time() + timeout
@@ -108,11 +113,11 @@ async def send(
         )
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{port}"
-    direct = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    direct = yarl.URL(f"{destination.scheme}://{netloc}{destination.target}", encoded=True)
     timestamp = datetime.now(UTC)
     headers = {
         "content-type": "application/json",
-        "host": parts.netloc.rsplit("@", 1)[-1],
+        "host": destination.host_header,
         "user-agent": "hokusai-webhooks/1",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
@@ -126,7 +131,7 @@ async def send(
                 data=body.encode(),
                 headers=headers,
                 allow_redirects=False,
-                server_hostname=host if parts.scheme == "https" else None,
+                server_hostname=host if destination.scheme == "https" else None,
             ) as response,
         ):
             snippet = await response.content.read(SNIPPET_BYTES)
@@ -139,7 +144,9 @@ async def send(
             return AttemptResult(response.status, _ms(started), text, error)
     except TimeoutError:
         return AttemptResult(None, _ms(started), None, f"no answer within {timeout:g} s")
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        # OSError: a socket error aiohttp did not wrap; ValueError: a URL or header aiohttp
+        # refuses. Either way this attempt failed, with its reason.
         return AttemptResult(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:300])
 
 

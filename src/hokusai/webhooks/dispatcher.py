@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 from sqlalchemy import Engine
 
+from hokusai.db.engine import retry_on_disconnect
 from hokusai.db.timestamps import as_utc
 from hokusai.webhooks import outbox
 from hokusai.webhooks.delivery import AttemptResult, new_session, send
@@ -83,11 +84,12 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One round: claim, send concurrently, record. The number of attempts made."""
         claimed = await anyio.to_thread.run_sync(
+            retry_on_disconnect,
             lambda: outbox.claim_due(
                 self.engine,
                 limit=self.settings.batch,
                 lease=self.settings.lease,
-            )
+            ),
         )
         if not claimed:
             return 0
@@ -97,15 +99,7 @@ class Dispatcher:
 
         async def attempt(item: outbox.Claimed) -> tuple[outbox.Claimed, AttemptResult]:
             async with limit:
-                return item, await send(
-                    client,
-                    url=item.endpoint["url"],
-                    msg_id=item.event_id,
-                    body=item.payload,
-                    secrets_=self._secrets(item.endpoint),
-                    allow_private=self.settings.allow_private,
-                    timeout=self.settings.timeout,
-                )
+                return item, await self.attempt(client, item)
 
         async def one_by_one(
             items: list[outbox.Claimed],
@@ -129,8 +123,11 @@ class Dispatcher:
         outcomes = [outcome for lane_outcomes in done for outcome in lane_outcomes]
         if client is not self._client:
             await client.close()
+        # The attempts were made: losing their record to a dropped connection would send
+        # them again once the lease ends.
         await anyio.to_thread.run_sync(
-            outbox.record_attempts, self.engine, list(outcomes), self.settings.schedule
+            retry_on_disconnect,
+            lambda: outbox.record_attempts(self.engine, list(outcomes), self.settings.schedule),
         )
         attempted = {item.delivery_id for item, _ in outcomes}
         unsent = [item for item in claimed if item.delivery_id not in attempted]
@@ -149,6 +146,33 @@ class Dispatcher:
                 )
                 self.metrics.webhook_deliveries.labels(outcome).inc()
         return len(outcomes)
+
+    async def attempt(self, client: aiohttp.ClientSession, item: outbox.Claimed) -> AttemptResult:
+        """One delivery attempt, whatever happens: a failure of any kind (a secret that no
+        longer opens, an exception nobody foresaw) is this delivery's recorded outcome and
+        never reaches the round, where it would stall every other delivery."""
+        started = time.perf_counter()
+        try:
+            return await send(
+                client,
+                url=item.endpoint["url"],
+                msg_id=item.event_id,
+                body=item.payload,
+                secrets_=self._secrets(item.endpoint),
+                allow_private=self.settings.allow_private,
+                timeout=self.settings.timeout,
+            )
+        except Exception as exc:
+            log.exception(
+                "delivery attempt failed unexpectedly",
+                extra={"fields": {"delivery_id": item.delivery_id}},
+            )
+            return AttemptResult(
+                None,
+                int((time.perf_counter() - started) * 1000),
+                None,
+                f"unexpected {type(exc).__name__}: {exc}"[:300],
+            )
 
     def _secrets(self, endpoint: dict[str, Any]) -> list[str]:
         secrets = [self.box.open(endpoint["secret_encrypted"])]
@@ -180,15 +204,7 @@ async def send_test(
     )
     dispatcher = Dispatcher(engine, box, settings)
     async with new_session(1) as client:
-        result = await send(
-            client,
-            url=claimed.endpoint["url"],
-            msg_id=claimed.event_id,
-            body=claimed.payload,
-            secrets_=dispatcher._secrets(claimed.endpoint),
-            allow_private=settings.allow_private,
-            timeout=settings.timeout,
-        )
+        result = await dispatcher.attempt(client, claimed)
     # A test is one attempt: a failure goes straight to dead, with its reason.
     await anyio.to_thread.run_sync(outbox.record_attempts, engine, [(claimed, result)], [0.0])
     return {

@@ -11,6 +11,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import idna
+import yarl
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from hokusai.db.schema import deliveries, webhook_endpoints
@@ -36,25 +38,108 @@ class NewEndpoint:
     secret: str
 
 
-def validate_url(url: str, *, allow_private: bool) -> str:
+@dataclass(frozen=True)
+class Destination:
+    """A webhook URL as the dispatcher uses it: where to connect and what to send."""
+
+    scheme: str
+    host: str  # an ASCII (IDNA) host name, or an IP address without brackets
+    port: int
+    target: str  # path and query, as given; "/" when empty
+    explicit_port: bool
+
+    @property
+    def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        try:
+            return ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+
+    @property
+    def host_header(self) -> str:
+        literal = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{literal}:{self.port}" if self.explicit_port else literal
+
+
+MAX_URL_LENGTH = 2000
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)\Z", re.IGNORECASE)
+
+
+def parse_destination(url: str) -> Destination:
+    """The one reading of a webhook URL, when it is added and when it is delivered to.
+
+    yarl splits it (RFC 3986: scheme, authority, port range, IPv6 brackets); the host is
+    then an IP address or a host name that IDNA 2008 (UTS 46, STD 3 rules) accepts: labels
+    of 1 to 63 characters, at most 253 in all. Raises ``EndpointError`` saying what is wrong.
+    """
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(f"{url!r} is not an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise EndpointError("the URL must not carry credentials; the signature authenticates")
-    if parts.fragment or len(url) > 2000:
-        raise EndpointError("the URL must have no #fragment and at most 2000 characters")
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return url
-    if not allow_private and not address.is_global:
+    if len(url) > MAX_URL_LENGTH:
         raise EndpointError(
-            f"{parts.hostname} is a private, loopback or link-local address; refused unless "
+            f"the URL must have no #fragment and at most {MAX_URL_LENGTH} characters"
+        )
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, UnicodeError) as exc:
+        raise EndpointError(f"{url!r} is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise EndpointError(f"{url!r} is not an http(s) URL with a host")
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        raise EndpointError("the URL must not carry credentials; the signature authenticates")
+    if parsed.raw_fragment or "#" in url:
+        raise EndpointError(
+            f"the URL must have no #fragment and at most {MAX_URL_LENGTH} characters"
+        )
+    port = parsed.port
+    if port is None or not 1 <= port <= 65535:
+        raise EndpointError(f"{url!r} has port {port}; a port is 1 to 65535")
+    # yarl drops brackets around a non-IPv6 host ("[v1.x]"); the stdlib split keeps them.
+    if "[" in urlsplit(url).netloc and ":" not in parsed.raw_host:
+        raise EndpointError(f"{url!r} has brackets that hold no IPv6 address")
+    host = _checked_host(parsed.raw_host, url)
+    return Destination(
+        scheme=parsed.scheme,
+        host=host,
+        port=port,
+        target=parsed.raw_path_qs if parsed.raw_path else "/" + parsed.raw_path_qs,
+        explicit_port=parsed.explicit_port is not None,
+    )
+
+
+def _checked_host(raw_host: str, url: str) -> str:
+    if "%" in raw_host:  # an IPv6 zone (fe80::1%eth0) names an interface of this machine
+        raise EndpointError(f"{url!r} has an IPv6 zone; a destination is a global address")
+    if ":" in raw_host:  # only a bracketed IPv6 literal has a colon here
+        try:
+            return str(ipaddress.IPv6Address(raw_host))
+        except ValueError:
+            raise EndpointError(f"{url!r} has an invalid IPv6 address [{raw_host}]") from None
+    try:
+        return str(ipaddress.IPv4Address(raw_host))
+    except ValueError:
+        pass
+    name = raw_host[:-1] if raw_host.endswith(".") else raw_host
+    if _NUMERIC_LABEL.match(name.rsplit(".", 1)[-1]):
+        # 127.1, 0x7f.1, 2130706433: numbers resolvers read as addresses, not names.
+        raise EndpointError(f"{raw_host!r} is neither a host name nor a dotted IPv4 address")
+    try:
+        return idna.encode(name, uts46=True, std3_rules=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise EndpointError(
+            f"{raw_host!r} is not a valid host name ({exc}); labels are 1 to 63 letters, digits "
+            "or hyphens, at most 253 characters in all"
+        ) from None
+
+
+def validate_url(url: str, *, allow_private: bool) -> str:
+    """``url`` if it may be stored as an endpoint (stripped), else ``EndpointError``."""
+    destination = parse_destination(url)
+    address = destination.address
+    if address is not None and not allow_private and not address.is_global:
+        raise EndpointError(
+            f"{destination.host} is a private, loopback or link-local address; refused unless "
             "HOKUSAI_WEBHOOK_ALLOW_PRIVATE=1"
         )
-    return url
+    return url.strip()
 
 
 def validate_event_types(types: list[str]) -> list[str]:
