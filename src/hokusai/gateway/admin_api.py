@@ -68,9 +68,13 @@ def time_in_range(value: datetime) -> datetime:
     if in_utc is None or not EARLIEST_TIME <= in_utc <= LATEST_TIME:
         raise ValueError(
             f"{value.isoformat()} is out of range: a time is between "
-            f"{EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ} and {LATEST_TIME:%Y-%m-%dT%H:%M:%SZ} in UTC"
+            f"{_utc_text(EARLIEST_TIME)} and {_utc_text(LATEST_TIME)} in UTC"
         )
     return in_utc
+
+
+def _utc_text(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")  # strftime drops year 1's zeros
 
 
 # A time given in a query or body, checked where it is parsed.
