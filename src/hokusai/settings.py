@@ -11,8 +11,10 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hokusai.gateway.client_address import Network, parse_networks
 
 SECRET_FILE = "secret.key"
 ADMIN_KEY_FILE = "admin.key"
@@ -69,9 +71,14 @@ class Settings(BaseSettings):
     upstream_connect_timeout: float = Field(default=1.0)
     upstream_read_timeout: float = Field(default=120.0)
     upstream_pool_size: int = Field(default=100)
-    trust_forwarded_for: bool = Field(
-        default=False,
-        description="Take the client address from X-Forwarded-For (behind a trusted proxy only).",
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Comma-separated IPs or CIDR networks of the reverse proxies in front of the "
+            "gateway. Only a peer in this list may set X-Forwarded-For/-Proto/-Host; the "
+            "client is the right-most X-Forwarded-For entry that is not a trusted proxy. "
+            "Empty (default): no forwarded header is believed."
+        ),
     )
     log_level: str = Field(default="INFO")
 
@@ -91,6 +98,16 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(
         default=60.0, description="Seconds between reconciler passes; 0 turns it off."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)  # a typo must stop the start, not silently trust nobody
+        return value
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def resolved_database_url(self) -> str:
@@ -120,7 +137,7 @@ class Settings(BaseSettings):
 
 def read_or_create_secret(path: Path) -> str:
     """Read the secret at ``path``, creating it (mode 0600) if it does not exist yet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         return path.read_text().strip()
     except FileNotFoundError:

@@ -60,7 +60,9 @@ def test_ready_names_every_dependency_with_its_latency(served: Served) -> None:
         assert check["ok"] is True, (name, check)
         assert isinstance(check["ms"], float | int) and 0 <= check["ms"] < 3000, (name, check)
         assert isinstance(check["detail"], str) and check["detail"], (name, check)
-    assert served.mlflow_url in body["checks"]["mlflow"]["detail"]
+    # Callers learn how MLflow is doing, never where it is.
+    assert served.mlflow_url not in response.text
+    assert "MLflow answered" in body["checks"]["mlflow"]["detail"]
     assert "sqlite" in body["checks"]["auth_store"]["detail"]
 
 
@@ -242,6 +244,32 @@ def test_client_request_id_reaches_mlflow_the_audit_log_and_the_access_log(
     assert line["route_class"] == "tracking" and line["method"] == "POST"
     assert line["latency_ms"] >= line["upstream_ms"] > 0
     assert key not in access_log.getvalue()
+
+
+def test_client_forwarding_headers_do_not_reach_mlflow(
+    relayed_gateway: RunningGateway, relay: Relay
+) -> None:
+    key = relayed_gateway.create_key(Scope.READ)
+    forged = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Prefix": "/elsewhere",
+        "Forwarded": "for=203.0.113.9;host=evil.example",
+        "X-Real-IP": "203.0.113.9",
+    }
+    response = httpx.get(
+        relayed_gateway.url + MLFLOW_API + "experiments/search?max_results=1",
+        headers={"Authorization": f"Bearer {key}", **forged},
+        timeout=30,
+    )
+
+    assert response.status_code == 200, response.text
+    upstream = relay.seen[-1]
+    assert upstream["path"].endswith("/experiments/search?max_results=1")
+    assert not {name.lower() for name in forged} & set(upstream), upstream
+    assert all("203.0.113.9" not in v and "evil.example" not in v for v in upstream.values())
 
 
 def test_unusable_request_id_is_replaced(

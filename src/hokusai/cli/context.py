@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
-from hokusai.gateway.admin_api import parse_duration
+from hokusai.gateway.admin_api import DurationOutOfRange, parse_duration, time_in_range
 from hokusai.gateway.audit import AuditLog
 from hokusai.keys.service import KeyService
 from hokusai.settings import Settings
@@ -70,10 +70,15 @@ def parse_since(since: str) -> datetime:
     """``--since``: a duration back from now (``1h``, ``7d``) or an ISO time (UTC if naive)."""
     try:
         return datetime.now(UTC) - parse_duration(since)
+    except DurationOutOfRange as exc:
+        raise fail(f"--since: {exc}", 2) from None
     except ValueError:
         pass
     try:
         start = datetime.fromisoformat(since)
     except ValueError:
         raise fail(f"--since {since!r} is neither a duration (1h, 7d) nor an ISO time", 2) from None
-    return start if start.tzinfo else start.replace(tzinfo=UTC)
+    try:
+        return time_in_range(start)
+    except ValueError as exc:
+        raise fail(f"--since: {exc}", 2) from None

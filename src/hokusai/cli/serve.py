@@ -81,7 +81,9 @@ def serve(
     settings = settings_for(data_dir)
     configure_logging(settings.log_level)
     home = settings.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    # The data directory holds the secret, the keys' store and the logs: the owner's alone.
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.chmod(0o700)
     settings.home = home
     try:
         engine = make_engine(settings.resolved_database_url)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -23,6 +25,7 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
@@ -52,6 +55,28 @@ def retry_on_disconnect(work: Callable[[], T]) -> T:
         if not exc.connection_invalidated:
             raise
         return work()
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite does.
+
+    SQLite creates the file with the process umask (usually 0644: readable by everyone)
+    and gives its -wal and -shm files the database file's mode, so creating the file
+    first, empty and private, keeps all three the owner's.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        return
+    os.fchmod(fd, 0o600)  # whatever the umask
+    os.close(fd)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -7,13 +7,13 @@ route here runs; routes state what more they need as dependencies.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from hokusai.db.timestamps import utcnow
@@ -28,18 +28,58 @@ from hokusai.version import __version__
 if TYPE_CHECKING:
     from hokusai.gateway.app import Gateway
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_DURATION = re.compile(r"^(\d{1,12})([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# The longest duration accepted anywhere (key lifetimes, --since, gc ages): ten years.
+# Beyond it, "now + duration" stops being a date the stores and Python can hold.
+MAX_DURATION = timedelta(days=3650)
+# The times a store can compare against once in UTC.
+EARLIEST_TIME = datetime(1, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class DurationOutOfRange(ValueError):
+    """A well-formed duration longer than :data:`MAX_DURATION`."""
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` -> timedelta."""
+    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` -> timedelta, from 1 s to 3650 d."""
     match = _DURATION.match(text.strip())
     if not match or int(match[1]) == 0:
         raise ValueError(
             f"{text!r} is not a duration: use a positive number and a unit, e.g. 30d, 12h, 90m"
         )
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    number, unit = int(match[1]), _UNITS[match[2]]
+    if MAX_DURATION // timedelta(**{unit: 1}) < number:
+        raise DurationOutOfRange(
+            f"{text!r} is out of range: a duration is between 1s and {MAX_DURATION.days}d "
+            "(ten years)"
+        )
+    return timedelta(**{unit: number})
+
+
+def time_in_range(value: datetime) -> datetime:
+    """``value`` in UTC (naive means UTC), or ValueError naming the range accepted."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST_TIME <= in_utc <= LATEST_TIME:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: a time is between "
+            f"{_utc_text(EARLIEST_TIME)} and {_utc_text(LATEST_TIME)} in UTC"
+        )
+    return in_utc
+
+
+def _utc_text(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")  # strftime drops year 1's zeros
+
+
+# A time given in a query or body, checked where it is parsed.
+Since = Annotated[datetime, AfterValidator(time_in_range)]
 
 
 class CreateKey(BaseModel):
@@ -205,7 +245,7 @@ def build_admin_api(gateway: Gateway) -> FastAPI:
     def read_audit(
         _: AdminKey,
         key_id: str | None = None,
-        since: datetime | None = None,
+        since: Since | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
         return {"entries": gateway.audit.read(key_id=key_id, since=since, limit=limit)}
@@ -250,12 +290,31 @@ def _install_error_handlers(api: FastAPI) -> None:
             request, GatewayError("INVALID_PARAMETER_VALUE", f"Invalid request: {problems}")
         )
 
+    @api.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after this answer; the gateway logs it once, with the id.
+        request_id = request.state.request_id
+        return respond(
+            request,
+            GatewayError(
+                "INTERNAL_ERROR",
+                f"The Hokusai API failed unexpectedly (request id {request_id}); the "
+                "operator's log has the details under that id.",
+            ),
+        )
+
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 404:
+            path = request.url.path
+            hint = (
+                f" Paths of the Hokusai API have no trailing slash: {path.rstrip('/')}."
+                if path.endswith("/") and path != "/"
+                else ""
+            )
             error = GatewayError(
                 "ENDPOINT_NOT_FOUND",
-                f"No endpoint {request.method} {request.url.path} in the Hokusai API; see /docs.",
+                f"No endpoint {request.method} {path} in the Hokusai API; see /docs.{hint}",
             )
         elif exc.status_code == 405:
             error = GatewayError(

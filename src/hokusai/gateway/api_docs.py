@@ -74,6 +74,8 @@ def documented_api(title: str, version: str) -> FastAPI:
         openapi_url=OPENAPI_URL,
         static_url=STATIC_URL,
         swagger_ui_parameters={"persistAuthorization": True},
+        # A redirect to the slash-less path would build its Location from the Host header.
+        redirect_slashes=False,
     )
 
     def openapi() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -24,9 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
 from hokusai.db.engine import make_engine
-from hokusai.gateway import credentials, urlspace
+from hokusai.gateway import client_address, credentials, urlspace
 from hokusai.gateway.audit import AuditEntry, AuditLog
-from hokusai.gateway.errors import GatewayError, send_error
+from hokusai.gateway.errors import GatewayError, send_error, unformatted_server_error
 from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.observability import Metrics, access_log, redact, route_class
 from hokusai.gateway.policy import Hidden, classify
@@ -66,6 +67,9 @@ class Exchange:
     started_at: float
     status: int = 0
     response_started: bool = False
+    response_complete: bool = False
+    # A 5xx that was not in the error format was answered with one instead.
+    answer_replaced: bool = False
     route_class: str = "other"
     key: KeyRecord | None = None
     upstream_seconds: float | None = None
@@ -113,6 +117,12 @@ class Gateway:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    if os.environ.get("HOKUSAI_TRUST_FORWARDED_FOR"):
+                        log.warning(
+                            "HOKUSAI_TRUST_FORWARDED_FOR is no longer read: list the reverse "
+                            "proxies in HOKUSAI_TRUSTED_PROXIES instead; until then "
+                            "X-Forwarded-For is ignored"
+                        )
                     if self.settings.dispatcher:
                         group.start_soon(
                             run_background, self.engine, self.settings, stop, self.metrics
@@ -136,18 +146,41 @@ class Gateway:
             request_id=given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex,
             method=scope["method"],
             path=scope["path"],
-            client=self._client_address(scope, headers),
+            client=self._client_address(scope),
             started_at=time.perf_counter(),
         )
 
         async def send_tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
+                replacement = unformatted_server_error(
+                    message["status"], message.get("headers", []), exchange.request_id
+                )
+                if replacement is not None:
+                    # MLflow's HTML error page (or any plain-text 5xx) never reaches the
+                    # client: the error format with the request id does.
+                    log.warning(
+                        "a 5xx answer was not in the error format; answered in it instead",
+                        extra={
+                            "fields": {
+                                "request_id": exchange.request_id,
+                                "status": message["status"],
+                            }
+                        },
+                    )
+                    await send_error(send_tagged, replacement, exchange.request_id)
+                    exchange.answer_replaced = True  # from now on, swallow the page's body
+                    return
                 exchange.status = message["status"]
                 exchange.response_started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", exchange.request_id.encode()),
                 ]
+            elif message["type"] == "http.response.body":
+                if exchange.answer_replaced:
+                    return  # the replaced answer's own body: already answered
+                if not message.get("more_body", False):
+                    exchange.response_complete = True
             await send(message)
 
         try:
@@ -178,6 +211,10 @@ class Gateway:
             exchange.error_reason = "client_disconnected"  # nobody is left to answer
         except Exception:
             log.exception("unexpected error", extra={"fields": {"request_id": exchange.request_id}})
+            if exchange.response_complete:
+                # Answered already (the Hokusai API's catch-all answers in the error format
+                # and re-raises so that the failure is logged here, once).
+                return
             if exchange.response_started:
                 raise
             await send_error(
@@ -200,10 +237,13 @@ class Gateway:
         headers: dict[bytes, bytes],
         exchange: Exchange,
     ) -> None:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        urlspace.check_canonical(raw_path)
+        request_path = urlspace.canonical(scope.get("raw_path") or scope["path"].encode())
         credentials.refuse_key_in_query(scope.get("query_string", b""))
-        target = urlspace.locate(scope["path"])
+        credentials.refuse_key_in_path(request_path.path)
+        # From here on the request has one path: the Hokusai API routes on it too.
+        scope["path"], scope["raw_path"] = request_path.path, request_path.raw
+        exchange.path = request_path.path
+        target = urlspace.locate(request_path.path)
         exchange.route_class = route_class(target.area.value, target.mlflow_path)
 
         if target.area is Area.HEALTH:
@@ -235,8 +275,7 @@ class Gateway:
             )
             await self.admin_api(scope, receive, send)
         elif target.area is Area.MLFLOW:
-            # The prefix locate() removed is ASCII, so it is as long in the raw path.
-            prefix_length = len(scope["path"]) - len(target.mlflow_path)
+            # In canonical form the prefix is the same characters in the raw path.
             await self._forward(
                 scope,
                 receive,
@@ -244,7 +283,7 @@ class Gateway:
                 headers,
                 exchange,
                 target.mlflow_path,
-                raw_path[prefix_length:],
+                request_path.raw[len(target.prefix) :],
             )
         else:
             raise urlspace.not_found(scope["path"], self._base_url(scope, headers))
@@ -320,16 +359,13 @@ class Gateway:
         exchange.upstream_seconds = result.upstream_seconds
 
     async def _authenticate(self, headers: dict[bytes, bytes], exchange: Exchange) -> KeyRecord:
-        blocked = self.auth_failures.blocked_for(exchange.client)
-        if blocked:
-            self.metrics.rate_limited.labels("auth_failures").inc()
-            raise GatewayError(
-                "REQUEST_LIMIT_EXCEEDED",
-                f"Too many failed authentications from {exchange.client} in the last minute. "
-                "Fix the API key (run `hokusai doctor`) and retry after the Retry-After delay.",
-                headers=retry_after_header(blocked),
-                reason="auth_failures_limited",
-            )
+        """The caller's key record, or an error saying why not.
+
+        The key is checked first and the failed-attempt window only afterwards, for keys
+        that fail: a valid key is accepted however many failures its address has, so the
+        window cannot be used to lock anyone out. Missing, malformed and mistyped keys
+        (bad checksum) are refused without touching the store.
+        """
         try:
             key = credentials.key_from_headers(headers)
             record = self.keys.authenticate_cached(key)
@@ -337,12 +373,12 @@ class Gateway:
                 record = await anyio.to_thread.run_sync(self.keys.authenticate, key)
             return record
         except KeyRejected as rejected:
-            self._auth_failed(exchange, rejected.reason)
+            self._auth_failed(exchange, rejected.reason, rejected.message)
             raise GatewayError(
                 "UNAUTHENTICATED", rejected.message, reason=rejected.reason
             ) from None
         except GatewayError as error:
-            self._auth_failed(exchange, error.reason)
+            self._auth_failed(exchange, error.reason, error.message)
             raise
         except SQLAlchemyError as exc:
             log.error("auth store unreachable: %s", type(exc).__name__)
@@ -355,8 +391,20 @@ class Gateway:
                 reason="auth_store_unavailable",
             ) from None
 
-    def _auth_failed(self, exchange: Exchange, reason: str) -> None:
+    def _auth_failed(self, exchange: Exchange, reason: str, message: str) -> None:
+        """Count a failure; past the limit, slow the address down (429) instead of 401."""
         self.metrics.auth_failures.labels(reason).inc()
+        blocked = self.auth_failures.blocked_for(exchange.client)
+        if blocked:
+            self.metrics.rate_limited.labels("auth_failures").inc()
+            raise GatewayError(
+                "REQUEST_LIMIT_EXCEEDED",
+                f"Too many failed authentications from {exchange.client} in the last minute; "
+                f"this one: {message} Fix the API key (run `hokusai doctor`) and retry after "
+                "the Retry-After delay.",
+                headers=retry_after_header(blocked),
+                reason="auth_failures_limited",
+            )
         self.auth_failures.record_failure(exchange.client)
 
     def _authorize(
@@ -456,27 +504,41 @@ class Gateway:
         return f"oldest due delivery waited {lag:.1f} s"
 
     async def _check_mlflow(self) -> str:
-        response = await self.proxy.client.get(
-            self.proxy.upstream_url + "/health", timeout=httpx.Timeout(2.0)
-        )
+        # Callers of /ready are told how MLflow is doing, never where it is (the operator's
+        # `hokusai doctor --server` names the URL).
+        try:
+            response = await self.proxy.client.get(
+                self.proxy.upstream_url + "/health", timeout=httpx.Timeout(2.0)
+            )
+        except httpx.TimeoutException:
+            raise RuntimeError("MLflow did not answer its health check within 2 s") from None
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"MLflow is not reachable ({type(exc).__name__})") from None
         if response.status_code != 200:
-            raise RuntimeError(f"{self.proxy.upstream_url}/health answered {response.status_code}")
-        return f"{self.proxy.upstream_url} answered"
+            raise RuntimeError(f"MLflow's health check answered {response.status_code}")
+        return "MLflow answered its health check"
 
     # ---- helpers ------------------------------------------------------------------------
 
-    def _client_address(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
-        if self.settings.trust_forwarded_for and b"x-forwarded-for" in headers:
-            return headers[b"x-forwarded-for"].decode("latin-1").split(",")[0].strip()[:64]
+    def _client_address(self, scope: Scope) -> str:
         client = scope.get("client")
-        return str(client[0]) if client else "unknown"
+        return client_address.client_address(
+            str(client[0]) if client else None,
+            scope["headers"],
+            self.settings.trusted_proxy_networks,
+        )
 
     def _base_url(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
-        scheme = scope.get("scheme", "http")
-        if self.settings.trust_forwarded_for and b"x-forwarded-proto" in headers:
-            scheme = headers[b"x-forwarded-proto"].decode("latin-1")
-        host = headers.get(b"host", b"").decode("latin-1")
-        if not host and scope.get("server"):
+        """The URL the client reached the gateway by, for the hints in error messages."""
+        client = scope.get("client")
+        forwarded_scheme, forwarded_host = client_address.forwarded_scheme_and_host(
+            str(client[0]) if client else None,
+            scope["headers"],
+            self.settings.trusted_proxy_networks,
+        )
+        scheme = forwarded_scheme or scope.get("scheme", "http")
+        host = forwarded_host or headers.get(b"host", b"").decode("latin-1")
+        if not client_address.valid_host(host) and scope.get("server"):
             host = "{}:{}".format(*scope["server"])
         return f"{scheme}://{host}"
 

@@ -6,6 +6,7 @@ receives the answer, so an answered write always has its audit row.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from hokusai.db.schema import audit_log
+from hokusai.gateway.observability import redact
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,16 @@ class AuditEntry:
     status: int
     client: str | None
     detail: dict[str, Any] | None = None
+
+
+def _valid_client(client: str | None) -> str | None:
+    """Only an IP address (or "unknown") is written as the client: never a forged text."""
+    if client is None or client == "unknown":
+        return client
+    try:
+        return str(ipaddress.ip_address(client))
+    except ValueError:
+        return None
 
 
 class AuditLog:
@@ -43,9 +55,11 @@ class AuditLog:
                     owner=entry.owner,
                     action=entry.action,
                     method=entry.method,
-                    path=entry.path,
+                    # The gateway refuses a key in the URL before anything is audited;
+                    # redacting here too means no path can ever carry one into the log.
+                    path=redact(entry.path),
                     status=entry.status,
-                    client=entry.client,
+                    client=_valid_client(entry.client),
                     detail=json.dumps(entry.detail) if entry.detail else None,
                 )
             )

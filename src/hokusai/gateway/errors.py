@@ -9,7 +9,7 @@ built here, with the HTTP status MLflow itself maps to the code.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from starlette.types import Send
 
@@ -67,3 +67,41 @@ async def send_error(send: Send, error: GatewayError, request_id: str | None) ->
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _is_json(content_type: bytes) -> bool:
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+def unformatted_server_error(
+    status: int, headers: Iterable[tuple[bytes, bytes]], request_id: str
+) -> GatewayError | None:
+    """The error to answer instead of a 5xx that is not JSON (an HTML page, plain text).
+
+    Decided on the status line and headers alone, so nothing is buffered: a JSON error
+    (MLflow's own format) and every non-5xx answer pass untouched.
+    """
+    if status < 500:
+        return None
+    content_type = b""
+    retry_after = None
+    for name, value in headers:
+        name = name.lower()
+        if name == b"content-type":
+            content_type = value
+        elif name == b"retry-after":
+            retry_after = value.decode("latin-1")
+    if _is_json(content_type):
+        return None
+    error_code = {503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}.get(
+        status, "INTERNAL_ERROR"
+    )
+    return GatewayError(
+        error_code,
+        f"The server failed with HTTP {status} (request id {request_id}); the operator's log "
+        "has the details under that id.",
+        status=status,
+        headers={"Retry-After": retry_after} if retry_after else None,
+        reason="unformatted_server_error",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -151,9 +152,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _literal_or_encoded(text: str) -> str:
+    """A pattern for ``text`` with any character also percent-encoded, once or twice."""
+    return "".join(
+        f"(?:{re.escape(c)}|%(?:25)?{ord(c) >> 4:X}[{ord(c) & 15:X}{ord(c) & 15:x}])" for c in text
+    )
+
+
+# KEY_LIKE, with any of its characters percent-encoded (``hk%5Flive%5F…``, ``%68k_…``).
+_KEY_LIKE_ENCODED = re.compile(
+    _literal_or_encoded("hk_")
+    + f"(?:{_literal_or_encoded('live')}|{_literal_or_encoded('test')})"
+    + _literal_or_encoded("_")
+    + r"(?:[0-9A-Za-z]|%(?:25)?(?:3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])){8,}"
+)
+
+
 def redact(text: str) -> str:
-    """Replace anything that looks like an API key: no key ever reaches a log."""
-    return KEY_LIKE.sub(lambda m: m.group(0)[:14] + "…[redacted]", text)
+    """Replace anything that looks like an API key, plain or percent-encoded: no key ever
+    reaches a log or the audit."""
+    text = KEY_LIKE.sub(lambda m: m.group(0)[:14] + "…[redacted]", text)
+    if "%" in text:
+        text = _KEY_LIKE_ENCODED.sub("hk_…[redacted]", text)
+    return text
 
 
 def configure_logging(level: str = "INFO") -> None:

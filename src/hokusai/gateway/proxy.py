@@ -42,6 +42,15 @@ _DROP_REQUEST = {
     b"x-request-id",
     b"x-hokusai-key-id",
     b"x-hokusai-owner",
+    # Claims about the client that MLflow must not take as the gateway's word.
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"x-forwarded-port",
+    b"x-forwarded-prefix",
+    b"x-forwarded-server",
+    b"x-real-ip",
 }
 _DROP_RESPONSE = {
     b"connection",

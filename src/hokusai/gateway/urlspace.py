@@ -4,6 +4,12 @@ Paths are checked for canonical form on the raw (still percent-encoded) bytes,
 before any routing: a dot segment, an encoded slash or dot, ``//`` or a backslash
 could make the gateway's idea of the path differ from MLflow's, which is how a
 policy gets bypassed.
+
+Then every decision is made on one representation, :class:`CanonicalPath`: the raw
+path with percent-encoded unreserved characters (letters, digits, ``-._~``) decoded,
+as RFC 3986 6.2.2.2 normalises them, and its decoded text. In that form a prefix made
+of letters and ``/`` is the same characters in both, so ``/api/mlflo%77/`` is
+``/api/mlflow/`` for routing, for the route policy and for MLflow alike.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import unquote_to_bytes
 
 from hokusai.gateway.errors import GatewayError
 
@@ -30,6 +37,8 @@ DOCS_PATHS = (
 
 # Percent-encodings that would change the path's structure once decoded.
 _ENCODED_STRUCTURE = re.compile(rb"%(2[fFeE]|5[cC]|00|25)")
+# A percent-encoded unreserved character (RFC 3986 2.3): the same as the character itself.
+_ENCODED_UNRESERVED = re.compile(rb"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[dDeE]|5[fF]|7[eE])")
 # What MLflow paths look like, to recognise a request sent under the wrong prefix.
 _MLFLOW_LOOKING = re.compile(r"/(?:ajax-)?api/[23]\.0/mlflow|/mlflow-artifacts/")
 
@@ -48,6 +57,40 @@ class Target:
     area: Area
     # For Area.MLFLOW: the path as MLflow knows it (prefix removed).
     mlflow_path: str = ""
+    # The gateway's prefix in front of ``mlflow_path`` ("" for the bare MLflow paths).
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class CanonicalPath:
+    """One request path in the one form every decision is made on."""
+
+    # Still percent-encoded, except for unreserved characters: what MLflow is sent.
+    raw: bytes
+    # Fully decoded: what routing, the route policy, logs and the audit see.
+    path: str
+
+
+def canonical(raw_path: bytes) -> CanonicalPath:
+    """Check ``raw_path`` (see :func:`check_canonical`) and bring it into canonical form."""
+    check_canonical(raw_path)
+    if b"%" not in raw_path:  # the common case: nothing to normalise or decode
+        try:
+            return CanonicalPath(raw_path, raw_path.decode("ascii"))
+        except UnicodeDecodeError:
+            pass
+    raw = _ENCODED_UNRESERVED.sub(lambda m: unquote_to_bytes(m.group(0)), raw_path)
+    try:
+        path = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise GatewayError(
+            "INVALID_PARAMETER_VALUE",
+            "The request path is not valid UTF-8 once percent-decoded (overlong or broken "
+            "sequences); the gateway accepts only canonical paths. Percent-encode the path's "
+            "UTF-8 bytes.",
+            reason="non_canonical_path",
+        ) from None
+    return CanonicalPath(raw, path)
 
 
 def check_canonical(raw_path: bytes) -> None:
@@ -75,7 +118,7 @@ def check_canonical(raw_path: bytes) -> None:
 def locate(path: str) -> Target:
     """Which area of the gateway ``path`` (already checked canonical) belongs to."""
     if path.startswith(MLFLOW_PREFIX + "/"):
-        return Target(Area.MLFLOW, path[len(MLFLOW_PREFIX) :])
+        return Target(Area.MLFLOW, path[len(MLFLOW_PREFIX) :], MLFLOW_PREFIX)
     if path.startswith(BARE_MLFLOW_PREFIXES):
         return Target(Area.MLFLOW, path)
     if path.startswith(ADMIN_API_PREFIX) or path in DOCS_PATHS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from hokusai.gateway.admin_api import AdminKey, audit_entry
+from hokusai.gateway.admin_api import AdminKey, Since, audit_entry
 from hokusai.gateway.errors import GatewayError
 from hokusai.webhooks import outbox
 from hokusai.webhooks.dispatcher import send_test
@@ -31,7 +30,7 @@ class AddEndpoint(BaseModel):
 
 class Replay(BaseModel):
     event_id: str | None = None
-    since: datetime | None = None
+    since: Since | None = None
     endpoint_id: str | None = None
 
 
@@ -138,7 +137,7 @@ def build_webhooks_router(gateway: Gateway) -> APIRouter:
 
     @router.get("/events", summary="Registry events, newest first")
     def list_events(
-        _: AdminKey, since: datetime | None = None, model_name: str | None = None, limit: int = 100
+        _: AdminKey, since: Since | None = None, model_name: str | None = None, limit: int = 100
     ) -> dict[str, Any]:
         return {
             "events": outbox.list_events(

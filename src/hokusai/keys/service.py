@@ -190,7 +190,8 @@ class KeyService:
             raise KeyRejected(
                 "missing",
                 "No API key was sent. Set HOKUSAI_API_KEY (SDK) or MLFLOW_TRACKING_TOKEN "
-                "(MLflow client), or send the header 'Authorization: Bearer hk_live_…'.",
+                "(MLflow client), or send one of the headers 'Authorization: Bearer hk_live_…' "
+                "or 'X-API-Key: hk_live_…'.",
             )
         try:
             parse_key(key)

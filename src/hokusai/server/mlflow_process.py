@@ -94,8 +94,11 @@ class MlflowProcess:
         self._watcher.start()
 
     def _spawn(self) -> None:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        output = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the child
+        self.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Only the owner may read what MLflow logs (request lines, tracebacks).
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        output = os.fdopen(fd, "ab")
         env = dict(os.environ)
         # The child must not read the gateway's own settings or leak them into its logs.
         for name in list(env):
@@ -111,6 +114,8 @@ class MlflowProcess:
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=_die_with_parent,
+            # What MLflow creates (its SQLite store, local artifacts) is the owner's alone.
+            umask=0o077,
         )
         output.close()
         log.info("mlflow started", extra={"fields": {"pid": self._process.pid, "url": self.url}})

@@ -160,3 +160,33 @@ def test_credential_parameter_names_are_refused(query: bytes) -> None:
 )
 def test_ordinary_queries_pass(query: bytes) -> None:
     refuse_key_in_query(query)  # raises GatewayError if refused
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda k: k.replace("_", "%5F"),
+        lambda k: k.replace("_", "%5f"),
+        lambda k: k.replace("_", "%255F"),
+        lambda k: "".join(f"%{ord(c):02X}" for c in k),
+    ],
+)
+def test_an_encoded_key_in_the_query_is_refused(form: object) -> None:
+    key = generate_key()
+    encoded = form(key)  # type: ignore[operator]
+    for query in (f"filter={encoded}", f"{encoded}=1"):
+        with pytest.raises(GatewayError) as caught:
+            refuse_key_in_query(query.encode())
+        assert caught.value.reason == "key_in_query"
+
+
+def test_a_key_in_the_path_is_refused() -> None:
+    from hokusai.gateway.credentials import refuse_key_in_path
+
+    key = generate_key()
+    for path in (f"/api/3.0/mlflow/traces/{key}", f"/x/{key.replace('_', '%5F')}/y"):
+        with pytest.raises(GatewayError) as caught:
+            refuse_key_in_path(path)
+        assert caught.value.reason == "key_in_path"
+        assert "found in the URL's path" in caught.value.message
+    refuse_key_in_path("/api/v1/keys/hk_live_AbCdEf")  # a display prefix is not a key

@@ -117,7 +117,9 @@ def test_ordinary_paths_pass(raw_path: bytes) -> None:
     ],
 )
 def test_mlflow_paths(path: str, mlflow_path: str) -> None:
-    assert locate(path) == Target(Area.MLFLOW, mlflow_path)
+    target = locate(path)
+    assert (target.area, target.mlflow_path) == (Area.MLFLOW, mlflow_path)
+    assert target.prefix + target.mlflow_path == path
 
 
 @pytest.mark.parametrize(
