@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hokusai.gateway.client_address import Network, parse_networks
+from hokusai.networks import Network, parse_networks
 
 SECRET_FILE = "secret.key"
 ADMIN_KEY_FILE = "admin.key"

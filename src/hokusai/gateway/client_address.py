@@ -14,7 +14,10 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from hokusai.networks import Network, parse_networks
+
+__all__ = ["Network", "parse_networks"]
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNKNOWN = "unknown"
@@ -22,22 +25,6 @@ UNKNOWN = "unknown"
 _HOST = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z"
 )
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """``10.0.0.0/8, 127.0.0.1`` -> networks; ValueError naming the entry that is not one."""
-    networks = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{entry!r} in HOKUSAI_TRUSTED_PROXIES is not an IP address or CIDR network "
-                "(e.g. 10.0.0.0/8, 127.0.0.1)"
-            ) from None
-    return tuple(networks)
 
 
 def _address(text: str) -> Address | None:
