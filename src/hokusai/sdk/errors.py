@@ -166,7 +166,8 @@ class RegistrationError(HokusaiError):
         HokusaiError.__init__(self, text)
         # The cause's own fields first (status_code, error_code, request_id, …), so that an
         # instance that is also the cause's class has them; then the registration's.
-        self.__dict__.update(vars(cause))
+        if isinstance(cause, HokusaiError):
+            self.__dict__.update(vars(cause))
         self.message = text
         self.step = step
         self.registration_id = registration_id

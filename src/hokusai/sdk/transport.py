@@ -96,7 +96,7 @@ class Transport:
                 status=response.status_code,
                 retry_after=_retry_after(response),
                 should_retry=should_retry_hint(response.headers.get("x-should-retry")),
-                from_gateway=_error_fields(response)[1] is not None,
+                from_gateway=_error_fields(response)[2] is not None,
                 idempotent=idempotent,
             )
             delay = budget.next_delay(outcome)
