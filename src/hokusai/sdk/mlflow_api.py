@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hokusai.sdk.errors import ConflictError, NotFoundError
+from hokusai.sdk.errors import APIError, ConflictError, NotFoundError
 from hokusai.sdk.transport import Transport
 
 
@@ -193,11 +193,20 @@ def get_version(t: Transport, name: str, version: str) -> dict[str, Any]:
 
 
 def get_version_by_alias(t: Transport, name: str, alias: str) -> dict[str, Any]:
-    return dict(
-        t.mlflow("GET", "registered-models/alias", params={"name": name, "alias": alias})[
-            "model_version"
-        ]
-    )
+    try:
+        answer = t.mlflow("GET", "registered-models/alias", params={"name": name, "alias": alias})
+    except APIError as exc:
+        # MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE; it is a 404.
+        if exc.status_code == 400 and "not found" in exc.message.lower():
+            raise NotFoundError(
+                f"model {name!r} has no alias {alias!r}",
+                status_code=404,
+                error_code="RESOURCE_DOES_NOT_EXIST",
+                request_id=exc.request_id,
+                body=exc.body,
+            ) from None
+        raise
+    return dict(answer["model_version"])
 
 
 def set_alias(t: Transport, name: str, alias: str, version: str) -> None:

@@ -640,9 +640,6 @@ class ModelRegistry:
                 )
             except NotFoundError:
                 continue
-            except Exception as exc:  # MLflow answers INVALID_PARAMETER_VALUE for no alias
-                if getattr(exc, "status_code", None) not in (400, 404):
-                    raise
         versions = self.list_versions(model_name)
         if not versions:
             raise NotFoundError(
