@@ -16,6 +16,7 @@ from hokusai.sdk.errors import (
     RateLimitedError,
     RegistrationError,
     RegistryUnavailableError,
+    ServerError,
     ValidationError,
 )
 from hokusai.sdk.registry import ModelRegistry
@@ -37,6 +38,7 @@ __all__ = [
     "RegistrationError",
     "RegistrationResult",
     "RegistryUnavailableError",
+    "ServerError",
     "ValidationError",
     "__version__",
 ]

@@ -66,10 +66,10 @@ def test_nothing_listening_is_unavailable_within_the_retry_budget(dead_url: str)
     elapsed = time.monotonic() - started
     assert elapsed < 2 + MARGIN
     message = str(raised.value)
-    assert f"could not connect to {dead_url}" in message
-    assert "after retrying for up to 2 s" in message
+    assert f"connection refused by {dead_url} (from argument)" in message
+    assert "after retrying for" in message
     assert "HOKUSAI_API_URL" in message
-    assert "gateway is running" in message
+    assert "check that it is running" in message
 
     # No budget: one attempt, at once.
     registry = ModelRegistry(api_key=generate_key("test"), api_url=dead_url, max_retry_time=0)
@@ -162,30 +162,38 @@ def test_revoked_key(sdk_gateway: RunningGateway) -> None:
 
 
 def test_read_key_cannot_register(
-    sdk_gateway: RunningGateway, saved_lead_model: Path, mlflow_rest: MlflowRest
+    sdk_gateway: RunningGateway,
+    saved_lead_model: Path,
+    mlflow_rest: MlflowRest,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = ModelRegistry(api_key=sdk_gateway.create_key(Scope.READ), api_url=sdk_gateway.url)
     experiment = unique("read-only")
     name = unique("denied")
-    with pytest.raises(RegistrationError) as raised:
+    caplog.set_level("INFO", logger="hokusai.sdk")
+    # A 403 is a PermissionDeniedError, registration or not ...
+    with pytest.raises(PermissionDeniedError) as raised:
         registry.register_baseline(
             saved_lead_model, "lead_scoring", name, experiment_name=experiment
         )
     error = raised.value
+    # ... and still the registration's failure, with its step and what it left.
+    assert isinstance(error, RegistrationError)
     assert error.step == "experiment"
+    assert error.status_code == 403
+    assert error.error_code == "PERMISSION_DENIED"
+    assert error.request_id
     assert "failed at step 'experiment'" in str(error)
     assert isinstance(error.cause, PermissionDeniedError)
-    assert error.cause.status_code == 403
-    assert "needs the 'write' scope" in str(error.cause)
-    assert "has 'read'" in str(error.cause)
-    assert "'write' scope" in str(error)
-    assert error.left_behind == {
-        "experiment_id": None,
-        "run_id": None,
-        "registered_model": None,
-        "model_version": None,
-    }
-    assert "Left behind: nothing" in str(error)
+    assert "needs the 'write' scope" in str(error)
+    assert "has 'read'" in str(error)
+    assert error.left_behind == {}
+    assert "Nothing was left behind." in str(error)
+    assert "hokusai gc" not in str(error)
+    # Reported once: by the exception, not also by a log line.
+    # (The gateway runs in this process too: only the SDK's own loggers count.)
+    said = [r for r in caplog.records if r.name.startswith("hokusai.sdk") and r.levelno >= 20]
+    assert said == []
     # Nothing was made.
     response = mlflow_rest.client.get(
         "/api/mlflow/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment}
@@ -197,6 +205,30 @@ def test_read_key_cannot_register(
     assert response.status_code == 404
     # Reading works with the same key.
     assert registry.list_models_by_token(unique("none")) == []
+
+
+def test_left_behind_lists_only_what_this_call_created(
+    registry: ModelRegistry, saved_lead_model: Path, mlflow_rest: MlflowRest
+) -> None:
+    class Fault(Exception):
+        pass
+
+    def fail_after_run(step: str) -> None:
+        if step == "run":
+            raise Fault("after run")
+
+    existing = unique("existing")
+    mlflow_rest.call("POST", "experiments/create", json={"name": existing})
+    registry._after_step = fail_after_run
+    for experiment, made in ((existing, False), (unique("new"), True)):
+        with pytest.raises(RegistrationError) as raised:
+            registry.register_baseline(
+                saved_lead_model, "lead_scoring", unique("left"), experiment_name=experiment
+            )
+        left = raised.value.left_behind
+        assert set(left) == ({"experiment_id", "run_id"} if made else {"run_id"})
+        assert ("experiment_id=" in str(raised.value)) is made
+        assert type(raised.value) is RegistrationError  # the cause is no SDK error
 
 
 # ---- the gateway goes away, or says "slow down" ------------------------------------------------

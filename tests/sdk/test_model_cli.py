@@ -296,3 +296,35 @@ def test_registered_model_loads_and_predicts_like_the_pickle(
     leads = make_leads(50, seed=5)
     loaded = reader.load_model(registered.ready["model_uri"])
     assert list(loaded.predict(leads.features)) == list(lead_model.predict(leads.features))
+
+
+def test_register_with_a_read_key_fails_before_measuring(
+    cli_env: dict[str, str], files: Files, sdk_gateway: RunningGateway
+) -> None:
+    env = {**cli_env, "HOKUSAI_API_KEY": sdk_gateway.create_key(Scope.READ)}
+    for group in ("model", "models"):  # the older name and the command group
+        result = hokusai(
+            env,
+            group,
+            "register",
+            "--token-id",
+            unique("ro"),
+            "--model-path",
+            str(files.model),
+            "--metric",
+            "auroc",
+            "--baseline",
+            "0.5",
+            "--eval-data",
+            str(files.data),
+            "--label-column",
+            "y",
+        )
+        assert result.exit_code == 3, result.output
+        said = result.stderr.replace("\n", "")
+        assert "needs the 'write' scope" in said
+        assert "has 'read'" in said
+        # Checked before the model was loaded or measured, and said once.
+        assert "measured" not in said
+        assert said.count("error:") == 1
+        assert result.stdout == ""

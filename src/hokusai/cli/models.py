@@ -1,7 +1,9 @@
-"""``hokusai model register`` and ``hokusai models list|lineage|show``."""
+"""``hokusai models register|list|show|lineage|alias|promote`` (``hokusai model register``
+is the same register command under its older name)."""
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -14,15 +16,33 @@ from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_error
 from hokusai.cli.context import err
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.evaluation import LOWER_IS_BETTER, measure_on_csv
-from hokusai.sdk.model_files import load_model_file
+from hokusai.sdk.model_files import DEFAULT_SERIALIZATION_FORMAT, load_model_file
 from hokusai.sdk.registry import validate_token_id
+from hokusai.sdk.results import ModelVersion
 
-model_app = typer.Typer(help="Register a model.", no_args_is_help=True)
-models_app = typer.Typer(help="Look at registered models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Register models and look at them: register, list, show, lineage, alias, promote.",
+    no_args_is_help=True,
+)
+model_app = typer.Typer(help="Same as `hokusai models register`.", no_args_is_help=True)
+alias_app = typer.Typer(help="Point a model's aliases at versions.", no_args_is_help=True)
+models_app.add_typer(alias_app, name="alias")
 out = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ModelName = Annotated[str, typer.Argument(help="Registered model name.")]
+AliasName = Annotated[str, typer.Argument(help="Alias, e.g. production or champion.")]
+VersionNumber = Annotated[str, typer.Argument(help="Version number, e.g. 3.")]
 
 
+class SerializationFormat(enum.StrEnum):
+    """How a scikit-learn model is stored (see the README's trade-off)."""
+
+    skops = "skops"
+    cloudpickle = "cloudpickle"
+    pickle = "pickle"
+
+
+@models_app.command("register")
 @model_app.command("register")
 def register(
     token_id: Annotated[str, typer.Option("--token-id", help="The token this model serves.")],
@@ -50,6 +70,18 @@ def register(
     registration_id: Annotated[
         str | None, typer.Option("--registration-id", help="Resume this registration.")
     ] = None,
+    serialization_format: Annotated[
+        SerializationFormat | None,
+        typer.Option(
+            "--serialization-format",
+            help=(
+                f"How a scikit-learn model is stored (default {DEFAULT_SERIALIZATION_FORMAT}: "
+                "safe to load, but MLflow 2.x clients cannot; cloudpickle/pickle load "
+                "everywhere and run code when loaded)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
     profile: Profile = None,
@@ -64,16 +96,19 @@ def register(
         if (eval_data is None) != (label_column is None):
             raise ValidationError("--eval-data and --label-column go together")
         lower = metric.lower() in LOWER_IS_BETTER if lower_is_better is None else lower_is_better
-        model = load_model_file(model_path)
-        measured = None
-        if eval_data is not None and label_column is not None:
-            measured = measure_on_csv(model, eval_data, label_column, metric)
-            err.print(f"measured {metric} = {measured:.6g} on {eval_data}")
-        else:
-            err.print(
-                f"no --eval-data: {metric} is not measured, so the version is not ready for deploy"
-            )
         with registry(api_url, api_key, profile) as client:
+            # Before any time is spent loading and measuring: a read key fails here.
+            client.require_scope("write")
+            model = load_model_file(model_path)
+            measured = None
+            if eval_data is not None and label_column is not None:
+                measured = measure_on_csv(model, eval_data, label_column, metric)
+                err.print(f"measured {metric} = {measured:.6g} on {eval_data}")
+            else:
+                err.print(
+                    f"no --eval-data: {metric} is not measured, so the version is not ready "
+                    "for deploy"
+                )
             result = client.register_measured_model(
                 model,
                 model_name or token,
@@ -83,6 +118,7 @@ def register(
                 measured,
                 lower_is_better=lower,
                 registration_id=registration_id,
+                serialization_format=serialization_format.value if serialization_format else None,
             )
     ready = result.tags.get("ready_for_deploy") == "true"
     if as_json:
@@ -188,3 +224,59 @@ def show(
     out.print(f"run {version.run_id}  source {version.source}")
     for key, value in sorted(version.tags.items()):
         out.print(f"  {key} = {value}")
+
+
+@alias_app.command("set")
+def alias_set(
+    name: ModelName,
+    alias: AliasName,
+    version: VersionNumber,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Point ALIAS of model NAME at VERSION (moving it from any other version)."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        found = client.set_alias(name, alias, version)
+    _print_aliased(found, alias, as_json)
+
+
+@alias_app.command("delete")
+def alias_delete(
+    name: ModelName,
+    alias: AliasName,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+) -> None:
+    """Remove ALIAS from model NAME (the version itself stays)."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        client.delete_alias(name, alias)
+    err.print(f"removed alias {alias!r} of {name}")
+
+
+@models_app.command("promote")
+def promote(
+    name: ModelName,
+    version: VersionNumber,
+    alias: Annotated[
+        str, typer.Option("--alias", help="The alias that marks the promoted version.")
+    ] = "production",
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Promote VERSION of NAME: NAME@production (or --alias) loads it from now on."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        found = client.promote(name, version, alias=alias)
+    _print_aliased(found, alias, as_json)
+
+
+def _print_aliased(version: ModelVersion, alias: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(version.as_dict(), indent=2))
+        return
+    print(f"models:/{version.name}@{alias}")
+    err.print(f"{version.name}@{alias} is now {version.model_uri}")

@@ -96,9 +96,7 @@ def list_files(transport: Transport, remote_dir: str) -> list[dict[str, Any]]:
     pending = [remote_dir]
     while pending:
         current = pending.pop()
-        answer = transport.request(
-            "GET", ARTIFACTS_API.rstrip("/"), params={"path": current}
-        ).json()
+        answer = transport.json("GET", ARTIFACTS_API.rstrip("/"), params={"path": current})
         for entry in answer.get("files", []):
             path = f"{current}/{entry['path']}" if current else entry["path"]
             if entry.get("is_dir"):

@@ -1,4 +1,4 @@
-"""Where the SDK's key and URL come from: arguments > environment > profile.
+"""Where the SDK's key, URL and CA bundle come from: arguments > environment > profile.
 
 The profile file is ``$HOKUSAI_CONFIG_FILE``, else ``$XDG_CONFIG_HOME/hokusai/config.json``
 (``~/.config/hokusai/config.json``), written by ``hokusai login`` with mode 0600::
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,15 +23,22 @@ DEFAULT_API_URL = "http://127.0.0.1:8080"
 ENV_KEY = "HOKUSAI_API_KEY"
 ENV_URL = "HOKUSAI_API_URL"
 ENV_PROFILE = "HOKUSAI_PROFILE"
+ENV_CA_BUNDLE = "HOKUSAI_CA_BUNDLE"
+# The standard variable of OpenSSL-based clients; used when HOKUSAI_CA_BUNDLE is not set.
+ENV_SSL_CERT_FILE = "SSL_CERT_FILE"
 
 
 @dataclass(frozen=True)
 class ClientConfig:
     api_url: str
-    api_key: str
+    # Never in the repr: a config printed in a log or a traceback must not show the key.
+    api_key: str = field(repr=False)
     # Where each value came from ("argument", "environment", "profile NAME", "default").
-    key_source: str
-    url_source: str
+    key_source: str = "argument"
+    url_source: str = "argument"
+    # A PEM bundle of the CAs to trust instead of the system's (None: the system's).
+    ca_bundle: str | None = None
+    ca_bundle_source: str = "nowhere"
 
     @property
     def tracking_uri(self) -> str:
@@ -60,9 +67,17 @@ def read_profiles() -> dict[str, object]:
 
 
 def resolve(
-    api_key: str | None = None, api_url: str | None = None, profile: str | None = None
+    api_key: str | None = None,
+    api_url: str | None = None,
+    profile: str | None = None,
+    *,
+    ca_bundle: str | os.PathLike[str] | None = None,
 ) -> ClientConfig:
-    """Pick each value from the first place that has it."""
+    """Pick each value from the first place that has it.
+
+    The CA bundle: ``ca_bundle``, else ``HOKUSAI_CA_BUNDLE``, else ``SSL_CERT_FILE``, else
+    none (the system's trust store).
+    """
     data = read_profiles()
     profiles = data.get("profiles") or {}
     profile_name = (
@@ -92,11 +107,23 @@ def resolve(
             "No API key provided. Set HOKUSAI_API_KEY, pass api_key=… to ModelRegistry, or run "
             "`hokusai login`."
         )
+    bundle, bundle_source = _first(
+        (os.fspath(ca_bundle) if ca_bundle is not None else None, "argument"),
+        (os.environ.get(ENV_CA_BUNDLE), ENV_CA_BUNDLE),
+        (os.environ.get(ENV_SSL_CERT_FILE), ENV_SSL_CERT_FILE),
+    )
+    if bundle is not None and not Path(str(bundle)).is_file():
+        raise ConfigurationError(
+            f"the CA bundle {bundle} (from {bundle_source}) is not a file: it must be a PEM "
+            "file of the CA certificates to trust"
+        )
     return ClientConfig(
         api_url=normalise_api_url(str(url)),
         api_key=str(key).strip(),
         key_source=key_source,
         url_source=url_source,
+        ca_bundle=str(bundle) if bundle is not None else None,
+        ca_bundle_source=bundle_source,
     )
 
 

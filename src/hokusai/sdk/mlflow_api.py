@@ -6,11 +6,10 @@ what makes the registration steps safe to run again.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
-from hokusai.sdk.errors import ConflictError, NotFoundError
+from hokusai.sdk.errors import APIError, ConflictError, NotFoundError
 from hokusai.sdk.transport import Transport
 
 
@@ -35,18 +34,19 @@ def get_experiment_id(t: Transport, name: str) -> str:
     return str(found["experiment"]["experiment_id"])
 
 
-def get_or_create_experiment(t: Transport, name: str) -> str:
+def get_or_create_experiment(t: Transport, name: str) -> tuple[str, bool]:
+    """The experiment's id, and whether this call created it."""
     try:
         found = t.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name})
-        return str(found["experiment"]["experiment_id"])
+        return str(found["experiment"]["experiment_id"]), False
     except NotFoundError:
         pass
     try:
         created = t.mlflow("POST", "experiments/create", json={"name": name}, idempotent=False)
-        return str(created["experiment_id"])
+        return str(created["experiment_id"]), True
     except ConflictError:  # created meanwhile by someone else
         found = t.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name})
-        return str(found["experiment"]["experiment_id"])
+        return str(found["experiment"]["experiment_id"]), False
 
 
 def search_runs(
@@ -133,14 +133,18 @@ def delete_run(t: Transport, run_id: str) -> None:
     t.mlflow("POST", "runs/delete", json={"run_id": run_id}, idempotent=True)
 
 
-def ensure_registered_model(t: Transport, name: str, tags: dict[str, str] | None = None) -> None:
-    with contextlib.suppress(ConflictError):
+def ensure_registered_model(t: Transport, name: str, tags: dict[str, str] | None = None) -> bool:
+    """Create the registered model unless it exists; whether this call created it."""
+    try:
         t.mlflow(
             "POST",
             "registered-models/create",
             json={"name": name, "tags": tag_list(tags or {})},
             idempotent=False,
         )
+    except ConflictError:
+        return False
+    return True
 
 
 def search_versions(
@@ -189,20 +193,34 @@ def get_version(t: Transport, name: str, version: str) -> dict[str, Any]:
 
 
 def get_version_by_alias(t: Transport, name: str, alias: str) -> dict[str, Any]:
-    return dict(
-        t.mlflow("GET", "registered-models/alias", params={"name": name, "alias": alias})[
-            "model_version"
-        ]
-    )
+    try:
+        answer = t.mlflow("GET", "registered-models/alias", params={"name": name, "alias": alias})
+    except APIError as exc:
+        # MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE; it is a 404.
+        if exc.status_code == 400 and "not found" in exc.message.lower():
+            raise NotFoundError(
+                f"model {name!r} has no alias {alias!r}",
+                status_code=404,
+                error_code="RESOURCE_DOES_NOT_EXIST",
+                request_id=exc.request_id,
+                body=exc.body,
+            ) from None
+        raise
+    return dict(answer["model_version"])
 
 
 def set_alias(t: Transport, name: str, alias: str, version: str) -> None:
+    # Setting an alias to the same version twice leaves the same state: safe to retry.
     t.mlflow(
         "POST",
         "registered-models/alias",
         json={"name": name, "alias": alias, "version": version},
         idempotent=True,
     )
+
+
+def delete_alias(t: Transport, name: str, alias: str) -> None:
+    t.mlflow("DELETE", "registered-models/alias", json={"name": name, "alias": alias})
 
 
 def get_registered_model(t: Transport, name: str) -> dict[str, Any]:

@@ -9,27 +9,71 @@ from typing import Any
 from hokusai.sdk.errors import ValidationError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+TAG_SERIALIZATION_FORMAT = "hokusai_serialization_format"
+
+# How a scikit-learn estimator is saved. ``skops`` is the safe default: loading it runs no
+# code from the file. But only MLflow 3 can load it (MLflow 2.x: "Unrecognized
+# serialization format: skops"); ``cloudpickle`` and ``pickle`` load everywhere, and
+# loading them runs whatever code the file holds — only for files you trust.
+DEFAULT_SERIALIZATION_FORMAT = "skops"
+SERIALIZATION_FORMATS = ("skops", "cloudpickle", "pickle")
 
 
-def save_model_directory(model: Any, destination: Path) -> str:
+def check_serialization_format(model: Any, requested: str | None) -> str | None:
+    """The format ``model`` will be stored in (None: not a scikit-learn model the SDK
+    saves); refuses a format that does not apply, before anything is sent."""
+    if requested is not None and requested not in SERIALIZATION_FORMATS:
+        raise ValidationError(
+            f"serialization_format must be one of {', '.join(SERIALIZATION_FORMATS)}, "
+            f"not {requested!r}"
+        )
+    if isinstance(model, str | Path) and Path(model).is_dir():
+        if requested is not None:
+            raise ValidationError(
+                f"{model} is an MLflow model directory, already saved in its own format: "
+                "serialization_format does not apply (save it again with "
+                "mlflow.sklearn.save_model(..., serialization_format=…))"
+            )
+        return _saved_format_of(Path(model))
+    if isinstance(model, str | Path) or _is_sklearn(model):
+        return requested or DEFAULT_SERIALIZATION_FORMAT
+    if requested is not None:
+        raise ValidationError(
+            "serialization_format applies to scikit-learn estimators only, not to a "
+            f"{type(model).__name__}"
+        )
+    return None
+
+
+def save_model_directory(
+    model: Any, destination: Path, *, serialization_format: str | None = None
+) -> str:
     """Write ``model`` as an MLflow model into ``destination``; return its flavour.
 
     ``model`` is a fitted estimator (scikit-learn), an ``mlflow.pyfunc.PythonModel``,
     a directory that already holds an MLflow model (an ``MLmodel`` file), or a pickle /
     joblib file of a scikit-learn estimator (unpickling runs code: only load your own).
+    A scikit-learn estimator is saved in ``serialization_format`` (default ``skops``).
     """
     import mlflow
 
     check_model(model)
+    check_serialization_format(model, serialization_format)
     if isinstance(model, str | Path):
         path = Path(model)
         if path.is_dir():
             _copy_tree(path, destination)
             return _flavour_of(destination)
-        return save_model_directory(_load_pickle(path), destination)
+        return save_model_directory(
+            _load_pickle(path), destination, serialization_format=serialization_format
+        )
     if _is_sklearn(model):
+        chosen = serialization_format or DEFAULT_SERIALIZATION_FORMAT
         mlflow.sklearn.save_model(
-            model, str(destination), skops_trusted_types=_skops_types_of(model)
+            model,
+            str(destination),
+            serialization_format=chosen,
+            skops_trusted_types=_skops_types_of(model) if chosen == "skops" else None,
         )
         return "sklearn"
     mlflow.pyfunc.save_model(str(destination), python_model=model)
@@ -120,6 +164,15 @@ def _copy_tree(source: Path, destination: Path) -> None:
     import shutil
 
     shutil.copytree(source, destination, dirs_exist_ok=True)
+
+
+def _saved_format_of(directory: Path) -> str | None:
+    """The serialization format an MLflow model directory's sklearn flavour records."""
+    from mlflow.models import Model
+
+    flavour = Model.load(str(directory)).flavors.get("sklearn") or {}
+    found = flavour.get("serialization_format")
+    return str(found) if found else None
 
 
 def _flavour_of(directory: Path) -> str:

@@ -15,8 +15,13 @@ from typing import Any
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.artifacts import artifact_root_path, download_directory, upload_directory
 from hokusai.sdk.config import resolve
-from hokusai.sdk.errors import NotFoundError, ValidationError
-from hokusai.sdk.model_files import check_model, save_model_directory
+from hokusai.sdk.errors import NotFoundError, PermissionDeniedError, ValidationError
+from hokusai.sdk.model_files import (
+    TAG_SERIALIZATION_FORMAT,
+    check_model,
+    check_serialization_format,
+    save_model_directory,
+)
 from hokusai.sdk.results import ModelVersion, RegistrationResult
 from hokusai.sdk.saga import (
     STATUS_COMPLETE,
@@ -41,6 +46,9 @@ MODEL_NAME = re.compile(r"^[^/\x00-\x1f]{1,256}$")
 REGISTRATION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 DEFAULT_EXPERIMENT = "hokusai-registrations"
 LATEST_ALIASES = ("production", "champion")
+SCOPE_ORDER = ("read", "write", "admin")
+# MLflow's rule for aliases: letters, digits, _ and -; not "latest", not v<digits>.
+ALIAS = re.compile(r"^(?!latest$)(?![vV]\d+$)[A-Za-z0-9_-]{1,255}$")
 READY_TIMEOUT = 120.0
 
 TAG_TOKEN_ID = "hokusai_token_id"
@@ -65,6 +73,8 @@ class ModelRegistry:
     - ``api_url``: ``HOKUSAI_API_URL``, then the profile's URL, then
       ``http://127.0.0.1:8080``. The gateway's base URL (MLflow is at ``{api_url}/api/mlflow``).
     - ``profile``: ``HOKUSAI_PROFILE``, then the file's default profile.
+    - ``ca_bundle``: ``HOKUSAI_CA_BUNDLE``, then ``SSL_CERT_FILE``, then the system's trust
+      store. A PEM file of the CAs to trust (a registry behind a private CA).
 
     ``timeout`` bounds each HTTP request; ``max_retry_time`` bounds each call's retries
     of transient failures, waits included. The constructor makes no network call.
@@ -83,12 +93,13 @@ class ModelRegistry:
         api_url: str | None = None,
         *,
         profile: str | None = None,
+        ca_bundle: str | Path | None = None,
         timeout: float = 30.0,
         max_retry_time: float = 30.0,
     ) -> None:
         if timeout <= 0 or max_retry_time < 0:
             raise ValidationError("timeout must be positive and max_retry_time not negative")
-        self.config = resolve(api_key, api_url, profile)
+        self.config = resolve(api_key, api_url, profile, ca_bundle=ca_bundle)
         self._transport = Transport(self.config, timeout=timeout, max_retry_time=max_retry_time)
         # Called with each saga step's name after it succeeds (fault injection in tests).
         self._after_step: AfterStep | None = None
@@ -113,7 +124,23 @@ class ModelRegistry:
 
     def check(self) -> dict[str, Any]:
         """Ask the gateway who this key is: its id, owner, scope and state."""
-        return dict(self._transport.request("GET", "/api/v1/whoami").json())
+        return self._transport.json("GET", "/api/v1/whoami")
+
+    def require_scope(self, scope: str) -> dict[str, Any]:
+        """Check that this key has ``scope`` (``read`` < ``write`` < ``admin``) before work
+        that would be wasted without it; the key's identity. Raises
+        :class:`PermissionDeniedError` naming the key's scope."""
+        identity = self.check()
+        have = str(identity.get("scope"))
+        if SCOPE_ORDER.index(scope) > (SCOPE_ORDER.index(have) if have in SCOPE_ORDER else -1):
+            raise PermissionDeniedError(
+                f"this needs the {scope!r} scope; API key {identity.get('display_prefix')}… "
+                f"({identity.get('id')}) has {have!r}. Ask an admin for a key with the "
+                f"{scope!r} scope.",
+                status_code=403,
+                error_code="PERMISSION_DENIED",
+            )
+        return identity
 
     # ---- registration -------------------------------------------------------------
 
@@ -128,12 +155,16 @@ class ModelRegistry:
         registration_id: str | None = None,
         alias: str | None = "baseline",
         experiment_name: str | None = None,
+        serialization_format: str | None = None,
     ) -> RegistrationResult:
         """Register ``model`` as a new version of ``model_name`` (default: ``model_type``).
 
         ``model``: a fitted estimator, a local model path, or a ``runs:/`` / ``models:/``
         URI. ``metrics`` are measured values of the model, logged on its run.
         Pass the same ``registration_id`` again to resume a failed registration.
+        ``serialization_format``: how a scikit-learn estimator is saved — ``skops`` (the
+        default: loading it runs no code, but MLflow 2.x clients cannot load it),
+        ``cloudpickle`` or ``pickle`` (loadable by MLflow 2.x; loading runs code).
         """
         _check_name(model_type, "model_type")
         name = model_name or model_type
@@ -149,6 +180,7 @@ class ModelRegistry:
             alias=alias,
             experiment_name=experiment_name,
             params={"model_type": model_type},
+            serialization_format=serialization_format,
         )
 
     def register_tokenized_model(
@@ -204,10 +236,12 @@ class ModelRegistry:
         *,
         metrics: dict[str, float] | None = None,
         registration_id: str | None = None,
+        serialization_format: str | None = None,
     ) -> RegistrationResult:
         """Register an improvement of the version ``baseline_id`` (``NAME/VERSION``,
         ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``) as a new version of the same
         model, crediting ``contributor``. ``delta_metrics``: metric -> change vs baseline.
+        ``serialization_format``: as for :meth:`register_baseline`.
         """
         deltas = _check_metrics(delta_metrics)
         if not deltas:
@@ -217,6 +251,7 @@ class ModelRegistry:
         measured = _check_metrics(metrics)
         if not _is_model_uri(model):
             _check_model_argument(model)
+            check_serialization_format(model, serialization_format)
         baseline = self._resolve_version(baseline_id)
         tags = {
             TAG_BASELINE: f"{baseline.name}/{baseline.version}",
@@ -247,6 +282,7 @@ class ModelRegistry:
                 "baseline": f"{baseline.name}/{baseline.version}",
                 "contributor": contributor.strip(),
             },
+            serialization_format=serialization_format,
         )
 
     def register_measured_model(
@@ -260,11 +296,13 @@ class ModelRegistry:
         *,
         lower_is_better: bool = False,
         registration_id: str | None = None,
+        serialization_format: str | None = None,
     ) -> RegistrationResult:
         """Upload ``model`` and register it for ``token_id`` in one registration.
 
         ``measured_value`` is the metric measured on evaluation data (None: not measured,
-        and so not ready for deploy). What ``hokusai model register`` calls.
+        and so not ready for deploy). What ``hokusai models register`` calls.
+        ``serialization_format``: as for :meth:`register_baseline`.
         """
         token, baseline = _check_token_registration(
             token_id, metric_name, baseline_value, model_name
@@ -285,6 +323,7 @@ class ModelRegistry:
             alias=None,
             experiment_name=None,
             params={"token_id": token},
+            serialization_format=serialization_format,
         )
 
     # ---- the saga -----------------------------------------------------------------------
@@ -302,21 +341,31 @@ class ModelRegistry:
         experiment_name: str | None,
         params: dict[str, str],
         benchmark: tuple[str, float, bool] | None = None,
+        serialization_format: str | None = None,
     ) -> RegistrationResult:
         registration_id = registration_id or uuid.uuid4().hex
         if not REGISTRATION_ID.match(registration_id):
             raise ValidationError("registration_id may hold 1-128 letters, digits and _ . : - only")
         if alias is not None:
-            _check_name(alias, "alias")
+            _check_alias(alias)
         existing_uri = model if _is_model_uri(model) else None
+        fmt: str | None = None
         if existing_uri is None:
             _check_model_argument(model)
+            fmt = check_serialization_format(model, serialization_format)
+        elif serialization_format is not None:
+            raise ValidationError(
+                "serialization_format applies to a model object or file, not to an already "
+                f"registered {existing_uri}"
+            )
         t = self._transport
         state = SagaState(registration_id=registration_id, model_name=name)
         tags = {**version_tags, TAG_REGISTRATION_ID: registration_id}
+        if existing_uri is None and fmt is not None:
+            tags[TAG_SERIALIZATION_FORMAT] = fmt
 
         def experiment() -> None:
-            state.experiment_id = api.get_or_create_experiment(
+            state.experiment_id, state.created_experiment = api.get_or_create_experiment(
                 t, experiment_name or DEFAULT_EXPERIMENT
             )
 
@@ -364,7 +413,7 @@ class ModelRegistry:
                 return
             with tempfile.TemporaryDirectory(prefix="hokusai-model-") as scratch:
                 local = Path(scratch) / "model"
-                save_model_directory(model, local)
+                save_model_directory(model, local, serialization_format=serialization_format)
                 upload_directory(t, local, f"{state.artifact_root}/model")
             api.set_run_tags(t, state.run_id, {TAG_MODEL_UPLOADED: "true"})
 
@@ -381,7 +430,7 @@ class ModelRegistry:
                     tags.update(measurement_tags(float(run_metrics[metric_name]), baseline, lower))
 
         def registered_model() -> None:
-            api.ensure_registered_model(t, name)
+            state.created_registered_model = api.ensure_registered_model(t, name)
 
         def model_version() -> None:
             assert state.source is not None
@@ -473,29 +522,80 @@ class ModelRegistry:
         """``NAME/VERSION``, ``NAME@ALIAS`` or a ``models:/`` URI."""
         return self._resolve_version(reference)
 
-    def list_versions(self, model_name: str) -> list[ModelVersion]:
-        """Every version of ``model_name``, oldest first, with its aliases."""
-        t = self._transport
-        versions = api.search_versions(t, f"name = {api.quote_filter(model_name)}")
-        aliases: dict[str, list[str]] = {}
-        if versions:
-            # Version searches do not carry aliases; the registered model does.
-            for entry in api.get_registered_model(t, model_name).get("aliases", []):
+    # ---- aliases ------------------------------------------------------------------------
+
+    def set_alias(self, model_name: str, alias: str, version: str | int) -> ModelVersion:
+        """Point ``alias`` of ``model_name`` at ``version`` (moving it from any other
+        version); the version as it is now. Needs a write key; audited, and a
+        ``model_version.alias_set`` event, like every registry write.
+
+        Example::
+
+            registry.set_alias("LSCOR", "champion", 3)   # models:/LSCOR@champion
+        """
+        _check_model_name(model_name)
+        _check_alias(alias)
+        number = _check_version_number(version)
+        api.set_alias(self._transport, model_name, alias, number)
+        return ModelVersion.from_api(api.get_version(self._transport, model_name, number))
+
+    def delete_alias(self, model_name: str, alias: str) -> None:
+        """Remove ``alias`` from ``model_name`` (the version stays). Raises
+        :class:`NotFoundError` when the model has no such alias."""
+        _check_model_name(model_name)
+        _check_alias(alias)
+        # MLflow answers 200 for an alias that does not exist: ask first, so that a typo
+        # is an error rather than a silent no-op.
+        api.get_version_by_alias(self._transport, model_name, alias)
+        api.delete_alias(self._transport, model_name, alias)
+
+    def promote(
+        self, model_name: str, version: str | int, alias: str = "production"
+    ) -> ModelVersion:
+        """Make ``version`` the one ``alias`` (default ``production``) names, which is
+        what :meth:`get_latest_model` and ``models:/NAME@production`` load; the version.
+
+        Example::
+
+            registry.promote("LSCOR", 2)
+            registry.get_latest_model("LSCOR").version   # "2"
+        """
+        return self.set_alias(model_name, alias, version)
+
+    def _with_aliases(self, versions: list[dict[str, Any]]) -> list[ModelVersion]:
+        """Versions as found by a search, with their aliases. MLflow's version search
+        answers without aliases (only a version read by name and number has them); the
+        registered model lists them, so each model is read once."""
+        by_model: dict[str, dict[str, list[str]]] = {}
+        for name in {str(v["name"]) for v in versions}:
+            aliases: dict[str, list[str]] = {}
+            try:
+                entries = api.get_registered_model(self._transport, name).get("aliases", [])
+            except NotFoundError:  # deleted since the search
+                entries = []
+            for entry in entries:
                 aliases.setdefault(str(entry["version"]), []).append(entry["alias"])
-        found = [
-            ModelVersion.from_api({**v, "aliases": aliases.get(str(v["version"]), [])})
+            by_model[name] = aliases
+        return [
+            ModelVersion.from_api(
+                {**v, "aliases": by_model[str(v["name"])].get(str(v["version"]), [])}
+            )
             for v in versions
         ]
-        return sorted(found, key=lambda v: int(v.version))
+
+    def list_versions(self, model_name: str) -> list[ModelVersion]:
+        """Every version of ``model_name``, oldest first, with its aliases."""
+        versions = api.search_versions(self._transport, f"name = {api.quote_filter(model_name)}")
+        return sorted(self._with_aliases(versions), key=lambda v: int(v.version))
 
     def list_recent_versions(self, limit: int = 50) -> list[ModelVersion]:
-        """The newest ``limit`` versions across all models."""
+        """The newest ``limit`` versions across all models, with their aliases."""
         answer = self._transport.mlflow(
             "GET",
             "model-versions/search",
             params={"max_results": limit, "order_by": "creation_timestamp DESC"},
         )
-        return [ModelVersion.from_api(v) for v in answer.get("model_versions", [])]
+        return self._with_aliases(answer.get("model_versions", []))
 
     def get_model_lineage(self, model_name: str) -> list[dict[str, Any]]:
         """Every version of ``model_name``, oldest first, with what it improved on, who
@@ -540,9 +640,6 @@ class ModelRegistry:
                 )
             except NotFoundError:
                 continue
-            except Exception as exc:  # MLflow answers INVALID_PARAMETER_VALUE for no alias
-                if getattr(exc, "status_code", None) not in (400, 404):
-                    raise
         versions = self.list_versions(model_name)
         if not versions:
             raise NotFoundError(
@@ -553,13 +650,14 @@ class ModelRegistry:
         return versions[-1]
 
     def list_models_by_token(self, token_id: str) -> list[ModelVersion]:
-        """Every version registered for ``token_id``, oldest first (a server-side search)."""
+        """Every version registered for ``token_id``, oldest first (a server-side search),
+        with their aliases."""
         token = validate_token_id(token_id)
         found = api.search_versions(
             self._transport, f"tags.{TAG_TOKEN_ID} = {api.quote_filter(token)}"
         )
         return sorted(
-            (ModelVersion.from_api(v) for v in found),
+            self._with_aliases(found),
             key=lambda v: (v.created_at_ms, v.name, int(v.version)),
         )
 
@@ -679,6 +777,21 @@ def _check_name(value: Any, what: str) -> None:
         raise ValidationError(
             f"{what} must be 1-250 letters, digits, spaces or _ - . /, not {value!r}"
         )
+
+
+def _check_alias(alias: Any) -> None:
+    if not isinstance(alias, str) or not ALIAS.match(alias):
+        raise ValidationError(
+            "alias must be 1-255 letters, digits, _ or -, and neither 'latest' nor "
+            f"v<number> (those name versions), not {alias!r}"
+        )
+
+
+def _check_version_number(version: Any) -> str:
+    text = str(version) if isinstance(version, int) and not isinstance(version, bool) else version
+    if not isinstance(text, str) or not text.isdigit() or int(text) < 1:
+        raise ValidationError(f"version must be a positive whole number, not {version!r}")
+    return str(int(text))
 
 
 def _check_model_name(name: Any) -> None:

@@ -4,8 +4,11 @@ resumes where it stopped and never makes a second run or a second model version.
 
 A failing step marks the run FAILED and tags it (``hokusai.registration_status`` =
 ``failed``, with the step and error), then raises :class:`RegistrationError` naming the
-step and what was left behind. A crash leaves the run RUNNING with status
-``in_progress``; ``cleanup_failed`` treats both as leftovers once old enough.
+step and what was left behind — once: the error is the report, nothing is logged above
+debug level. "Left behind" is what this registration made and is still there: its run and
+model version, and the experiment or registered model only when this call created them.
+A crash leaves the run RUNNING with status ``in_progress``; ``cleanup_failed`` treats
+both as leftovers once old enough.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hokusai.sdk import mlflow_api as api
-from hokusai.sdk.errors import RegistrationError
+from hokusai.sdk.errors import registration_failure
 from hokusai.sdk.transport import Transport
 
 log = logging.getLogger("hokusai.sdk.registration")
@@ -44,15 +47,23 @@ class SagaState:
     artifact_root: str | None = None
     source: str | None = None
     version: str | None = None
+    # What this call created, as opposed to found: only that is its leftover.
+    created_experiment: bool = False
+    created_registered_model: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def left_behind(self) -> dict[str, Any]:
-        return {
-            "experiment_id": self.experiment_id,
-            "run_id": self.run_id,
-            "registered_model": self.model_name if self.version is None and self.run_id else None,
-            "model_version": f"{self.model_name}/{self.version}" if self.version else None,
-        }
+    def left_behind(self) -> dict[str, str]:
+        """What this registration made that is still there, by kind."""
+        left: dict[str, str] = {}
+        if self.created_experiment and self.experiment_id is not None:
+            left["experiment_id"] = self.experiment_id
+        if self.run_id is not None:
+            left["run_id"] = self.run_id
+        if self.version is not None:
+            left["model_version"] = f"{self.model_name}/{self.version}"
+        elif self.created_registered_model:
+            left["registered_model"] = self.model_name
+        return left
 
 
 Step = tuple[str, Callable[[], None]]
@@ -73,9 +84,11 @@ def run_saga(
             if after_step is not None:
                 after_step(name)
         except Exception as exc:
-            log.warning("registration %s failed at %s: %s", state.registration_id, name, exc)
+            log.debug("registration %s failed at %s: %s", state.registration_id, name, exc)
             _mark_failed(transport, state, name, exc)
-            raise RegistrationError(name, state.registration_id, exc, state.left_behind()) from exc
+            raise registration_failure(
+                name, state.registration_id, exc, state.left_behind()
+            ) from exc
 
 
 def _mark_failed(transport: Transport, state: SagaState, step: str, exc: Exception) -> None:
@@ -94,7 +107,7 @@ def _mark_failed(transport: Transport, state: SagaState, step: str, exc: Excepti
         )
         api.set_run_status(transport, state.run_id, "FAILED")
     except Exception as mark_error:  # the original failure is what the caller must see
-        log.warning("could not mark run %s failed: %s", state.run_id, mark_error)
+        log.debug("could not mark run %s failed: %s", state.run_id, mark_error)
 
 
 def find_version(transport: Transport, state: SagaState) -> dict[str, Any] | None:
