@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test-deps serve test lint format bench topology clean
+.PHONY: install test-deps serve test reliability soak lint format bench topology clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ serve: install
 
 test: install test-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The slow parts `make test` leaves out: 100 concurrent registrations, a longer schema
+# fuzz, then every test marked `reliability` (the command line's -m overrides the default
+# "not reliability"; exit code 5 means none is marked, which is not a failure).
+reliability: install
+	HOKUSAI_STRESS_REGISTRATIONS=100 HOKUSAI_SCHEMA_EXAMPLES=100 $(BIN)/pytest -m "" \
+		tests/stress tests/integration/test_admin_api_schema.py $(PYTEST_ARGS)
+	$(BIN)/pytest -m reliability $(PYTEST_ARGS) || test $$? -eq 5
+
+soak: install
+	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -39,6 +39,9 @@ DOCS_PATHS = (
 _ENCODED_STRUCTURE = re.compile(rb"%(2[fFeE]|5[cC]|00|25)")
 # A percent-encoded unreserved character (RFC 3986 2.3): the same as the character itself.
 _ENCODED_UNRESERVED = re.compile(rb"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[dDeE]|5[fF]|7[eE])")
+# A '%' not starting an escape survives one decoding and can pair with what follows
+# ('%%32e' -> '%2e' -> '.'), so a second decoder would see structure the first did not.
+_STRAY_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # What MLflow paths look like, to recognise a request sent under the wrong prefix.
 _MLFLOW_LOOKING = re.compile(r"/(?:ajax-)?api/[23]\.0/mlflow|/mlflow-artifacts/")
 
@@ -98,6 +101,8 @@ def check_canonical(raw_path: bytes) -> None:
     problem = None
     if _ENCODED_STRUCTURE.search(raw_path):
         problem = "percent-encoded slashes, dots, backslashes, NULs or percent signs"
+    elif _STRAY_PERCENT.search(raw_path):
+        problem = "a '%' that does not start a percent-encoding"
     elif b"//" in raw_path:
         problem = "an empty segment ('//')"
     elif b"\\" in raw_path:
