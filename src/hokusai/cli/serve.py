@@ -11,7 +11,6 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from hokusai.cli.context import DataDir, err, fail, settings_for
 from hokusai.db.engine import make_engine
@@ -20,6 +19,7 @@ from hokusai.gateway.app import Gateway
 from hokusai.gateway.observability import configure_logging
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
+from hokusai.server.http_server import run_server, server_config
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import ADMIN_KEY_FILE, write_private_file
 
@@ -102,14 +102,7 @@ def serve(
     )
     try:
         if workers == 1:
-            uvicorn.run(
-                Gateway(settings),
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-            )
+            run_server(server_config(Gateway(settings), settings, host=host, port=port))
         else:
             # Worker processes build their own Gateway from the environment.
             os.environ.update(
@@ -119,14 +112,15 @@ def serve(
                     "HOKUSAI_DISPATCHER": "1" if dispatcher else "0",
                 }
             )
-            uvicorn.run(
-                "hokusai.gateway.app:create_app",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                log_config=None,
-                access_log=False,
+            run_server(
+                server_config(
+                    "hokusai.gateway.app:create_app",
+                    settings,
+                    host=host,
+                    port=port,
+                    factory=True,
+                    workers=workers,
+                )
             )
     finally:
         if mlflow is not None:
