@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         default=1000,
         description="Open client connections per gateway process; beyond it, 503 at once.",
     )
+    artifact_root: str = Field(
+        default="mlflow-artifacts:/",
+        description=(
+            "The platform's artifact root as clients name it: experiments may only be given "
+            "an artifact location under it."
+        ),
+    )
     admin_artifact_locations: bool = Field(
         default=False,
         description=(
