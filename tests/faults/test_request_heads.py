@@ -114,7 +114,7 @@ def test_a_1_mb_header_never_reaches_mlflow(guarded: RunningGateway) -> None:
         guarded.url + MLFLOW_API + "/experiments/create",
         json={"name": name},
         headers={"Authorization": f"Bearer {key}", "X-Pad": "p" * 1_000_000},
-        timeout=10,
+        timeout=60,
     )
     assert response.status_code == 431
     assert response.json()["error_code"] == "BAD_REQUEST"
@@ -123,6 +123,7 @@ def test_a_1_mb_header_never_reaches_mlflow(guarded: RunningGateway) -> None:
         guarded.url + MLFLOW_API + "/experiments/get-by-name",
         params={"experiment_name": name},
         headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
     )
     assert found.status_code == 404, found.text
     assert found.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

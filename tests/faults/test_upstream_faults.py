@@ -32,6 +32,7 @@ SEARCH = MLFLOW_API + "/runs/search"
 GET_BY_NAME = MLFLOW_API + "/experiments/get-by-name?experiment_name=Default"
 ARTIFACT = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/late.txt"
 LATE_SECONDS = 2.5
+API_TIMEOUT = 5.0  # generous: MLflow must answer within it while it runs, on a busy machine
 
 
 @dataclass
@@ -176,7 +177,8 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
             f"sqlite:///{tmp_path / 'hokusai.db'}",
             mlflow_server.url,
             tmp_path,
-            upstream_api_timeout=1.5,
+            upstream_api_timeout=API_TIMEOUT,
+            upstream_connect_timeout=2.0,  # a pooled connection is waited for up to 10 s
             upstream_pool_size=4,
             max_in_flight_per_key=3,
         )
@@ -191,7 +193,8 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
     assert mlflow_server.pid is not None
     group = mlflow_server.pid  # MLflow runs in a process group of its own
     try:
-        assert get(keys[0])[0] == 200
+        first = get(keys[0])
+        assert first[0] == 200, first[2].text
         os.killpg(group, signal.SIGSTOP)
         try:
             with ThreadPoolExecutor(8) as pool:
@@ -203,23 +206,36 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
             # Twice the pool: half wait for a connection, then time out in turn.
             assert status == 504, response.text
             error_of(response, 504, "DEADLINE_EXCEEDED")
-            assert elapsed < 15, f"a hung MLflow held a request {elapsed:.1f} s"
+            assert elapsed < 4 * API_TIMEOUT, f"a hung MLflow held a request {elapsed:.1f} s"
         assert ready.status_code == 503
         mlflow_check = ready.json()["checks"]["mlflow"]
         assert mlflow_check["ok"] is False
         assert "Timeout" in mlflow_check["detail"]
 
-        # MLflow answers again: the pool was not used up, every key is served.
-        with ThreadPoolExecutor(8) as pool:
+        # MLflow answers again (once it has worked off what queued while it was stopped):
+        # the pool was not used up, every key is served.
+        deadline = time.monotonic() + 120
+        while get(keys[0])[0] != 200:
+            assert time.monotonic() < deadline, "MLflow never answered again"
+            time.sleep(0.5)
+        with ThreadPoolExecutor(4) as pool:
             after = list(pool.map(get, [keys[i % 3] for i in range(8)]))
         assert [status for status, _, _ in after] == [200] * 8, after[0][2].text
     finally:
         running.stop()
 
 
-def test_mlflow_killed_under_load_is_503_then_recovers(
-    mlflow_server: MlflowProcess, tmp_path: Path
-) -> None:
+@pytest.mark.reliability
+def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
+    # An MLflow of its own: the session's must not depend on this restart.
+    mlflow_server = MlflowProcess(
+        port=free_port(),
+        backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifacts_destination=str(tmp_path / "artifacts"),
+        workers=1,
+        log_file=tmp_path / "mlflow.log",
+    )
+    mlflow_server.start()
     running = start_gateway(
         gateway_settings(f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url, tmp_path)
     )
@@ -264,6 +280,7 @@ def test_mlflow_killed_under_load_is_503_then_recovers(
         for worker in workers:
             worker.join(timeout=60)
         running.stop()
+        mlflow_server.stop()
     failures = [entry for entry in seen if entry[0] != 200]
     assert failures, "killing MLflow went unnoticed"
     assert {status for status, _, _ in failures} <= {502, 503}

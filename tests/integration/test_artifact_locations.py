@@ -26,7 +26,7 @@ def create(gateway: RunningGateway, key: str, name: str, **body: object) -> http
         gateway.url + API + "/experiments/create",
         json={"name": name, **body},
         headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
+        timeout=60,
     )
 
 
@@ -35,7 +35,7 @@ def exists(gateway: RunningGateway, key: str, name: str) -> bool:
         gateway.url + API + "/experiments/get-by-name",
         params={"experiment_name": name},
         headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
+        timeout=60,
     )
     return response.status_code == 200
 
@@ -72,6 +72,7 @@ def test_an_artifact_location_outside_the_root_is_refused(
             f'"artifact_location": "{target}"}}'
         ),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=60,
     )
     assert response.status_code == 400, response.text
     assert "more than once" in response.json()["message"]
@@ -79,6 +80,7 @@ def test_an_artifact_location_outside_the_root_is_refused(
         gateway.url + AJAX + "/experiments/create",
         json={"name": name, "artifact_location": str(target)},
         headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
     )
     assert response.status_code == 400, response.text
     assert not exists(gateway, key, name)
