@@ -19,10 +19,12 @@ each refusal in MLflow's error format before any of the request reaches the gate
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
@@ -80,8 +82,10 @@ def run_server(config: uvicorn.Config) -> None:
     server = uvicorn.Server(config)
     if config.workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
-    else:
-        server.run()
+        return
+    server.run()
+    if not server.started:  # e.g. the port is taken: fail as `uvicorn.run` does
+        sys.exit(STARTUP_FAILURE)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
