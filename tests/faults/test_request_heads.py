@@ -103,7 +103,9 @@ def test_a_200_mib_header_is_cut_off_in_bounded_memory(guarded: RunningGateway) 
     message = assert_mlflow_error(status, headers, body, 431)
     assert "16384 bytes" in message
     assert answered or sent < 200 * 1024 * 1024
-    assert sent < 4 * 1024 * 1024, f"the gateway read {sent} bytes of one header"
+    # What the client pushed before it saw the answer (kernel buffers, and the input the
+    # gateway drains unread while it closes) is far below the 200 MiB it meant to send.
+    assert sent < 64 * 1024 * 1024, f"the client sent {sent} bytes before an answer"
     assert growth < 32 * 1024 * 1024, f"RSS grew {growth / 2**20:.0f} MiB"
 
 
