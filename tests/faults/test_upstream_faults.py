@@ -237,7 +237,12 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
     )
     mlflow_server.start()
     running = start_gateway(
-        gateway_settings(f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url, tmp_path)
+        gateway_settings(
+            f"sqlite:///{tmp_path / 'hokusai.db'}",
+            mlflow_server.url,
+            tmp_path,
+            upstream_api_timeout=API_TIMEOUT,
+        )
     )
     key = running.create_key(Scope.READ)
     seen: list[tuple[int, float, str | None]] = []
@@ -289,8 +294,11 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
         mlflow_server.stop()
     failures = [entry for entry in seen if entry[0] != 200]
     assert failures, "killing MLflow went unnoticed"
-    assert {status for status, _, _ in failures} <= {502, 503}
+    # 503 refused; 502 broken mid-request; 504 sent to the restarting MLflow, which takes
+    # connections before it answers them.
+    assert {status for status, _, _ in failures} <= {502, 503, 504}
     refused = [entry for entry in failures if entry[0] == 503]
     assert refused and all(retry_after == "1" for _, _, retry_after in refused)
-    assert max(elapsed for _, elapsed, _ in failures) < 10, "a request hung on a dead MLflow"
+    slowest = max(elapsed for _, elapsed, _ in failures)
+    assert slowest < API_TIMEOUT + 10, f"a request hung {slowest:.1f} s on a dead MLflow"
     assert all(status == 200 for status, _, _ in seen[recovered_at:])
