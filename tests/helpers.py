@@ -25,6 +25,7 @@ from hokusai.db.engine import make_engine, normalise_url
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
 from hokusai.keys.scopes import Scope
+from hokusai.server.http_server import server_config
 from hokusai.settings import Settings
 
 POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
@@ -84,9 +85,7 @@ def start_gateway(settings: Settings) -> RunningGateway:
     upgrade(engine)
     gateway = Gateway(settings, engine=engine)
     port = free_port()
-    config = uvicorn.Config(
-        gateway, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
+    config = server_config(gateway, settings, host="127.0.0.1", port=port, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

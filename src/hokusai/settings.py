@@ -71,6 +71,50 @@ class Settings(BaseSettings):
     upstream_connect_timeout: float = Field(default=1.0)
     upstream_read_timeout: float = Field(default=120.0)
     upstream_pool_size: int = Field(default=100)
+    upstream_api_timeout: float = Field(
+        default=30.0,
+        description=(
+            "Seconds MLflow may take to answer an API call (artifact transfers have "
+            "upstream_read_timeout instead): a hung MLflow fails registry calls this fast."
+        ),
+    )
+    body_idle_timeout: float = Field(
+        default=10.0,
+        description="Seconds a client may pause while sending a request body before a 408.",
+    )
+    max_in_flight_per_key: int = Field(
+        default=0,
+        description=(
+            "Requests one key may have in flight through the MLflow proxy at once; beyond it, "
+            "429. 0: half the upstream pool. Never more than the pool minus one."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        description="Largest request line plus headers; beyond it, 431 and the connection closes.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        description="Seconds a client has to send a whole request head before a 408.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        description="Open client connections per gateway process; beyond it, 503 at once.",
+    )
+    artifact_root: str = Field(
+        default="mlflow-artifacts:/",
+        description=(
+            "The platform's artifact root as clients name it: experiments may only be given "
+            "an artifact location under it."
+        ),
+    )
+    admin_artifact_locations: bool = Field(
+        default=False,
+        description=(
+            "Let admin keys create experiments with an artifact location outside the "
+            "platform's artifact root (other keys never may)."
+        ),
+    )
     trusted_proxies: str = Field(
         default="",
         description=(

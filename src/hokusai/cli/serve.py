@@ -15,7 +15,6 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from hokusai.cli.context import DataDir, err, fail, settings_for
 from hokusai.db.engine import make_engine
@@ -24,6 +23,7 @@ from hokusai.gateway.app import Gateway
 from hokusai.gateway.observability import MULTIPROC_ENV, configure_logging
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
+from hokusai.server.http_server import run_server, server_config
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.server.runtime_file import Runtime, remove_runtime, write_runtime
 from hokusai.settings import ADMIN_KEY_FILE, write_private_file
@@ -133,14 +133,7 @@ def serve(
         write_runtime(home, runtime)
         _print_banner(gateway_url, home, first_start)
         if workers == 1:
-            uvicorn.run(
-                Gateway(settings),
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-            )
+            run_server(server_config(Gateway(settings), settings, host=host, port=port))
         else:
             # Worker processes build their own Gateway from the environment, and keep their
             # metrics in files that /metrics sums (emptied: a past run's counts are not ours).
@@ -155,18 +148,19 @@ def serve(
                     "HOKUSAI_DISPATCHER": "1" if dispatcher else "0",
                 }
             )
-            uvicorn.run(
-                "hokusai.gateway.app:create_app",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                log_config=None,
-                access_log=False,
-                # uvicorn kills a worker that has not answered its health check within this
-                # (5 s by default): a worker still importing on a busy machine was killed and
-                # respawned forever, and the gateway never came up.
-                timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
+            run_server(
+                server_config(
+                    "hokusai.gateway.app:create_app",
+                    settings,
+                    host=host,
+                    port=port,
+                    factory=True,
+                    workers=workers,
+                    # uvicorn kills a worker that has not answered its health check within
+                    # this (5 s by default): a worker still importing on a busy machine was
+                    # killed and respawned forever, and the gateway never came up.
+                    timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
+                )
             )
     finally:
         remove_runtime(home, runtime.pid)

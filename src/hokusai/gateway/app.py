@@ -15,6 +15,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,18 +27,23 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hokusai.db.engine import make_engine
 from hokusai.gateway import client_address, credentials, urlspace
+from hokusai.gateway.artifact_locations import check_artifact_location, chooses_artifact_location
 from hokusai.gateway.audit import AuditEntry, AuditLog
+from hokusai.gateway.body import (
+    ClientDisconnected,
+    check_content_length,
+    has_body,
+    read_body,
+    stream_body,
+)
 from hokusai.gateway.errors import GatewayError, send_error, unformatted_server_error
 from hokusai.gateway.event_capture import EventCapture
+from hokusai.gateway.limits import InFlightLimit, per_key_limit
 from hokusai.gateway.observability import Metrics, access_log, redact, route_class
 from hokusai.gateway.policy import Hidden, classify
-from hokusai.gateway.proxy import (
-    ClientDisconnected,
-    MlflowProxy,
-    UpstreamError,
-    check_content_length,
-)
+from hokusai.gateway.proxy import MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
+from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.keys.service import KeyRejected, KeyService
@@ -53,7 +59,6 @@ log = logging.getLogger("hokusai.gateway")
 # Beyond this, deliveries are not being made: /ready says so.
 MAX_DISPATCH_LAG = 300.0
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
-_ARTIFACT_UPLOAD = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/(?:artifacts|mpu)/")
 
 
 @dataclass
@@ -92,7 +97,11 @@ class Gateway:
             settings.mlflow_url,
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
+            api_timeout=settings.upstream_api_timeout,
             pool_size=settings.upstream_pool_size,
+        )
+        self.in_flight = InFlightLimit(
+            per_key_limit(settings.max_in_flight_per_key, settings.upstream_pool_size)
         )
         self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
         self.key_limiter = key_limiter(settings, self.engine, self.metrics)
@@ -305,9 +314,62 @@ class Gateway:
         access = self._authorize(method, mlflow_path, key, scope, headers)
         await self._rate_limit(key)
 
-        is_upload = _ARTIFACT_UPLOAD.match(mlflow_path) is not None
-        max_body = self.settings.max_artifact_bytes if is_upload else self.settings.max_body_bytes
+        transfer = is_artifact_transfer(mlflow_path)
+        upload = is_artifact_upload(mlflow_path)
+        max_body = self.settings.max_artifact_bytes if upload else self.settings.max_body_bytes
         check_content_length(scope["headers"], max_body)
+        try:
+            self.in_flight.acquire(key.id)
+        except GatewayError:
+            self.metrics.rate_limited.labels("in_flight").inc()
+            raise
+        try:
+            await self._forward_held(
+                scope,
+                receive,
+                send,
+                exchange,
+                key,
+                access,
+                mlflow_path,
+                raw_mlflow_path,
+                transfer=transfer,
+                max_body=max_body,
+            )
+        finally:
+            self.in_flight.release(key.id)
+
+    async def _forward_held(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        exchange: Exchange,
+        key: KeyRecord,
+        access: KeyScope,
+        mlflow_path: str,
+        raw_mlflow_path: bytes,
+        *,
+        transfer: bool,
+        max_body: int,
+    ) -> None:
+        """The part of _forward that holds one of the key's in-flight requests."""
+        method = scope["method"]
+        idle = self.settings.body_idle_timeout
+        body: bytes | AsyncIterator[bytes] | None = None
+        if has_body(scope["headers"]):
+            # An API body is read whole before any upstream connection is taken: a slow
+            # client holds only its own request. Artifact transfers stream.
+            if transfer:
+                body = stream_body(receive, max_body, idle)
+            else:
+                body = await read_body(receive, max_body, idle)
+        if chooses_artifact_location(method, mlflow_path) and not (
+            key.scope is KeyScope.ADMIN and self.settings.admin_artifact_locations
+        ):
+            check_artifact_location(
+                body if isinstance(body, bytes) else b"", self.settings.artifact_root
+            )
         audited = access is not KeyScope.READ
         captured = captured_endpoint(method, mlflow_path)
         inspect = None
@@ -350,9 +412,9 @@ class Gateway:
             headers=scope["headers"],
             identity=(key.id, key.owner),
             request_id=exchange.request_id,
-            receive=receive,
+            body=body,
+            transfer=transfer,
             send=send,
-            max_body=max_body,
             on_response_start=before_answer,
             inspect=inspect,
         )

@@ -1,8 +1,12 @@
 """The streaming proxy to MLflow.
 
-Bodies stream both ways in chunks, never buffered whole, so a 1 GiB artifact passes
-in bounded memory. Upstream failures become MLflow-format errors: refused -> 503 with
-``Retry-After``, timed out -> 504.
+An API call's body arrives here whole (read by gateway.body before any upstream
+connection is taken); an artifact transfer's streams in chunks, and every answer
+streams back, so a 1 GiB artifact passes in bounded memory. Upstream failures become
+MLflow-format errors that say whether the request was sent: never sent (refused, no
+pooled connection in time) -> 503 with ``Retry-After``; sent, outcome unknown (broken
+connection -> 502, read timeout -> 504) -> for a write, ``x-should-retry: false``. API
+calls get a short read timeout, artifact transfers the long one.
 
 The proxied requests go through aiohttp: measured in bench/, it costs a tenth of the
 CPU per request that httpx does in this pattern, which is most of the gateway's own
@@ -13,6 +17,7 @@ gateway's own small calls to MLflow (readiness, event capture).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,9 +26,12 @@ from urllib.parse import quote
 import aiohttp
 import httpx
 import yarl
-from starlette.types import Receive, Send
+from starlette.types import Send
 
+from hokusai.gateway.body import ClientDisconnected
 from hokusai.gateway.errors import GatewayError
+
+log = logging.getLogger("hokusai.gateway.proxy")
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the gateway consumes or sets itself.
 _DROP_REQUEST = {
@@ -68,27 +76,45 @@ _DROP_RESPONSE = {
 }
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientDisconnected(Exception):
-    pass
-
-
 @dataclass
 class UpstreamResult:
     status: int
     upstream_seconds: float
 
 
-class UpstreamError(GatewayError):
-    """The upstream did not answer; ``kind`` is refused, timeout or protocol."""
+# A request with one of these methods changes nothing: repeating it is always safe.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def __init__(self, kind: str, error_code: str, message: str, retry_after: int | None) -> None:
-        headers = {"Retry-After": str(retry_after)} if retry_after else None
-        super().__init__(error_code, message, headers=headers, reason=f"upstream_{kind}")
+
+class UpstreamError(GatewayError):
+    """MLflow gave no (complete) answer; ``kind`` is refused, timeout or protocol.
+
+    ``sent`` tells the two cases a client must act on differently: a request never sent
+    (refused, no pooled connection in time) may be retried; one that may have reached
+    MLflow (the connection broke after sending, or the answer timed out) might have been
+    applied, so a write is answered with ``x-should-retry: false``.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        error_code: str,
+        message: str,
+        *,
+        sent: bool,
+        method: str,
+        status: int | None = None,
+    ) -> None:
+        headers = {}
+        if not sent:
+            headers["Retry-After"] = "1"
+        elif method not in _SAFE_METHODS:
+            headers["x-should-retry"] = "false"
+        super().__init__(
+            error_code, message, status=status, headers=headers, reason=f"upstream_{kind}"
+        )
         self.kind = kind
+        self.sent = sent
 
 
 class MlflowProxy:
@@ -98,6 +124,7 @@ class MlflowProxy:
         *,
         connect_timeout: float,
         read_timeout: float,
+        api_timeout: float,
         pool_size: int,
     ) -> None:
         self.upstream_url = upstream_url.rstrip("/")
@@ -108,6 +135,17 @@ class MlflowProxy:
         self._client: httpx.AsyncClient | None = None
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        # Waiting for a pooled connection counts as connecting: a full pool is "never sent".
+        self._read_timeouts = {True: read_timeout, False: api_timeout}
+        self._timeouts = {
+            transfer: aiohttp.ClientTimeout(
+                total=None,
+                connect=self._timeout.pool,
+                sock_connect=connect_timeout,
+                sock_read=read,
+            )
+            for transfer, read in self._read_timeouts.items()
+        }
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -126,12 +164,7 @@ class MlflowProxy:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self._timeout.pool,  # waiting for a pooled connection included
-                    sock_connect=self._timeout.connect,
-                    sock_read=self._timeout.read,
-                ),
+                timeout=self._timeouts[False],
             )
         return self._session
 
@@ -152,19 +185,21 @@ class MlflowProxy:
         headers: list[tuple[bytes, bytes]],
         identity: tuple[str, str],
         request_id: str,
-        receive: Receive,
+        body: bytes | AsyncIterator[bytes] | None,
+        transfer: bool,
         send: Send,
-        max_body: int,
         on_response_start: Callable[[int], Awaitable[None]],
         inspect: Callable[[int, bytes, bytes], Awaitable[None]] | None = None,
     ) -> UpstreamResult:
         """Send the request to MLflow and stream its answer back on ``send``.
 
-        ``on_response_start(status)`` runs after MLflow answered and before the client
-        sees the status line: the place for work that must precede the answer (audit).
-        With ``inspect``, both bodies are kept (the caller chooses it only for small
-        registry writes) and ``inspect(status, request_body, response_body)`` runs before
-        the answer too: the place where events go into the outbox.
+        ``body`` is the whole request body of an API call, or the stream of an artifact
+        transfer (``transfer``: also the long read timeout). ``on_response_start(status)``
+        runs after MLflow answered and before the client sees the status line: the place
+        for work that must precede the answer (audit). With ``inspect`` (the caller
+        chooses it only for small registry writes, whose body is whole), the answer is
+        kept too and ``inspect(status, request_body, response_body)`` runs before the
+        answer: the place where events go into the outbox.
         """
         # The raw (still encoded) path, already checked canonical: MLflow sees exactly
         # the bytes the policy was decided on.
@@ -181,53 +216,33 @@ class MlflowProxy:
             (b"x-hokusai-key-id", key_id.encode()),
             (b"x-hokusai-owner", quote(owner, safe="@.-_ ").encode()),
         ]
-        has_body = any(k == b"content-length" and v != b"0" for k, v in headers) or any(
-            k == b"transfer-encoding" for k, _ in headers
-        )
-        sent_body: list[bytes] | None = [] if inspect is not None else None
-        content = _stream_body(receive, max_body, sent_body) if has_body else None
         started = time.perf_counter()
         try:
             response = await self.session.request(
                 method,
                 yarl.URL(url, encoded=True),
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream_headers],
-                data=content,
+                data=body,
                 allow_redirects=False,
+                timeout=self._timeouts[transfer],
             )
-        except BodyTooLarge:
-            raise _too_large(max_body) from None
-        except ClientDisconnected:
-            raise
-        except aiohttp.ClientConnectorError as exc:  # refused, unreachable
-            raise self._refused(exc) from None
-        except aiohttp.ConnectionTimeoutError as exc:  # connect, or waiting for the pool
-            raise self._refused(exc) from None
-        except (aiohttp.SocketTimeoutError, TimeoutError):
-            raise UpstreamError(
-                "timeout",
-                "DEADLINE_EXCEEDED",
-                f"MLflow did not answer within {self._timeout.read:g} s. The request may or "
-                "may not have been applied; check before retrying a write.",
-                retry_after=None,
-            ) from None
+        except (GatewayError, ClientDisconnected):
+            raise  # the client's streamed body failed: its own error, not MLflow's
         except aiohttp.ClientError as exc:
-            if isinstance(exc.__cause__, BodyTooLarge | ClientDisconnected):
-                if isinstance(exc.__cause__, BodyTooLarge):
-                    raise _too_large(max_body) from None
+            if isinstance(exc.__cause__, GatewayError | ClientDisconnected):
                 raise exc.__cause__ from None
-            raise UpstreamError(
-                "protocol",
-                "TEMPORARILY_UNAVAILABLE",
-                f"The connection to MLflow broke ({type(exc).__name__}). Retry shortly.",
-                retry_after=1,
-            ) from None
+            raise self._failed(exc, method, transfer) from None
+        except TimeoutError as exc:
+            raise self._failed(exc, method, transfer) from None
         upstream_seconds = time.perf_counter() - started
         try:
             answer: bytes | None = None
             if inspect is not None:
-                answer = await response.read()
-                await inspect(response.status, b"".join(sent_body or []), answer)
+                try:
+                    answer = await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise self._failed(exc, method, transfer) from None
+                await inspect(response.status, body if isinstance(body, bytes) else b"", answer)
             await on_response_start(response.status)
             out_headers = [
                 (k.lower(), v) for k, v in response.raw_headers if k.lower() not in _DROP_RESPONSE
@@ -245,59 +260,46 @@ class MlflowProxy:
             response.release()
         return UpstreamResult(response.status, upstream_seconds)
 
-    def _refused(self, exc: Exception) -> UpstreamError:
-        return UpstreamError(
-            "refused",
-            "TEMPORARILY_UNAVAILABLE",
-            f"The MLflow server behind this gateway ({self.upstream_url}) is not reachable "
-            f"({type(exc).__name__}): it is down or restarting. Retry in a moment; operators: "
-            "run `hokusai doctor --server`.",
-            retry_after=1,
+    def _failed(self, exc: BaseException, method: str, transfer: bool) -> UpstreamError:
+        """The error for a request MLflow did not answer, telling never-sent from sent."""
+        # Connecting failed, or no pooled connection came in time: nothing was sent.
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            log.warning(
+                "mlflow not reachable",
+                extra={"fields": {"upstream": self.upstream_url, "error": type(exc).__name__}},
+            )
+            return UpstreamError(
+                "refused",
+                "TEMPORARILY_UNAVAILABLE",
+                f"The MLflow server behind this gateway is not reachable ({type(exc).__name__}):"
+                " it is down or restarting. The request was not sent; retry in a moment. "
+                "Operators: run `hokusai doctor --server`.",
+                sent=False,
+                method=method,
+            )
+        unknown = (
+            ""
+            if method in _SAFE_METHODS
+            else " The request may or may not have been applied: check before repeating it."
         )
-
-
-async def _stream_body(
-    receive: Receive, max_body: int, keep: list[bytes] | None = None
-) -> AsyncIterator[bytes]:
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        received += len(chunk)
-        if max_body and received > max_body:
-            raise BodyTooLarge()
-        if chunk:
-            if keep is not None:
-                keep.append(chunk)
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-def _too_large(max_body: int) -> GatewayError:
-    return GatewayError(
-        "INVALID_PARAMETER_VALUE",
-        f"The request body is larger than this gateway accepts ({max_body} bytes). "
-        "Send less data per request, or ask the operator to raise the limit.",
-        reason="body_too_large",
-    )
-
-
-def check_content_length(headers: list[tuple[bytes, bytes]], max_body: int) -> None:
-    """Refuse a declared oversized body before reading any of it."""
-    if not max_body:
-        return
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise GatewayError(
-                    "INVALID_PARAMETER_VALUE",
-                    "The Content-Length header is not a number.",
-                    reason="bad_request",
-                ) from None
-            if declared > max_body:
-                raise _too_large(max_body)
+        if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
+            return UpstreamError(
+                "timeout",
+                "DEADLINE_EXCEEDED",
+                f"MLflow did not answer within {self._read_timeouts[transfer]:g} s.{unknown}",
+                sent=True,
+                method=method,
+            )
+        log.warning(
+            "mlflow connection broke",
+            extra={"fields": {"upstream": self.upstream_url, "error": type(exc).__name__}},
+        )
+        return UpstreamError(
+            "protocol",
+            "TEMPORARILY_UNAVAILABLE",
+            f"The connection to MLflow broke before it answered ({type(exc).__name__})."
+            f"{unknown or ' Retry shortly.'}",
+            sent=True,
+            method=method,
+            status=502,
+        )

@@ -1,0 +1,116 @@
+"""Clients may not choose where MLflow writes an experiment's artifacts, outside the
+platform's artifact root: the request that used to make MLflow write into any directory
+of the server is refused, and nothing is created."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import gateway_settings
+from helpers import RunningGateway, start_gateway
+from hokusai.keys.scopes import Scope
+from hokusai.server.mlflow_process import MlflowProcess
+
+pytestmark = pytest.mark.integration
+
+API = "/api/mlflow/api/2.0/mlflow"
+AJAX = "/api/mlflow/ajax-api/2.0/mlflow"
+
+
+def create(gateway: RunningGateway, key: str, name: str, **body: object) -> httpx.Response:
+    return httpx.post(
+        gateway.url + API + "/experiments/create",
+        json={"name": name, **body},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+
+
+def exists(gateway: RunningGateway, key: str, name: str) -> bool:
+    response = httpx.get(
+        gateway.url + API + "/experiments/get-by-name",
+        params={"experiment_name": name},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    return response.status_code == 200
+
+
+def test_an_artifact_location_outside_the_root_is_refused(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    key = gateway.create_key(Scope.WRITE)
+    target = tmp_path / "any" / "dir"
+    refused = [
+        str(target),
+        f"file://{target}",
+        "mlflow-artifacts:/../../escape",
+        "mlflow-artifacts:/ok/%2e%2e/%2E%2E/escape",
+        "mlflow-artifacts://other-host/place",
+        "s3://someone-elses-bucket/x",
+    ]
+    for location in refused:
+        name = f"loc-{uuid.uuid4().hex[:8]}"
+        response = create(gateway, key, name, artifact_location=location)
+        assert response.status_code == 400, (location, response.text)
+        body = response.json()
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "mlflow-artifacts:/" in body["message"]
+        assert "Nothing was created" in body["message"]
+        assert body["request_id"] == response.headers["x-request-id"]
+        assert not exists(gateway, key, name)
+    # The UI's twin endpoint, and a location given twice (the last would win in MLflow).
+    name = f"loc-{uuid.uuid4().hex[:8]}"
+    response = httpx.post(
+        gateway.url + AJAX + "/experiments/create",
+        content=(
+            f'{{"name": "{name}", "artifact_location": "mlflow-artifacts:/fine", '
+            f'"artifact_location": "{target}"}}'
+        ),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert "more than once" in response.json()["message"]
+    response = httpx.post(
+        gateway.url + AJAX + "/experiments/create",
+        json={"name": name, "artifact_location": str(target)},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert not exists(gateway, key, name)
+    assert not (tmp_path / "any").exists()
+
+    # Under the root, or left out (the normal case): created.
+    for location in (None, "mlflow-artifacts:/team-a/place"):
+        name = f"loc-{uuid.uuid4().hex[:8]}"
+        extra = {} if location is None else {"artifact_location": location}
+        response = create(gateway, key, name, **extra)
+        assert response.status_code == 200, response.text
+        assert exists(gateway, key, name)
+
+
+def test_admins_may_be_allowed_any_location(mlflow_server: MlflowProcess, tmp_path: Path) -> None:
+    running = start_gateway(
+        gateway_settings(
+            f"sqlite:///{tmp_path / 'hokusai.db'}",
+            mlflow_server.url,
+            tmp_path,
+            admin_artifact_locations=True,
+        )
+    )
+    try:
+        location = str(tmp_path / "admin-chosen")
+        writer = running.create_key(Scope.WRITE)
+        name = f"loc-{uuid.uuid4().hex[:8]}"
+        assert create(running, writer, name, artifact_location=location).status_code == 400
+        admin = running.create_key(Scope.ADMIN)
+        response = create(running, admin, name, artifact_location=location)
+        assert response.status_code == 200, response.text
+    finally:
+        running.stop()
