@@ -32,7 +32,12 @@ from hokusai.gateway.errors import error_body
 from hokusai.settings import Settings
 
 _LINGER_SECONDS = 2.0
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Unavailable"}
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Unavailable",
+}
 
 
 class GatewayServerConfig(uvicorn.Config):
@@ -133,6 +138,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 "The request line and headers are larger than this gateway accepts "
                 f"({self.config.max_header_bytes} bytes). Send fewer or shorter headers.",
             )
+
+    def send_400_response(self, msg: str) -> None:
+        # httptools refused the bytes (bad chunking, both Content-Length and
+        # Transfer-Encoding, a lowercase method, …): uvicorn answers plain text, which an
+        # MLflow client shows as an unreadable error. Answer in the error format instead.
+        self._refuse(
+            400,
+            "BAD_REQUEST",
+            "The request is not valid HTTP/1.1 (for example conflicting Content-Length and "
+            "Transfer-Encoding headers, a malformed chunk, or a method not in upper case); "
+            "nothing was forwarded. Send a well-formed request.",
+        )
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
