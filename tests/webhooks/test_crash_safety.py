@@ -1,6 +1,7 @@
-"""``hokusai serve`` killed with SIGKILL in the middle of a burst of registrations, and
-started again on the same data directory: every model version that exists in MLflow gets
-its ``model_version.created`` delivery; a delivery made twice keeps its webhook-id."""
+"""``hokusai serve`` killed with SIGKILL in the middle of a burst, and started again on the
+same data directory. Registrations: every model version that exists in MLflow gets its
+``model_version.created`` delivery; a delivery made twice keeps its webhook-id. Key
+creations: every key that was answered works, and no half-made key is left in the store."""
 
 from __future__ import annotations
 
@@ -220,3 +221,63 @@ def test_sigkill_in_a_burst_loses_no_event(
         ids[(payload["data"]["name"], payload["data"]["version"])].add(request.webhook_id)
     assert set(ids) == in_mlflow, "nothing delivered for a version MLflow does not have"
     assert {k: v for k, v in ids.items() if len(v) > 1} == {}, "one webhook-id per version"
+
+
+class KeyBurst(threading.Thread):
+    """Creates keys through the admin API one after another until stopped, keeping every
+    key whose creation was answered."""
+
+    def __init__(self, url: str, admin_key: str) -> None:
+        super().__init__(daemon=True)
+        self.issued: list[str] = []
+        self.stop = threading.Event()
+        self.client = httpx.Client(base_url=url, headers=auth(admin_key), timeout=10)
+
+    def run(self) -> None:
+        with self.client:
+            while not self.stop.is_set():
+                try:
+                    response = self.client.post(
+                        "/api/v1/keys", json={"name": f"burst {len(self.issued)}"}
+                    )
+                except httpx.HTTPError:
+                    time.sleep(0.05)  # the gateway is down
+                    continue
+                if response.status_code == 201:
+                    self.issued.append(response.json()["key"])
+
+
+def test_sigkill_in_a_key_burst_leaves_only_whole_keys(
+    mlflow_server: MlflowProcess, tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    with serving(tmp_path / "data", mlflow_server.url, store_env) as serve:
+        serve.start()
+        admin_key = (serve.data_dir / "admin.key").read_text().strip()
+        burst = KeyBurst(serve.url, admin_key)
+        burst.start()
+        try:
+            wait_until(lambda: len(burst.issued) >= 10, 60, "keys being created")
+            serve.kill()
+            answered_before_kill = len(burst.issued)
+            serve.start()
+            wait_until(lambda: len(burst.issued) > answered_before_kill, 60, "keys again")
+        finally:
+            burst.stop.set()
+            burst.join(timeout=30)
+
+        with httpx.Client(base_url=serve.url, timeout=10) as api:
+            # Every key whose creation was answered works, before the crash or after it.
+            for key in burst.issued:
+                whoami = api.get("/api/v1/whoami", headers=auth(key))
+                assert whoami.status_code == 200, whoami.text
+            listed = api.get(
+                "/api/v1/keys", headers=auth(admin_key), params={"include_revoked": "true"}
+            )
+            assert listed.status_code == 200, listed.text
+            rows = listed.json()["keys"]
+        # No row is half made: each has every field a key needs, and the store holds no key
+        # that was never answered beyond the one in flight at the moment of the kill.
+        burst_rows = [row for row in rows if row["name"].startswith("burst ")]
+        for row in burst_rows:
+            assert row["id"] and row["display_prefix"] and row["scope"] and row["created_at"]
+        assert len(burst.issued) <= len(burst_rows) <= len(burst.issued) + 1
