@@ -427,5 +427,6 @@ def test_an_unreadable_ca_bundle(doctor: Doctor, tmp_path: Path, nonsense: str) 
         key=generate_key("live"),
         HOKUSAI_CA_BUNDLE=str(missing),
     )
-    failed = assert_failed(code, report, "connect", f"HOKUSAI_CA_BUNDLE={missing}")
-    assert "PEM" in failed["fix"]
+    # The SDK's configuration refuses a bundle that is not a file, before any connection.
+    failed = assert_failed(code, report, "config", str(missing), "HOKUSAI_CA_BUNDLE", "PEM")
+    assert failed["fix"]

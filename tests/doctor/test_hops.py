@@ -152,7 +152,7 @@ def test_config_hop_without_a_key(
     doctor: Doctor, hop_gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, report = doctor.json(url=hop_gateway.url)
-    failed = assert_failed(code, report, "config", "No API key")
+    failed = assert_failed(code, report, "config", "no API key")
     assert "HOKUSAI_API_KEY" in failed["fix"]
     assert len(report["hops"]) == 1, "nothing is sent without a key"
 
