@@ -181,8 +181,13 @@ class Serve:
             self.process.wait(timeout=10)
 
 
+BANNER_COLUMNS = 40  # a narrow terminal: a printer that wraps would break the banner
+
+
 def serve_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
+    env["COLUMNS"] = str(BANNER_COLUMNS)
+    return env
 
 
 @contextlib.contextmanager
@@ -260,8 +265,8 @@ def test_banner_lines_are_plain_and_paste_into_a_shell(platform: Serve) -> None:
     lines = stderr.splitlines()
     for line in expected:
         assert line in lines, f"{line!r} is not a whole line of: {stderr}"
-    # Longer than a terminal line: a wrapping printer would have broken it.
-    assert len(expected[1]) > 80
+    # Longer than the terminal serve was given: a wrapping printer would have broken it.
+    assert len(expected[1]) > BANNER_COLUMNS
     assert "\x1b[" not in stderr
     assert lines.index(f"Hokusai gateway on {platform.url}  (data {platform.data_dir})") > 0
 
