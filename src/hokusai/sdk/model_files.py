@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hokusai.sdk.errors import ValidationError
+from hokusai.sdk.requirements import model_requirements
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 TAG_SERIALIZATION_FORMAT = "hokusai_serialization_format"
@@ -74,9 +75,15 @@ def save_model_directory(
             str(destination),
             serialization_format=chosen,
             skops_trusted_types=_skops_types_of(model) if chosen == "skops" else None,
+            # Named by the SDK, not inferred by MLflow (sdk/requirements.py says why).
+            pip_requirements=model_requirements(model, "sklearn", chosen),
         )
         return "sklearn"
-    mlflow.pyfunc.save_model(str(destination), python_model=model)
+    mlflow.pyfunc.save_model(
+        str(destination),
+        python_model=model,
+        pip_requirements=model_requirements(model, "python_function", "cloudpickle"),
+    )
     return "python_function"
 
 
