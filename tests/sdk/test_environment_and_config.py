@@ -245,4 +245,4 @@ def test_login_with_a_bad_key_saves_nothing(sdk_gateway: RunningGateway, tmp_pat
     assert not config.exists()
     result = CliRunner().invoke(app, ["whoami"], env={"HOKUSAI_CONFIG_FILE": str(config)})
     assert result.exit_code == 2
-    assert "No API key provided" in unwrapped(result.stderr)
+    assert "No API key: pass --api-key" in unwrapped(result.stderr)
