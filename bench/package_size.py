@@ -11,6 +11,7 @@ the median wall time of ``python -c "import hokusai"`` (a new process each run).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"base": "", "base+sklearn": "[sklearn]", "server": "[server]"}
+
+
+# This tree's sources on PYTHONPATH would stand in for the wheel: leave them out.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
 def site_packages(venv: Path) -> Path:
@@ -36,7 +41,7 @@ def import_seconds(python: Path, runs: int) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([str(python), "-c", "import hokusai"], check=True)
+        subprocess.run([str(python), "-c", "import hokusai"], check=True, env=CLEAN_ENV)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -63,6 +68,7 @@ def main() -> None:
             [str(venv / "bin/pip"), "install", "--quiet", f"{wheel}{extra}"],
             check=True,
             capture_output=True,
+            env=CLEAN_ENV,
         )
         python = venv / "bin/python"
         seconds = import_seconds(python, args.runs)

@@ -22,6 +22,7 @@ from conftest import gateway_settings
 from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.version import __version__
 
 from .conftest import Distribution
 
@@ -32,6 +33,13 @@ WALKTHROUGH = Path(__file__).with_name("walkthrough.py")
 # The newest mlflow-skinny the range admits (what a plain install resolves to today), and
 # the oldest: the first with the skops_trusted_types the SDK passes when saving.
 MLFLOW_ENDS = {"newest": None, "oldest": "mlflow-skinny==3.9.0"}
+
+
+def outside_this_tree() -> dict[str, str]:
+    """This process's environment without what would put this tree's sources on the
+    path (pip would take ``src/`` on ``PYTHONPATH`` for the distribution already
+    installed, and skip the wheel)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,9 @@ def base_virtualenv(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Virtualenv:
     root = tmp_path_factory.mktemp(f"venv-{request.param}")
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "venv", str(root)], check=True, timeout=300, env=outside_this_tree()
+    )
     pip = [str(root / "bin/python"), "-m", "pip", "install", "--quiet"]
     pinned = MLFLOW_ENDS[request.param]
     done = subprocess.run(
@@ -67,6 +77,7 @@ def base_virtualenv(
         capture_output=True,
         text=True,
         timeout=1500,
+        env=outside_this_tree(),
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -75,6 +86,7 @@ def base_virtualenv(
         capture_output=True,
         text=True,
         timeout=120,
+        env=outside_this_tree(),
         check=True,
     )
     installed = {p["name"].lower(): p["version"] for p in json.loads(listed.stdout)}
@@ -83,7 +95,7 @@ def base_virtualenv(
 
 def test_the_base_install_holds_none_of_the_server_packages(base_virtualenv: Virtualenv) -> None:
     installed = base_virtualenv.installed
-    assert "hokusai-ml-platform" in installed
+    assert installed["hokusai-ml-platform"] == __version__
     for server_only in ("mlflow", "flask", "gunicorn", "sqlalchemy", "alembic", "aiohttp"):
         assert server_only not in installed, server_only
     for server_only in ("psycopg", "prometheus-client", "redis", "standardwebhooks"):
