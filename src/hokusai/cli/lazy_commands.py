@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
@@ -111,26 +112,49 @@ def load(command: LazyCommand) -> click.Command:
     return typer.main.get_command(single)
 
 
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's commands where each lazy one is loaded the first time it is read by
+    name: listing the names loads nothing, reading every item loads every command."""
+
+    def __init__(
+        self, loaded: MutableMapping[str, click.Command], lazy: tuple[LazyCommand, ...]
+    ) -> None:
+        self._loaded = loaded
+        self._lazy = {command.name: command for command in lazy}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded and name in self._lazy:
+            self._loaded[name] = load(self._lazy[name])
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._lazy.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._lazy
+        yield from (name for name in self._loaded if name not in self._lazy)
+
+    def __len__(self) -> int:
+        return len(self._lazy.keys() | self._loaded.keys())
+
+
 class LazyGroup(TyperGroup):
-    """The top-level ``hokusai`` group: its own commands, then the lazy ones of
-    :data:`LAZY_COMMANDS`, each loaded (once) when it is looked up."""
+    """The top-level ``hokusai`` group: the lazy commands of :attr:`lazy_commands` (in
+    their order), then its own."""
 
     lazy_commands: tuple[LazyCommand, ...] = ()
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        lazy = [c.name for c in self.lazy_commands if c.name not in self.commands]
-        return [*lazy, *super().list_commands(ctx)]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands, self.lazy_commands)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is not None:
-            return found
-        for command in self.lazy_commands:
-            if command.name == cmd_name:
-                loaded = load(command)
-                self.add_command(loaded, cmd_name)
-                return loaded
-        return None
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        del ctx
+        return list(self.commands)  # the names: loads nothing
 
 
 def lazy_group(commands: tuple[LazyCommand, ...]) -> type[LazyGroup]:
