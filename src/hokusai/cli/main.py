@@ -6,10 +6,28 @@ from typing import Annotated
 
 import typer
 
-from hokusai.cli import account, audit, doctor, gc, keys, models, serve, webhooks, worker
+from hokusai.cli.lazy_commands import LazyCommand, lazy_group
 from hokusai.version import __version__
 
+# Each command's module is imported when the command is looked up, never all at start:
+# the client commands run on the base install, and a server command run without the
+# ``server`` extra says what to install (hokusai.cli.lazy_commands).
+COMMANDS = (
+    LazyCommand("serve", "hokusai.cli.serve", "serve"),
+    LazyCommand("keys", "hokusai.cli.keys", "app"),
+    LazyCommand("audit", "hokusai.cli.audit", "audit"),
+    LazyCommand("login", "hokusai.cli.account", "login"),
+    LazyCommand("whoami", "hokusai.cli.account", "whoami"),
+    LazyCommand("models", "hokusai.cli.models", "models_app"),
+    LazyCommand("model", "hokusai.cli.models", "model_app"),  # the older name of `models register`
+    LazyCommand("gc", "hokusai.cli.gc", "gc"),
+    LazyCommand("webhooks", "hokusai.cli.webhooks", "app"),
+    LazyCommand("worker", "hokusai.cli.worker", "worker"),
+    LazyCommand("doctor", "hokusai.cli.doctor", "doctor"),
+)
+
 app = typer.Typer(
+    cls=lazy_group(COMMANDS),
     help="Hokusai model registry platform.",
     no_args_is_help=True,
     add_completion=False,
@@ -38,19 +56,6 @@ def main(
     ] = False,
 ) -> None:
     """Hokusai model registry platform."""
-
-
-app.command("serve")(serve.serve)
-app.add_typer(keys.app, name="keys")
-app.command("audit")(audit.audit)
-app.command("login")(account.login)
-app.command("whoami")(account.whoami)
-app.add_typer(models.models_app, name="models")
-app.add_typer(models.model_app, name="model")  # the older name of `models register`
-app.command("gc")(gc.gc)
-app.add_typer(webhooks.app, name="webhooks")
-app.command("worker")(worker.worker)
-app.command("doctor")(doctor.doctor)
 
 
 @app.command()
