@@ -96,17 +96,10 @@ def test_the_sdk_registers_and_loads_a_model_without_the_server_packages(
 
 
 @pytest.mark.parametrize(
-    ("command", "missing"),
-    [
-        (["serve", "--port", "1"], "uvicorn"),
-        (["worker"], "anything"),
-        (["webhooks", "list"], "anything"),
-        (["keys", "list", "--json"], "anything"),
-    ],
+    "command",
+    [["serve", "--port", "1"], ["worker"], ["webhooks", "list"], ["keys", "list", "--json"]],
 )
-def test_a_server_command_without_the_extra_says_what_to_install(
-    command: list[str], missing: str
-) -> None:
+def test_a_server_command_without_the_extra_says_what_to_install(command: list[str]) -> None:
     done = run_blocked(
         f"""
         from hokusai.cli.main import app
@@ -118,8 +111,8 @@ def test_a_server_command_without_the_extra_says_what_to_install(
         f"hokusai {command[0]} needs the server extra: "
         "pip install 'hokusai-ml-platform[server]'" in done.stderr
     )
-    if missing != "anything":
-        assert repr(missing) in done.stderr
+    # It names the server package it did not find (whichever its imports reach first).
+    assert any(f"package {name!r} is not installed" in done.stderr for name in SERVER_PACKAGES)
     assert "Traceback" not in done.stderr
 
 
