@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test-deps serve test reliability soak lint format bench topology clean
+.PHONY: install test-deps serve test reliability faults soak lint format bench topology clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ reliability: install
 	HOKUSAI_STRESS_REGISTRATIONS=100 HOKUSAI_SCHEMA_EXAMPLES=100 $(BIN)/pytest -m "" \
 		tests/stress tests/integration/test_admin_api_schema.py $(PYTEST_ARGS)
 	$(BIN)/pytest -m reliability $(PYTEST_ARGS) || test $$? -eq 5
+
+# The slow fault tests CI runs after `make test`: MLflow killed under load, a gateway
+# replica and a dispatcher killed behind nginx, 256 MiB through the TLS topology.
+faults: install test-deps
+	$(BIN)/pytest -m reliability tests/faults tests/topology $(PYTEST_ARGS)
 
 soak: install
 	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
