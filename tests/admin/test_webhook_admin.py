@@ -210,7 +210,7 @@ def test_deliveries_and_events_are_typed_and_filtered(admin: Admin) -> None:
     assert isinstance(found, EventRecord) and found.id == event.id
     assert found.payload["data"] == {"name": "LSCOR", "version": "1"}
     with pytest.raises(InvalidInput, match="out of range"):
-        service.events(admin.operator, since="1969-07-20")
+        service.events(admin.operator, since="9999-12-31T12:00")
 
 
 def test_replay_by_event_and_since_is_audited(admin: Admin) -> None:
@@ -241,8 +241,8 @@ def test_replay_by_event_and_since_is_audited(admin: Admin) -> None:
         ({"event_id": "evt_x", "since": "1h"}, InvalidInput, "exactly one of event_id or since"),
         ({"event_id": "evt_missing"}, NotFound, "no event 'evt_missing'"),
         ({"since": "1h", "endpoint_id": "wh_missing"}, NotFound, "no webhook endpoint"),
-        ({"since": "999999999d"}, InvalidInput, "at most 36500d"),
-        ({"since": "10000-01-01"}, InvalidInput, "between 1970-01-01 and 9999-12-31"),
+        ({"since": "999999999d"}, InvalidInput, "between 1s and 3650d"),
+        ({"since": "10000-01-01"}, InvalidInput, "between 0001-01-01T00:00:00Z and 9999-12-31"),
     ],
 )
 def test_replay_refusals_change_nothing(

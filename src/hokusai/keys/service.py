@@ -137,7 +137,7 @@ class KeyService:
         record = self.resolve(reference)
         with self._engine.begin() as conn:
             store.mark_revoked(conn, key_id=record.id, at=utcnow())
-        self._forget(record.id)
+        self.forget(record.id)
         return self.resolve(record.id)
 
     def rotate(self, reference: str, *, expires_in: timedelta | None = None) -> IssuedKey:
@@ -248,7 +248,8 @@ class KeyService:
         with self._engine.begin() as conn:
             store.touch_last_used(conn, key_id=record.id, at=now)
 
-    def _forget(self, key_id: str) -> None:
+    def forget(self, key_id: str) -> None:
+        """Drop ``key_id`` from the verification cache (it was just revoked here)."""
         for key_hash, (_, record) in list(self._cache.items()):
             if record.id == key_id:
                 self._cache.pop(key_hash, None)
