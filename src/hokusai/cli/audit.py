@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from hokusai.cli.context import AdminDataDir, ApiKey, ApiUrl, Profile, admin, domain_errors
+from hokusai.cli.context import (
+    AdminDataDir,
+    ApiKey,
+    ApiUrl,
+    Profile,
+    admin,
+    domain_errors,
+    since_option,
+)
 from hokusai.cli.tables import print_table
 
 
@@ -30,9 +38,10 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the audit log (authenticated writes and admin actions), newest first."""
+    start = since_option(since)
     on = admin("audit", data_dir, api_url, api_key, profile)
     found = on.services.audit.query(
-        on.actor, key_id=key_id, action=action, since=since, limit=limit
+        on.actor, key_id=key_id, action=action, since=start, limit=limit
     )
     entries = [e.public() for e in found]
     if as_json:

@@ -18,6 +18,7 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
@@ -26,7 +27,8 @@ from rich.console import Console
 
 from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.errors import exit_with
-from hokusai.errors import DomainError, Unauthenticated
+from hokusai.durations import parse_duration, parse_since
+from hokusai.errors import DomainError, InvalidInput, Unauthenticated
 from hokusai.settings import Settings
 
 if TYPE_CHECKING:
@@ -154,6 +156,22 @@ def admin(
         message = NO_STORE_NOR_KEY if "No API key" in str(exc) else str(exc)
         raise exit_with(Unauthenticated(message)) from None
     return Admin(RemoteServices.connect(config), actor, remote=True)
+
+
+def since_option(text: str | None) -> datetime | None:
+    """``--since``, checked before any store is opened or request sent: a refused command
+    touches nothing."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text)
+    except InvalidInput as error:
+        raise InvalidInput(f"--since {error.message}") from None
+
+
+def duration_option(text: str | None) -> timedelta | None:
+    """A duration option (``--expires-in``), checked before anything is touched."""
+    return parse_duration(text) if text else None
 
 
 P = ParamSpec("P")

@@ -8,7 +8,15 @@ from typing import Annotated, Literal
 
 import typer
 
-from hokusai.cli.context import AdminDataDir, ApiKey, ApiUrl, Profile, admin, domain_errors
+from hokusai.cli.context import (
+    AdminDataDir,
+    ApiKey,
+    ApiUrl,
+    Profile,
+    admin,
+    domain_errors,
+    duration_option,
+)
 from hokusai.cli.tables import print_table
 from hokusai.db.timestamps import utcnow
 from hokusai.keys.scopes import Scope
@@ -56,9 +64,10 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key. Prints only the key (shown once); --json for the record too."""
+    lifetime = duration_option(expires_in)
     on = admin("keys create", data_dir, api_url, api_key, profile)
     issued = on.services.keys.create(
-        on.actor, name=name, owner=owner, scope=scope, env=env, expires_in=expires_in
+        on.actor, name=name, owner=owner, scope=scope, env=env, expires_in=lifetime
     )
     _print_issued(issued, as_json)
 
@@ -137,5 +146,6 @@ def rotate(
     as_json: JsonFlag = False,
 ) -> None:
     """Replace a key with a new one (same name, owner, scope); the old one is revoked."""
+    lifetime = duration_option(expires_in)
     on = admin("keys rotate", data_dir, api_url, api_key, profile)
-    _print_issued(on.services.keys.rotate(on.actor, key, expires_in=expires_in), as_json)
+    _print_issued(on.services.keys.rotate(on.actor, key, expires_in=lifetime), as_json)

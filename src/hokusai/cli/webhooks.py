@@ -19,9 +19,9 @@ from hokusai.cli.context import (
     domain_errors,
     err,
     fail,
+    since_option,
 )
 from hokusai.cli.tables import print_table
-from hokusai.durations import parse_since
 from hokusai.webhooks import outbox
 
 app = typer.Typer(
@@ -271,7 +271,7 @@ def replay(
     """Deliver an event, or every event since a time, again."""
     if (event_id is None) == (since is None):
         raise fail("give an EVENT_ID or --since, not both", 2)
-    start = parse_since(since) if since is not None else None
+    start = since_option(since)
     on = _admin("replay", data_dir, api_url, api_key, profile)
     queued = on.services.webhooks.replay(
         on.actor, event_id=event_id, since=start, endpoint_id=endpoint
