@@ -53,8 +53,6 @@ from hokusai.webhooks.worker import run_background
 
 log = logging.getLogger("hokusai.gateway")
 
-# Beyond this, deliveries are not being made: /ready says so.
-MAX_DISPATCH_LAG = 300.0
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _ARTIFACT_UPLOAD = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/(?:artifacts|mpu)/")
 
@@ -501,7 +499,7 @@ class Gateway:
     async def _check_dispatch_lag(self) -> str:
         lag = await anyio.to_thread.run_sync(dispatch_lag_seconds, self.engine)
         self.metrics.dispatch_lag.set(lag)
-        if lag > MAX_DISPATCH_LAG:
+        if lag > self.settings.max_dispatch_lag:
             raise RuntimeError(
                 f"the oldest due webhook delivery has waited {lag:.0f} s: is a dispatcher "
                 "running (hokusai serve, or hokusai worker)?"

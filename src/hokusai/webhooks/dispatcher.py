@@ -31,6 +31,9 @@ SVIX_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 @dataclass(frozen=True)
 class DispatcherSettings:
+    """What one dispatcher works with; built from :class:`hokusai.settings.Settings` by
+    ``worker.dispatcher_settings`` (the defaults here are for tests that build one)."""
+
     allow_private: bool = False
     timeout: float = 10.0
     retry_scale: float = 1.0
