@@ -448,15 +448,19 @@ def measure(
 
 
 def bench_store(label: str, url: str, receiver: Receiver, args: argparse.Namespace) -> list[Phase]:
+    from hokusai.admin.actor import Actor, Origin
+    from hokusai.admin.webhooks import WebhookAdmin
     from hokusai.db.engine import make_engine
     from hokusai.db.migrate import upgrade
-    from hokusai.webhooks.endpoints import Endpoints
+    from hokusai.webhooks.dispatcher import DispatcherSettings
     from hokusai.webhooks.signing import SecretBox
 
     engine = make_engine(url)
     upgrade(engine)
     box = SecretBox(secrets.token_bytes(32))
-    Endpoints(engine, box, allow_private=True).add(receiver.url + "/hook")
+    WebhookAdmin(engine, box, DispatcherSettings(allow_private=True)).add(
+        Actor.operator(Origin.command("bench")), receiver.url + "/hook"
+    )
     engine.dispose()
     dispatcher = DispatcherThread(url, box)
     phases = []

@@ -142,6 +142,27 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(
         default=60.0, description="Seconds between reconciler passes; 0 turns it off."
     )
+    dispatch_batch: int = Field(
+        default=200, ge=1, description="Deliveries a dispatcher claims in one round."
+    )
+    dispatch_concurrency: int = Field(
+        default=64, ge=1, description="Deliveries a dispatcher sends at once."
+    )
+    dispatch_poll_interval: float = Field(
+        default=0.1, gt=0, description="Seconds a dispatcher waits when nothing was due."
+    )
+    dispatch_lease_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a claim is held; unset: long enough for any round (batch, "
+        "concurrency and timeout decide it).",
+    )
+    max_dispatch_lag: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds the oldest due delivery may wait before /ready and "
+        "`hokusai doctor --server` report the dispatcher as failing.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -20,7 +20,7 @@ from hokusai.errors import (
     from_answer,
     http_status,
 )
-from hokusai.gateway.errors import STATUS_BY_ERROR_CODE
+from hokusai.gateway.errors import GatewayError, domain_answer
 
 SUBCLASSES = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, DomainError)
               and c not in (DomainError, errors._Coded)]  # fmt: skip
@@ -31,9 +31,43 @@ def test_every_code_has_an_http_status_and_an_exit_code() -> None:
     assert all(code != 0 for code in EXIT_CODES.values())
 
 
+# MLflow's own mapping (mlflow.protos.databricks_pb2), which clients rely on.
+MLFLOW_STATUS = {
+    "INVALID_PARAMETER_VALUE": 400, "BAD_REQUEST": 400, "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403, "ENDPOINT_NOT_FOUND": 404, "RESOURCE_DOES_NOT_EXIST": 404,
+    "RESOURCE_ALREADY_EXISTS": 400, "REQUEST_LIMIT_EXCEEDED": 429, "INTERNAL_ERROR": 500,
+    "TEMPORARILY_UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
+}  # fmt: skip
+
+
 def test_http_statuses_are_the_ones_the_gateway_answers_with() -> None:
-    """Moving the gateway onto this table changes no status a client sees."""
-    assert {code.value: status for code, status in HTTP_STATUS.items()} == STATUS_BY_ERROR_CODE
+    """The gateway's answers use this one table; no status a client sees changed."""
+    assert {code.value: status for code, status in HTTP_STATUS.items()} == MLFLOW_STATUS
+    for code in ErrorCode:
+        assert GatewayError(code, "m").status == MLFLOW_STATUS[code.value]
+
+
+@pytest.mark.parametrize("cls", SUBCLASSES, ids=lambda c: c.__name__)
+def test_a_domain_error_is_answered_with_its_code_status_and_message(
+    cls: type[DomainError],
+) -> None:
+    error = PermissionDenied("no", needed="admin") if cls is PermissionDenied else cls("no")  # type: ignore[call-arg]
+    answer = domain_answer(error)
+    assert (answer.error_code, answer.status, answer.message) == (
+        error.code,
+        MLFLOW_STATUS[error.code.value],
+        "no",
+    )
+
+
+def test_a_rate_limit_is_answered_with_retry_after_in_whole_seconds() -> None:
+    assert domain_answer(errors.RateLimited("slow", retry_after=0.2)).headers == {
+        "Retry-After": "1"
+    }
+    assert domain_answer(errors.RateLimited("slow", retry_after=2.5)).headers == {
+        "Retry-After": "3"
+    }
+    assert domain_answer(errors.RateLimited("slow")).headers == {}
 
 
 def test_the_docstring_draws_every_class() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from admin.conftest import Admin
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.authorization import Action
-from hokusai.admin.keys import KeyCheck, Lifetime
+from hokusai.admin.keys import MIN_INHERITED_LIFETIME, KeyCheck, Lifetime
 from hokusai.admin.transaction import change
 from hokusai.db.schema import api_keys, audit_log
 from hokusai.db.timestamps import utcnow
@@ -71,8 +71,8 @@ def test_the_operator_is_audited_by_name_with_no_key(admin: Admin) -> None:
         ({"name": "ok", "scope": "root"}, "scope must be one of read, write, admin"),
         ({"name": "ok", "env": "prod"}, "env must be one of live, test"),
         ({"name": "ok", "expires_in": "soon"}, "is not a duration"),
-        ({"name": "ok", "expires_in": "999999999d"}, "at most 36500d"),
-        ({"name": "ok", "expires_in": timedelta(days=40_000)}, "at most 36500d"),
+        ({"name": "ok", "expires_in": "999999999d"}, "between 1s and 3650d"),
+        ({"name": "ok", "expires_in": timedelta(days=40_000)}, "between 1s and 3650d"),
         ({"name": "ok", "expires_in": timedelta(seconds=-1)}, "must be positive"),
     ],
 )
@@ -180,13 +180,23 @@ def test_rotating_an_expired_key_gives_a_fresh_lifetime(admin: Admin) -> None:
     assert again.record.expires_at is None
 
 
+def test_a_short_lived_key_rotates_into_at_least_an_hour(admin: Admin) -> None:
+    """A key rotated because its very short lifetime ran out is not born expired again."""
+    old = admin.services.keys.create(admin.operator, name="brief", expires_in="5s")
+    new = admin.services.keys.rotate(admin.operator, old.record.id)
+    assert new.record.expires_at is not None
+    lifetime = new.record.expires_at - new.record.created_at
+    assert lifetime == MIN_INHERITED_LIFETIME == timedelta(hours=1)
+    assert admin.services.keys.rotate(admin.operator, new.record.id, expires_in="5s").record
+
+
 def test_rotating_a_revoked_key_is_refused_and_changes_nothing(admin: Admin) -> None:
     old = admin.services.keys.create(admin.operator, name="done")
     admin.services.keys.revoke(admin.operator, old.record.id)
     before = (admin.count(api_keys), admin.count(audit_log))
     with pytest.raises(InvalidInput, match="is revoked; create a new key"):
         admin.services.keys.rotate(admin.operator, old.record.id)
-    with pytest.raises(InvalidInput, match="at most 36500d"):
+    with pytest.raises(InvalidInput, match="between 1s and 3650d"):
         admin.services.keys.rotate(admin.operator, old.record.id, expires_in="999999999d")
     assert (admin.count(api_keys), admin.count(audit_log)) == before
 

@@ -430,6 +430,7 @@ def test_audit_lists_admin_actions_and_mlflow_writes(gateway: RunningGateway) ->
             assert entry["client"] == "127.0.0.1"
         assert by_request[created.headers["x-request-id"]]["detail"]["created"] == writer_id
         assert by_request[rotated.headers["x-request-id"]]["detail"] == {
+            "target": writer_id,
             "rotated": writer_id,
             "replacement": replacement_id,
         }

@@ -26,8 +26,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from helpers import POSTGRES_ENV, RunningGateway, postgres_database, start_gateway
+from hokusai.admin import keys as key_admin
 from hokusai.cli.main import app
-from hokusai.keys import service as key_service
 from hokusai.keys.format import checksum, generate_key, parse_key
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
@@ -274,7 +274,8 @@ def test_rotate(cli: Cli, mlflow_server: MlflowProcess) -> None:
         lifetime = datetime.fromisoformat(r["expires_at"]) - datetime.fromisoformat(r["created_at"])
         assert abs(lifetime - timedelta(days=30)) < timedelta(seconds=1)
 
-    result = cli("keys", "rotate", old["record"]["id"], code=1)
+    # A revoked key is invalid input for a rotation (HTTP: 400 INVALID_PARAMETER_VALUE).
+    result = cli("keys", "rotate", old["record"]["id"], code=2)
     assert "is revoked" in text_of(result) and result.stdout == ""
 
 
@@ -291,14 +292,15 @@ def keys_sharing_a_prefix(count: int) -> list[str]:
 def test_ambiguous_and_unknown_references(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     crafted = iter(keys_sharing_a_prefix(2))
     with monkeypatch.context() as patch:
-        patch.setattr(key_service, "generate_key", lambda env="live": next(crafted))
+        patch.setattr(key_admin, "generate_key", lambda env="live": next(crafted))
         first = cli.json("keys", "create", "--name", "first")
         second = cli.json("keys", "create", "--name", "second")
     prefix = first["record"]["display_prefix"]
     assert second["record"]["display_prefix"] == prefix
 
     for command in ("revoke", "rotate"):
-        result = cli("keys", command, prefix, code=1)
+        # An ambiguous reference is invalid input (HTTP: 400 INVALID_PARAMETER_VALUE).
+        result = cli("keys", command, prefix, code=2)
         message = text_of(result)
         assert "matches several keys" in message and "use the key id" in message
         assert first["record"]["id"] in message and second["record"]["id"] in message
@@ -404,10 +406,18 @@ def test_missing_data_dir_is_explained(tmp_path: Path, monkeypatch: pytest.Monke
         assert result.stdout == ""
     assert not missing.exists()
 
-    # The default data directory is ./.hokusai.
-    result = runner.invoke(app, ["keys", "list"], env={"COLUMNS": "250"})
-    assert result.exit_code == 1
-    assert f"no Hokusai data directory at {tmp_path / '.hokusai'}" in text_of(result)
+    # Without a store named explicitly the commands work through a gateway, and need a key:
+    # a ./.hokusai directory is not enough to act as the server's operator.
+    (tmp_path / ".hokusai").mkdir()
+    result = runner.invoke(
+        app,
+        ["keys", "create", "--scope", "admin", "--name", "x"],
+        env={"COLUMNS": "250", "HOKUSAI_CONFIG_FILE": str(tmp_path / "no-profile.json")},
+    )
+    assert result.exit_code == 3
+    assert "no API key to manage a gateway with" in text_of(result)
+    assert list((tmp_path / ".hokusai").iterdir()) == []
+    (tmp_path / ".hokusai").rmdir()
 
     # An external store without the shared secret.
     database = tmp_path / "store.db"

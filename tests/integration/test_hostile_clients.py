@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -337,9 +338,16 @@ def test_an_unexpected_failure_in_the_admin_api_is_in_the_format(
     gateway: RunningGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     admin = gateway.create_key(Scope.ADMIN)
-    # A real fault: the audit table is gone, the keys still work.
+    # A real fault: a corrupt audit row (its detail is not JSON); the keys still work. (A
+    # store that fails outright is a 503 TEMPORARILY_UNAVAILABLE, not this.)
     with gateway.gateway.engine.begin() as conn:
-        conn.execute(text("DROP TABLE audit_log"))
+        conn.execute(
+            text(
+                "INSERT INTO audit_log (at, request_id, action, method, path, status, detail) "
+                "VALUES (:at, 'r', 'corrupt', 'GET', '/', 200, '{not json')"
+            ),
+            {"at": datetime.now(UTC)},
+        )
 
     response = http.get(gateway.url + "/api/v1/audit", headers=bearer(admin))
 

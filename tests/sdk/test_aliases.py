@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from helpers import RunningGateway
 from hokusai import NotFoundError, PermissionDeniedError, ValidationError
+from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-from hokusai.webhooks.outbox import list_events
 
 from .conftest import MlflowRest, unique
 
@@ -36,11 +36,12 @@ def registered_aliases(rest: MlflowRest, name: str) -> dict[str, str]:
 
 
 def alias_events(gateway: RunningGateway, name: str) -> list[dict[str, Any]]:
-    found = list_events(gateway.gateway.engine, model_name=name, limit=1000)
+    operator = Actor.operator(Origin.command("tests"))
+    found = gateway.gateway.services.webhooks.events(operator, model_name=name, limit=1000)
     return [
-        {"type": e["type"], **e["payload"]["data"]}
+        {"type": e.type, **e.payload["data"]}
         for e in reversed(found)
-        if e["type"].startswith("model_version.alias_")
+        if e.type.startswith("model_version.alias_")
     ]
 
 

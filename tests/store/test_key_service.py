@@ -19,6 +19,9 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select
 
+from hokusai.admin import keys as admin_keys_module
+from hokusai.admin.actor import Actor, Origin
+from hokusai.admin.keys import MIN_INHERITED_LIFETIME, KeyAdmin
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import alembic_config, pending_revisions, upgrade
 from hokusai.db.schema import api_keys, metadata
@@ -27,7 +30,6 @@ from hokusai.keys import store
 from hokusai.keys.format import DISPLAY_LENGTH, display_prefix, generate_key, parse_key
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import (
-    MIN_INHERITED_LIFETIME,
     AmbiguousKeyReference,
     KeyNotFound,
     KeyRejected,
@@ -75,6 +77,18 @@ def engine(store_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def keys(engine: Engine, clock: Clock) -> KeyService:
     return KeyService(engine, SECRET)
+
+
+@pytest.fixture
+def key_admin(
+    keys: KeyService, engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> KeyAdmin:
+    """Rotation is key administration: one rule, in KeyAdmin, on the same store and clock."""
+    monkeypatch.setattr(admin_keys_module, "utcnow", clock.utcnow)
+    return KeyAdmin(engine, keys, on_revoked=keys.forget)
+
+
+OPERATOR = Actor.operator(Origin.command("tests"))
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -489,12 +503,12 @@ def test_revoking_twice_keeps_the_first_time(keys: KeyService, clock: Clock) -> 
     assert second.revoked_at == first.revoked_at == START
 
 
-def test_rotate(keys: KeyService, clock: Clock) -> None:
+def test_rotate(keys: KeyService, key_admin: KeyAdmin, clock: Clock) -> None:
     old = keys.create(
         name="lscor training", owner="ana", scope=Scope.ADMIN, env="test", expires_in=timedelta(7)
     )
     clock.advance(86_400)
-    new = keys.rotate(old.key)
+    new = key_admin.rotate(OPERATOR, old.key)
 
     assert new.key != old.key
     assert keys.authenticate(new.key).id == new.record.id
@@ -516,42 +530,48 @@ def test_rotate(keys: KeyService, clock: Clock) -> None:
     assert keys.resolve(old.record.id).revoked_at == START + timedelta(days=1)
 
 
-def test_rotating_an_expired_key_gives_a_fresh_lifetime(keys: KeyService, clock: Clock) -> None:
+def test_rotating_an_expired_key_gives_a_fresh_lifetime(
+    keys: KeyService, key_admin: KeyAdmin, clock: Clock
+) -> None:
     old = keys.create(name="short", owner="ana", expires_in=timedelta(seconds=1))
     clock.advance(5)
     assert rejected(keys, old.key).reason == "expired"
 
-    new = keys.rotate(old.record.id)
+    new = key_admin.rotate(OPERATOR, old.record.id)
     # Not the 1 s it had, which would be spent before anyone could use the key.
     assert new.record.expires_at == START + timedelta(seconds=5) + MIN_INHERITED_LIFETIME
     clock.advance(60)
     assert keys.authenticate(new.key).id == new.record.id
 
 
-def test_rotate_with_a_lifetime_of_its_own(keys: KeyService, clock: Clock) -> None:
+def test_rotate_with_a_lifetime_of_its_own(
+    keys: KeyService, key_admin: KeyAdmin, clock: Clock
+) -> None:
     old = keys.create(name="ci", owner="ana", expires_in=timedelta(days=7))
     clock.advance(10)
-    new = keys.rotate(old.record.id, expires_in=timedelta(hours=2))
+    new = key_admin.rotate(OPERATOR, old.record.id, expires_in=timedelta(hours=2))
     assert new.record.expires_at == START + timedelta(seconds=10, hours=2)
     forever = keys.create(name="svc", owner="ana")
-    assert keys.rotate(forever.record.id, expires_in=timedelta(days=1)).record.expires_at == (
-        START + timedelta(seconds=10, days=1)
-    )
+    assert key_admin.rotate(
+        OPERATOR, forever.record.id, expires_in=timedelta(days=1)
+    ).record.expires_at == (START + timedelta(seconds=10, days=1))
     with pytest.raises(ValueError, match="must be positive"):
-        keys.rotate(new.record.id, expires_in=timedelta(0))
+        key_admin.rotate(OPERATOR, new.record.id, expires_in=timedelta(0))
     assert keys.resolve(new.record.id).revoked_at is None, "a refused rotation changes nothing"
 
 
-def test_rotating_a_key_without_expiry_gives_a_key_without_expiry(keys: KeyService) -> None:
+def test_rotating_a_key_without_expiry_gives_a_key_without_expiry(
+    keys: KeyService, key_admin: KeyAdmin
+) -> None:
     old = keys.create(name="ci", owner="tests")
-    new = keys.rotate(old.record.id)
+    new = key_admin.rotate(OPERATOR, old.record.id)
     assert new.record.expires_at is None
     assert new.record.scope is old.record.scope
 
 
-def test_a_revoked_key_cannot_be_rotated(keys: KeyService) -> None:
+def test_a_revoked_key_cannot_be_rotated(keys: KeyService, key_admin: KeyAdmin) -> None:
     old = keys.create(name="ci", owner="tests")
     keys.revoke(old.record.id)
     with pytest.raises(ValueError, match="is revoked; create a new key"):
-        keys.rotate(old.record.id)
+        key_admin.rotate(OPERATOR, old.record.id)
     assert keys.count() == 1

@@ -8,6 +8,7 @@ import secrets
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -15,17 +16,24 @@ import pytest
 from sqlalchemy import select
 
 from helpers import POSTGRES_ENV, postgres_database, replicas
+from hokusai.admin.actor import Actor, Origin
+from hokusai.admin.webhooks import WebhookAdmin
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.db.schema import deliveries, delivery_attempts
 from hokusai.keys.service import KeyService
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
-from hokusai.webhooks.endpoints import Endpoints
 from hokusai.webhooks.events import Event
 from hokusai.webhooks.outbox import emit
 from hokusai.webhooks.signing import SecretBox
 from webhooks.receiver import Answer, Receiver, always
+
+
+def add_endpoint(engine: Any, box: SecretBox, url: str) -> None:
+    admin = WebhookAdmin(engine, box, DispatcherSettings(allow_private=True))
+    admin.add(Actor.operator(Origin.command("tests")), url)
+
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +91,7 @@ def test_two_dispatchers_deliver_each_event_exactly_once(
     upgrade(engine)
     box = SecretBox(secrets.token_bytes(32))
     receiver.on("/both", always(Answer(delay=0.002)))
-    Endpoints(engine, box, allow_private=True).add(receiver.url("/both"))
+    add_endpoint(engine, box, receiver.url("/both"))
     made = [
         Event("model_version.tag_set", {"name": f"model-{i % 40}", "version": "1", "value": i})
         for i in range(EVENTS)
@@ -143,9 +151,7 @@ def test_two_serve_processes_on_postgresql_deliver_each_event_once(
         try:
             upgrade(engine)
             write_key = KeyService(engine, secret.encode()).create(name="ci", owner="tests").key
-            Endpoints(engine, SecretBox(secret.encode()), allow_private=True).add(
-                receiver.url("/replicas")
-            )
+            add_endpoint(engine, SecretBox(secret.encode()), receiver.url("/replicas"))
         finally:
             engine.dispose()
         env = {"HOKUSAI_WEBHOOK_ALLOW_PRIVATE": "1", "HOKUSAI_RECONCILE_INTERVAL": "0"}

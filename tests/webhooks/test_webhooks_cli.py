@@ -197,3 +197,17 @@ def test_webhooks_cli(cli: Cli, dispatcher_on: RunningGateway, receiver: Receive
     for command in ("disable", "enable", "remove", "rotate-secret", "test"):
         refused = cli("webhooks", command, "wh_0000000000000000", code=1)
         assert "no webhook endpoint 'wh_0000000000000000'" in text_of(refused)
+
+    # Every change made from the CLI is in the audit log, by the operator, with its target.
+    entries = cli.json("audit", "--limit", "1000")
+    changes = [
+        (e["action"], e["detail"]["target"], e["method"], e["key_id"])
+        for e in reversed(entries)
+        if e["action"].startswith("webhooks.")
+    ]
+    assert ("webhooks.add", endpoint_id, "CLI", None) in changes
+    for action in ("webhooks.disable", "webhooks.enable", "webhooks.remove"):
+        assert (action, broken_id, "CLI", None) in changes
+    assert ("webhooks.rotate_secret", endpoint_id, "CLI", None) in changes
+    assert ("webhooks.replay", outcome["event_id"], "CLI", None) in changes
+    assert sum(1 for c in changes if c[0] == "webhooks.test") == 4

@@ -28,6 +28,9 @@ from hokusai.keys.service import IssuedKey, KeyRejected, KeyService
 from hokusai.keys.store import KeyRecord
 
 MAX_TEXT = 200
+# A replacement that inherits its lifetime gets at least this long: a key rotated because
+# its very short lifetime ran out must not be born (all but) expired again.
+MIN_INHERITED_LIFETIME = timedelta(hours=1)
 
 
 class Lifetime(Enum):
@@ -120,13 +123,14 @@ class KeyAdmin:
         actor: Actor,
         reference: str,
         *,
-        expires_in: timedelta | str | Lifetime = Lifetime.SAME,
+        expires_in: timedelta | str | Lifetime | None = Lifetime.SAME,
     ) -> IssuedKey:
         """Replace a key: a new key with the same name, owner, scope and env, and the old
         one revoked, in one transaction.
 
         The new key's expiry is ``expires_in`` from now, or by default the old key's
-        lifetime from now — so an expired key rotates into a fresh, working one.
+        lifetime counted from now and at least :data:`MIN_INHERITED_LIFETIME` (none if the
+        old key never expired) — so an expired key rotates into a fresh, working one.
         """
         wanted = self._lifetime(expires_in)
         with change(self._engine, actor, Action.KEYS_ROTATE) as unit:
@@ -135,7 +139,11 @@ class KeyAdmin:
                 raise InvalidInput(f"{old.id} is revoked; create a new key instead of rotating it")
             lifetime: timedelta | None
             if wanted is Lifetime.SAME:
-                lifetime = old.expires_at - old.created_at if old.expires_at else None
+                lifetime = (
+                    max(old.expires_at - old.created_at, MIN_INHERITED_LIFETIME)
+                    if old.expires_at
+                    else None
+                )
             elif wanted is Lifetime.NEVER:
                 lifetime = None
             else:
@@ -211,7 +219,9 @@ class KeyAdmin:
             )
         return matches[0]
 
-    def _lifetime(self, expires_in: timedelta | str | Lifetime) -> timedelta | Lifetime:
+    def _lifetime(self, expires_in: timedelta | str | Lifetime | None) -> timedelta | Lifetime:
+        if expires_in is None or expires_in == "":
+            return Lifetime.SAME
         if isinstance(expires_in, Lifetime):
             return expires_in
         if isinstance(expires_in, str) and expires_in.strip().lower() == Lifetime.NEVER.value:

@@ -8,7 +8,7 @@ back typed (:mod:`hokusai.webhooks.records`), never as store rows.
 from __future__ import annotations
 
 import builtins
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -16,14 +16,14 @@ from sqlalchemy import Connection, Engine
 
 from hokusai.admin.actor import Actor, Outcome
 from hokusai.admin.authorization import Action
-from hokusai.admin.transaction import change, reading
-from hokusai.db.timestamps import as_utc, utcnow
+from hokusai.admin.transaction import change, reading, store_errors
+from hokusai.db.timestamps import utcnow
 from hokusai.durations import check_time, parse_since
 from hokusai.errors import InvalidInput, NotFound
 from hokusai.webhooks import endpoints as endpoint_store
 from hokusai.webhooks import outbox
-from hokusai.webhooks.delivery import new_session, send
-from hokusai.webhooks.dispatcher import DispatcherSettings
+from hokusai.webhooks.delivery import new_session
+from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
 from hokusai.webhooks.endpoints import ROTATION_GRACE, EndpointError
 from hokusai.webhooks.events import WEBHOOK_TEST, Event
 from hokusai.webhooks.records import (
@@ -143,20 +143,16 @@ class WebhookAdmin:
             return claimed
 
         claimed = await anyio.to_thread.run_sync(store_test)
+        # The same attempt as every delivery's (it never raises: a failure is its outcome).
         async with new_session(1) as client:
-            result = await send(
-                client,
-                url=claimed.endpoint["url"],
-                msg_id=claimed.event_id,
-                body=claimed.payload,
-                secrets_=self._signing_secrets(claimed.endpoint),
-                allow_private=self._dispatch.allow_private,
-                timeout=self._dispatch.timeout,
+            result = await Dispatcher(self._engine, self._box, self._dispatch).attempt(
+                client, claimed
             )
         # A test is one attempt: a failure goes straight to dead, with its reason.
-        await anyio.to_thread.run_sync(
-            outbox.record_attempts, self._engine, [(claimed, result)], [0.0]
-        )
+        with store_errors():
+            await anyio.to_thread.run_sync(
+                outbox.record_attempts, self._engine, [(claimed, result)], [0.0]
+            )
         return DeliveryTestOutcome(
             event_id=event.id,
             delivered=result.delivered,
@@ -252,15 +248,6 @@ class WebhookAdmin:
 
     def _endpoint(self, conn: Connection, endpoint_id: str) -> EndpointRecord:
         return EndpointRecord.from_row(self._endpoint_row(conn, endpoint_id))
-
-    def _signing_secrets(self, endpoint: dict[str, Any]) -> builtins.list[str]:
-        """The current secret, and the previous one while its rotation grace lasts."""
-        found = [self._box.open(endpoint["secret_encrypted"])]
-        previous = endpoint.get("previous_secret_encrypted")
-        until = as_utc(endpoint.get("previous_secret_expires_at"))
-        if previous and until and until > datetime.now(UTC):
-            found.append(self._box.open(previous))
-        return found
 
 
 def _since(value: datetime | str | None) -> datetime | None:

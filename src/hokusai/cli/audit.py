@@ -1,4 +1,4 @@
-"""``hokusai audit``: read the audit log from the store."""
+"""``hokusai audit``: read the audit log, through a gateway or on the server's own store."""
 
 from __future__ import annotations
 
@@ -7,25 +7,43 @@ from typing import Annotated
 
 import typer
 
-from hokusai.cli.context import DataDir, open_keys, parse_since
+from hokusai.cli.context import (
+    AdminDataDir,
+    ApiKey,
+    ApiUrl,
+    Profile,
+    admin,
+    domain_errors,
+    since_option,
+)
 from hokusai.cli.tables import print_table
 
 
+@domain_errors
 def audit(
     key_id: Annotated[str | None, typer.Option("--key-id", help="Only this key's entries.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action (e.g. keys.create).")
+    ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="A duration back (e.g. 1h, 7d) or an ISO time.")
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="At most this many entries.")
     ] = 50,
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the audit log (authenticated writes and admin actions), newest first."""
-    start = parse_since(since) if since else None
-    _, log = open_keys(data_dir)
-    entries = log.read(key_id=key_id, since=start, limit=limit)
+    start = since_option(since)
+    on = admin("audit", data_dir, api_url, api_key, profile)
+    found = on.services.audit.query(
+        on.actor, key_id=key_id, action=action, since=start, limit=limit
+    )
+    entries = [e.public() for e in found]
     if as_json:
         print(json.dumps(entries, indent=2))
         return

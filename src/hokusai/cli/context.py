@@ -1,22 +1,41 @@
-"""How CLI commands find the server's stores: ``--data-dir``/``HOKUSAI_HOME`` or
-``HOKUSAI_DATABASE_URL`` (with ``HOKUSAI_SECRET_KEY``)."""
+"""Where CLI commands work: on the server's own store, or through a remote gateway.
+
+- **On the server's own store** (local): only with an explicit ``--data-dir``/
+  ``HOKUSAI_HOME`` or ``HOKUSAI_DATABASE_URL`` (with ``HOKUSAI_SECRET_KEY``). Whoever holds
+  the store and its secret acts as the operator (:meth:`Actor.operator`).
+- **Admin from anywhere** (remote): otherwise, through ``/api/v1`` of the gateway named by
+  ``--api-url``/``HOKUSAI_API_URL`` with ``--api-key``/``HOKUSAI_API_KEY``, or the profile
+  saved by ``hokusai login`` (the SDK's own resolution, :func:`hokusai.sdk.config.resolve`).
+  The key is the actor, and the gateway decides what it may do.
+
+Both give the same services (:class:`AdminServices` or :class:`RemoteServices`), so a
+command runs the same code and shows the same output in either place.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
-from hokusai.db.engine import make_engine
-from hokusai.db.migrate import upgrade
-from hokusai.gateway.admin_api import DurationOutOfRange, parse_duration, time_in_range
-from hokusai.gateway.audit import AuditLog
-from hokusai.keys.service import KeyService
+from hokusai.admin.actor import Actor, Origin
+from hokusai.cli.errors import exit_with
+from hokusai.durations import parse_duration, parse_since
+from hokusai.errors import DomainError, InvalidInput, Unauthenticated
 from hokusai.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from hokusai.admin.services import AdminServices
+    from hokusai.cli.remote import RemoteServices
 
 DataDir = Annotated[
     Path | None,
@@ -27,8 +46,41 @@ DataDir = Annotated[
         show_default=False,
     ),
 ]
+# For the admin commands: naming the store is what makes a command work on it.
+AdminDataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="HOKUSAI_HOME",
+        help="Work on this server's own store (as its operator) instead of through a gateway.",
+        show_default=False,
+    ),
+]
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        help="The gateway to manage (default: HOKUSAI_API_URL, then the `hokusai login` profile).",
+        show_default=False,
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="An admin API key for that gateway (default: HOKUSAI_API_KEY, then the profile).",
+        show_default=False,
+    ),
+]
+Profile = Annotated[str | None, typer.Option("--profile", help="Profile of the config file.")]
 
 err = Console(stderr=True)
+
+NO_STORE_NOR_KEY = (
+    "no API key to manage a gateway with: pass --api-key (or set HOKUSAI_API_KEY, or run "
+    "`hokusai login`) to work through a gateway, or pass --data-dir (HOKUSAI_HOME) or set "
+    "HOKUSAI_DATABASE_URL to work on the server's own store as its operator"
+)
 
 
 def settings_for(data_dir: Path | None) -> Settings:
@@ -45,6 +97,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
     """The migrated auth store and the settings it was found with."""
+    from hokusai.db.engine import make_engine
+    from hokusai.db.migrate import upgrade
+
     settings = settings_for(data_dir)
     if not settings.database_url and not settings.home.exists():
         raise fail(
@@ -61,24 +116,76 @@ def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
     return engine, settings
 
 
-def open_keys(data_dir: Path | None) -> tuple[KeyService, AuditLog]:
-    engine, settings = open_store(data_dir)
-    return KeyService(engine, settings.resolved_secret, cache_seconds=0), AuditLog(engine)
+def local_services(engine: Engine, settings: Settings) -> AdminServices:
+    from hokusai.admin.services import build_services
+    from hokusai.keys.service import KeyService
+
+    verifier = KeyService(engine, settings.resolved_secret, cache_seconds=0)
+    return build_services(engine, settings, verifier)
 
 
-def parse_since(since: str) -> datetime:
-    """``--since``: a duration back from now (``1h``, ``7d``) or an ISO time (UTC if naive)."""
+@dataclass(frozen=True)
+class Admin:
+    """The services a command calls, and the actor it calls them as."""
+
+    services: AdminServices | RemoteServices
+    actor: Actor
+    remote: bool
+
+
+def admin(
+    command: str,
+    data_dir: Path | None,
+    api_url: str | None,
+    api_key: str | None,
+    profile: str | None = None,
+) -> Admin:
+    """Local when a store is named explicitly, else remote; else a clear refusal."""
+    actor = Actor.operator(Origin.command(command))
+    if data_dir is not None or os.environ.get("HOKUSAI_DATABASE_URL"):
+        engine, settings = open_store(data_dir)
+        return Admin(local_services(engine, settings), actor, remote=False)
+    from hokusai.cli.remote import RemoteServices
+    from hokusai.sdk.config import resolve
+    from hokusai.sdk.errors import ConfigurationError
+
     try:
-        return datetime.now(UTC) - parse_duration(since)
-    except DurationOutOfRange as exc:
-        raise fail(f"--since: {exc}", 2) from None
-    except ValueError:
-        pass
+        config = resolve(api_key=api_key, api_url=api_url, profile=profile)
+    except ConfigurationError as exc:
+        # resolve() explains a missing key for the SDK; here there is a second way out.
+        message = NO_STORE_NOR_KEY if "No API key" in str(exc) else str(exc)
+        raise exit_with(Unauthenticated(message)) from None
+    return Admin(RemoteServices.connect(config), actor, remote=True)
+
+
+def since_option(text: str | None) -> datetime | None:
+    """``--since``, checked before any store is opened or request sent: a refused command
+    touches nothing."""
+    if text is None:
+        return None
     try:
-        start = datetime.fromisoformat(since)
-    except ValueError:
-        raise fail(f"--since {since!r} is neither a duration (1h, 7d) nor an ISO time", 2) from None
-    try:
-        return time_in_range(start)
-    except ValueError as exc:
-        raise fail(f"--since: {exc}", 2) from None
+        return parse_since(text)
+    except InvalidInput as error:
+        raise InvalidInput(f"--since {error.message}") from None
+
+
+def duration_option(text: str | None) -> timedelta | None:
+    """A duration option (``--expires-in``), checked before anything is touched."""
+    return parse_duration(text) if text else None
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def domain_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Show a :class:`DomainError` the one way (``cli/errors.py``) and exit with its code."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DomainError as error:
+            raise exit_with(error) from None
+
+    return run

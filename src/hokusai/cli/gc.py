@@ -9,7 +9,7 @@ import typer
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_errors
 from hokusai.cli.context import err
-from hokusai.gateway.admin_api import parse_duration
+from hokusai.durations import parse_duration
 
 
 def gc(

@@ -1,45 +1,44 @@
-"""``hokusai keys``: create, list, revoke and rotate API keys, straight on the store."""
+"""``hokusai keys``: create, list, revoke and rotate API keys, through a gateway or on the
+server's own store (see :mod:`hokusai.cli.context` for which)."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import uuid
 from typing import Annotated, Literal
 
 import typer
 
-from hokusai.cli.context import DataDir, fail, open_keys
+from hokusai.cli.context import (
+    AdminDataDir,
+    ApiKey,
+    ApiUrl,
+    Profile,
+    admin,
+    domain_errors,
+    duration_option,
+)
 from hokusai.cli.tables import print_table
 from hokusai.db.timestamps import utcnow
-from hokusai.gateway.admin_api import parse_duration
-from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import AmbiguousKeyReference, KeyNotFound
+from hokusai.keys.service import IssuedKey
 
-app = typer.Typer(help="Manage API keys (on the server's store).", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage API keys (through a gateway with an admin key, or on the server's store).",
+    no_args_is_help=True,
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def cli_audit(log: AuditLog, action: str, command: str, **detail: object) -> None:
-    """Key changes made on the store directly are audited too, under the OS user."""
-    log.record(
-        AuditEntry(
-            request_id="cli-" + uuid.uuid4().hex,
-            key_id=None,
-            owner=getpass.getuser(),
-            action=action,
-            method="CLI",
-            path=f"hokusai {command}",
-            status=0,
-            client="cli",
-            detail=dict(detail),
-        )
-    )
+def _print_issued(issued: IssuedKey, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
+    else:
+        print(issued.key)
 
 
 @app.command()
+@domain_errors
 def create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
     scope: Annotated[
@@ -58,42 +57,37 @@ def create(
     owner: Annotated[
         str | None, typer.Option("--owner", help="Who holds the key (default: you).")
     ] = None,
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key. Prints only the key (shown once); --json for the record too."""
-    try:
-        lifetime = parse_duration(expires_in) if expires_in else None
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    keys, log = open_keys(data_dir)
-    try:
-        issued = keys.create(
-            name=name,
-            owner=owner or getpass.getuser(),
-            scope=scope,
-            env=env,
-            expires_in=lifetime,
-        )
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    cli_audit(log, "keys.create", "keys create", created=issued.record.id, scope=scope.value)
-    if as_json:
-        print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
-    else:
-        print(issued.key)
+    lifetime = duration_option(expires_in)
+    on = admin("keys create", data_dir, api_url, api_key, profile)
+    issued = on.services.keys.create(
+        on.actor, name=name, owner=owner, scope=scope, env=env, expires_in=lifetime
+    )
+    _print_issued(issued, as_json)
 
 
 @app.command("list")
+@domain_errors
 def list_keys(
     include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List keys (never the keys themselves: their display prefixes)."""
-    keys, _ = open_keys(data_dir)
+    on = admin("keys list", data_dir, api_url, api_key, profile)
     now = utcnow()
-    records = [k.public(now) for k in keys.list(include_revoked=include_revoked)]
+    records = [
+        k.public(now) for k in on.services.keys.list(on.actor, include_revoked=include_revoked)
+    ]
     if as_json:
         print(json.dumps(records, indent=2))
         return
@@ -115,18 +109,18 @@ def list_keys(
 
 
 @app.command()
+@domain_errors
 def revoke(
     key: Annotated[str, typer.Argument(help="Key id, display prefix or the whole key.")],
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a key: every gateway refuses it within a second."""
-    keys, log = open_keys(data_dir)
-    try:
-        record = keys.revoke(key)
-    except (KeyNotFound, AmbiguousKeyReference) as exc:
-        raise fail(str(exc)) from None
-    cli_audit(log, "keys.revoke", "keys revoke", revoked=record.id)
+    on = admin("keys revoke", data_dir, api_url, api_key, profile)
+    record = on.services.keys.revoke(on.actor, key)
     if as_json:
         print(json.dumps(record.public(utcnow()), indent=2))
     else:
@@ -134,6 +128,7 @@ def revoke(
 
 
 @app.command()
+@domain_errors
 def rotate(
     key: Annotated[str, typer.Argument(help="Key id, display prefix or the whole key.")],
     expires_in: Annotated[
@@ -144,27 +139,13 @@ def rotate(
             "at least 1h, counted from now).",
         ),
     ] = None,
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Replace a key with a new one (same name, owner, scope); the old one is revoked."""
-    try:
-        lifetime = parse_duration(expires_in) if expires_in else None
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    keys, log = open_keys(data_dir)
-    try:
-        issued = keys.rotate(key, expires_in=lifetime)
-    except (KeyNotFound, AmbiguousKeyReference, ValueError) as exc:
-        raise fail(str(exc)) from None
-    cli_audit(
-        log,
-        "keys.rotate",
-        "keys rotate",
-        rotated=issued.record.rotated_from,
-        replacement=issued.record.id,
-    )
-    if as_json:
-        print(json.dumps({"key": issued.key, "record": issued.record.public(utcnow())}, indent=2))
-    else:
-        print(issued.key)
+    lifetime = duration_option(expires_in)
+    on = admin("keys rotate", data_dir, api_url, api_key, profile)
+    _print_issued(on.services.keys.rotate(on.actor, key, expires_in=lifetime), as_json)

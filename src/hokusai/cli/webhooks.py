@@ -1,4 +1,5 @@
-"""``hokusai webhooks``: endpoints, deliveries and replays, straight on the store."""
+"""``hokusai webhooks``: endpoints, deliveries and replays, through a gateway or on the
+server's own store (see :mod:`hokusai.cli.context` for which). Every change is audited."""
 
 from __future__ import annotations
 
@@ -8,16 +9,25 @@ from typing import Annotated, Any, Literal, get_args
 
 import typer
 
-from hokusai.cli.context import DataDir, err, fail, open_store, parse_since
+from hokusai.cli.context import (
+    Admin,
+    AdminDataDir,
+    ApiKey,
+    ApiUrl,
+    Profile,
+    admin,
+    domain_errors,
+    err,
+    fail,
+    since_option,
+)
 from hokusai.cli.tables import print_table
 from hokusai.webhooks import outbox
-from hokusai.webhooks.dispatcher import send_test
-from hokusai.webhooks.endpoints import EndpointError, EndpointNotFound, Endpoints
-from hokusai.webhooks.signing import SecretBox
-from hokusai.webhooks.worker import dispatcher_settings
 
 app = typer.Typer(
-    help="Webhook endpoints and deliveries (on the server's store).", no_args_is_help=True
+    help="Webhook endpoints and deliveries (through a gateway with an admin key, or on the "
+    "server's store).",
+    no_args_is_help=True,
 )
 # The outbox's states, spelled out so that --help lists them.
 DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
@@ -26,18 +36,22 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 EndpointId = Annotated[str, typer.Argument(help="Endpoint id (wh_…).")]
 
 
-def _endpoints(data_dir: Any) -> Endpoints:
-    engine, settings = open_store(data_dir)
-    return Endpoints(
-        engine, SecretBox(settings.resolved_secret), allow_private=settings.webhook_allow_private
-    )
-
-
 def _print(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def _admin(
+    command: str,
+    data_dir: Any,
+    api_url: str | None,
+    api_key: str | None,
+    profile: str | None,
+) -> Admin:
+    return admin(f"webhooks {command}", data_dir, api_url, api_key, profile)
+
+
 @app.command()
+@domain_errors
 def add(
     url: Annotated[str, typer.Argument(help="Where to POST events (http or https).")],
     event: Annotated[
@@ -51,28 +65,36 @@ def add(
     description: Annotated[
         str, typer.Option("--description", help="A note for whoever reads the list.")
     ] = "",
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add an endpoint. Prints its signing secret (whsec_…) once."""
-    endpoints = _endpoints(data_dir)
-    try:
-        created = endpoints.add(
-            url, event_types=event or [], model_filter=model, description=description
-        )
-    except EndpointError as exc:
-        raise fail(str(exc), 2) from None
+    on = _admin("add", data_dir, api_url, api_key, profile)
+    created = on.services.webhooks.add(
+        on.actor, url, event_types=event or [], model_filter=model, description=description
+    )
     if as_json:
-        _print({"endpoint": created.endpoint, "secret": created.secret})
+        _print({"endpoint": created.endpoint.public(), "secret": created.secret})
         return
-    err.print(f"added {created.endpoint['id']} → {url}; its signing secret (shown once):")
+    err.print(f"added {created.endpoint.id} → {url}; its signing secret (shown once):")
     print(created.secret)
 
 
 @app.command("list")
-def list_endpoints(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+@domain_errors
+def list_endpoints(
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List endpoints (never their secrets)."""
-    found = _endpoints(data_dir).list()
+    on = _admin("list", data_dir, api_url, api_key, profile)
+    found = [e.public() for e in on.services.webhooks.list(on.actor)]
     if as_json:
         _print(found)
         return
@@ -91,82 +113,96 @@ def list_endpoints(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     print_table(columns, rows, whole=["id", "enabled"])
 
 
-def _change(data_dir: Any, endpoint_id: str, action: str) -> Any:
-    endpoints = _endpoints(data_dir)
-    try:
-        if action == "disable":
-            return endpoints.set_enabled(endpoint_id, False)
-        if action == "enable":
-            return endpoints.set_enabled(endpoint_id, True)
-        if action == "remove":
-            endpoints.remove(endpoint_id)
-            return {"removed": endpoint_id}
-        rotated = endpoints.rotate_secret(endpoint_id)
-        return {"endpoint": rotated.endpoint, "secret": rotated.secret}
-    except EndpointNotFound as exc:
-        raise fail(str(exc)) from None
-
-
 @app.command()
-def disable(endpoint_id: EndpointId, data_dir: DataDir = None) -> None:
+@domain_errors
+def disable(
+    endpoint_id: EndpointId,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+) -> None:
     """Stop deliveries to an endpoint (they wait until it is enabled)."""
-    _change(data_dir, endpoint_id, "disable")
+    on = _admin("disable", data_dir, api_url, api_key, profile)
+    on.services.webhooks.disable(on.actor, endpoint_id)
     err.print(f"disabled {endpoint_id}")
 
 
 @app.command()
-def enable(endpoint_id: EndpointId, data_dir: DataDir = None) -> None:
+@domain_errors
+def enable(
+    endpoint_id: EndpointId,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+) -> None:
     """Resume deliveries to an endpoint."""
-    _change(data_dir, endpoint_id, "enable")
+    on = _admin("enable", data_dir, api_url, api_key, profile)
+    on.services.webhooks.enable(on.actor, endpoint_id)
     err.print(f"enabled {endpoint_id}")
 
 
 @app.command()
-def remove(endpoint_id: EndpointId, data_dir: DataDir = None) -> None:
+@domain_errors
+def remove(
+    endpoint_id: EndpointId,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+) -> None:
     """Remove an endpoint and its undelivered deliveries."""
-    _change(data_dir, endpoint_id, "remove")
+    on = _admin("remove", data_dir, api_url, api_key, profile)
+    on.services.webhooks.remove(on.actor, endpoint_id)
     err.print(f"removed {endpoint_id}")
 
 
 @app.command("rotate-secret")
-def rotate_secret(endpoint_id: EndpointId, data_dir: DataDir = None) -> None:
+@domain_errors
+def rotate_secret(
+    endpoint_id: EndpointId,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+) -> None:
     """New signing secret (printed once); the old one also signs for 24 hours."""
-    rotated = _change(data_dir, endpoint_id, "rotate")
+    on = _admin("rotate-secret", data_dir, api_url, api_key, profile)
+    rotated = on.services.webhooks.rotate_secret(on.actor, endpoint_id)
+    until = rotated.endpoint.secret_rotation_until
     err.print(
-        f"rotated {endpoint_id}; until {rotated['endpoint']['secret_rotation_until']} "
+        f"rotated {endpoint_id}; until {until.isoformat() if until else None} "
         "deliveries carry signatures by the old and the new secret. New secret:"
     )
-    print(rotated["secret"])
+    print(rotated.secret)
 
 
 @app.command()
-def test(endpoint_id: EndpointId, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+@domain_errors
+def test(
+    endpoint_id: EndpointId,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Send a test event to an endpoint now and show the outcome."""
-    engine, settings = open_store(data_dir)
-    try:
-        Endpoints(
-            engine,
-            SecretBox(settings.resolved_secret),
-            allow_private=settings.webhook_allow_private,
-        ).get(endpoint_id)
-    except EndpointNotFound as exc:
-        raise fail(str(exc)) from None
-    outcome = asyncio.run(
-        send_test(
-            engine, SecretBox(settings.resolved_secret), dispatcher_settings(settings), endpoint_id
-        )
-    )
+    on = _admin("test", data_dir, api_url, api_key, profile)
+    outcome = asyncio.run(on.services.webhooks.test(on.actor, endpoint_id))
     if as_json:
-        _print(outcome)
-    elif outcome["delivered"]:
-        print(f"delivered: {outcome['status_code']} in {outcome['latency_ms']} ms")
+        _print(outcome.public())
+    elif outcome.delivered:
+        print(f"delivered: {outcome.status_code} in {outcome.latency_ms} ms")
     else:
-        print(f"not delivered: {outcome['error']}")
-    if not outcome["delivered"]:
+        print(f"not delivered: {outcome.error}")
+    if not outcome.delivered:
         raise typer.Exit(1)
 
 
 @app.command()
+@domain_errors
 def deliveries(
     status: Annotated[
         DeliveryStatus | None,
@@ -179,12 +215,20 @@ def deliveries(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="At most this many deliveries.")
     ] = 50,
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Deliveries and their attempts, newest first."""
-    engine, _ = open_store(data_dir)
-    found = outbox.list_deliveries(engine, status=status, endpoint_id=endpoint, limit=limit)
+    on = _admin("deliveries", data_dir, api_url, api_key, profile)
+    found = [
+        d.public()
+        for d in on.services.webhooks.deliveries(
+            on.actor, status=status, endpoint_id=endpoint, limit=limit
+        )
+    ]
     if as_json:
         _print(found)
         return
@@ -208,6 +252,7 @@ def deliveries(
 
 
 @app.command()
+@domain_errors
 def replay(
     event_id: Annotated[str | None, typer.Argument(help="The event to deliver again.")] = None,
     since: Annotated[
@@ -217,18 +262,20 @@ def replay(
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="Only to this endpoint.")
     ] = None,
-    data_dir: DataDir = None,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Deliver an event, or every event since a time, again."""
     if (event_id is None) == (since is None):
         raise fail("give an EVENT_ID or --since, not both", 2)
-    start = parse_since(since) if since is not None else None
-    engine, _ = open_store(data_dir)
-    try:
-        queued = outbox.replay(engine, event_id=event_id, since=start, endpoint_id=endpoint)
-    except LookupError as exc:
-        raise fail(str(exc)) from None
+    start = since_option(since)
+    on = _admin("replay", data_dir, api_url, api_key, profile)
+    queued = on.services.webhooks.replay(
+        on.actor, event_id=event_id, since=start, endpoint_id=endpoint
+    )
     if as_json:
         _print({"queued": queued, "event_id": event_id, "since": start, "endpoint": endpoint})
         return

@@ -23,7 +23,6 @@ from hokusai.server.runtime_file import RUNTIME_FILE, Runtime
 from hokusai.settings import ADMIN_KEY_FILE, SECRET_FILE, Settings
 from hokusai.webhooks.outbox import dispatch_lag_seconds
 
-MAX_LAG = 300.0
 TIMEOUT = 5.0
 MLFLOW_FIX = (
     "Is `hokusai serve` running (it supervises MLflow)? With an external MLflow, check "
@@ -173,7 +172,7 @@ class ServerDoctor:
             ) from None
         finally:
             engine.dispose()
-        if lag > MAX_LAG:
+        if lag > self.settings.max_dispatch_lag:
             raise HopFailed(
                 f"the oldest due webhook delivery has waited {lag:.0f} s",
                 "Start a dispatcher: `hokusai serve` runs one, or `hokusai worker`.",

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
-from hokusai.gateway.errors import STATUS_BY_ERROR_CODE
+from hokusai.errors import ErrorCode
 
 DOCS_URL = "/docs"
 OPENAPI_URL = "/api/v1/openapi.json"
@@ -45,7 +45,7 @@ _ERROR_SCHEMA: dict[str, Any] = {
     "description": "Every error answer, in MLflow's error format.",
     "required": ["error_code", "message"],
     "properties": {
-        "error_code": {"type": "string", "enum": sorted(STATUS_BY_ERROR_CODE)},
+        "error_code": {"type": "string", "enum": sorted(ErrorCode)},
         "message": {"type": "string", "description": "What happened and what to do."},
         "request_id": {
             "type": "string",

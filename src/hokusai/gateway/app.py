@@ -25,8 +25,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
+from hokusai.admin.services import build_services
 from hokusai.db.engine import make_engine
+from hokusai.errors import ErrorCode
 from hokusai.gateway import client_address, credentials, urlspace
+from hokusai.gateway.admin_api import build_admin_api
 from hokusai.gateway.artifact_locations import check_artifact_location, chooses_artifact_location
 from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.gateway.body import (
@@ -56,8 +59,6 @@ from hokusai.webhooks.worker import run_background
 
 log = logging.getLogger("hokusai.gateway")
 
-# Beyond this, deliveries are not being made: /ready says so.
-MAX_DISPATCH_LAG = 300.0
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
 
@@ -106,9 +107,11 @@ class Gateway:
         self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
         self.key_limiter = key_limiter(settings, self.engine, self.metrics)
         self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
-        from hokusai.gateway.admin_api import build_admin_api
-
-        self.admin_api = build_admin_api(self)
+        # A revocation through this gateway takes effect here at once, not within the TTL.
+        self.services = build_services(
+            self.engine, settings, self.keys, on_revoked=self.keys.forget
+        )
+        self.admin_api = build_admin_api(self.services)
 
     # ---- ASGI entry point -------------------------------------------------------
 
@@ -229,7 +232,7 @@ class Gateway:
             await send_error(
                 send_tagged,
                 GatewayError(
-                    "INTERNAL_ERROR",
+                    ErrorCode.INTERNAL_ERROR,
                     f"The gateway failed unexpectedly (request id {exchange.request_id}); "
                     "the operator's log has the details under that id.",
                 ),
@@ -437,7 +440,7 @@ class Gateway:
         except KeyRejected as rejected:
             self._auth_failed(exchange, rejected.reason, rejected.message)
             raise GatewayError(
-                "UNAUTHENTICATED", rejected.message, reason=rejected.reason
+                ErrorCode.UNAUTHENTICATED, rejected.message, reason=rejected.reason
             ) from None
         except GatewayError as error:
             self._auth_failed(exchange, error.reason, error.message)
@@ -445,7 +448,7 @@ class Gateway:
         except SQLAlchemyError as exc:
             log.error("auth store unreachable: %s", type(exc).__name__)
             raise GatewayError(
-                "TEMPORARILY_UNAVAILABLE",
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
                 "The gateway cannot reach its auth store to check the API key. Retry shortly; "
                 "operators: /ready names the failing dependency, `hokusai doctor --server` "
                 "checks it.",
@@ -460,7 +463,7 @@ class Gateway:
         if blocked:
             self.metrics.rate_limited.labels("auth_failures").inc()
             raise GatewayError(
-                "REQUEST_LIMIT_EXCEEDED",
+                ErrorCode.REQUEST_LIMIT_EXCEEDED,
                 f"Too many failed authentications from {exchange.client} in the last minute; "
                 f"this one: {message} Fix the API key (run `hokusai doctor`) and retry after "
                 "the Retry-After delay.",
@@ -494,17 +497,17 @@ class Gateway:
                     f"The tracking URI is {self._base_url(scope, headers)}"
                     f"{urlspace.MLFLOW_PREFIX}; the MLflow client adds /api/2.0/mlflow/… itself."
                 )
-            raise GatewayError("ENDPOINT_NOT_FOUND", message, reason="no_such_endpoint")
+            raise GatewayError(ErrorCode.ENDPOINT_NOT_FOUND, message, reason="no_such_endpoint")
         if isinstance(route.access, Hidden):
             raise GatewayError(
-                "ENDPOINT_NOT_FOUND",
+                ErrorCode.ENDPOINT_NOT_FOUND,
                 f"{method} {mlflow_path} is not exposed by this gateway: {route.access.reason}.",
                 reason="not_exposed",
             )
         if not key.scope.allows(route.access):
             self.metrics.auth_failures.labels("scope").inc()
             raise GatewayError(
-                "PERMISSION_DENIED",
+                ErrorCode.PERMISSION_DENIED,
                 f"{method} {mlflow_path} needs the '{route.access.value}' scope; API key "
                 f"{key.display_prefix}… ({key.id}) has '{key.scope.value}'. Ask an admin for a "
                 f"key with the '{route.access.value}' scope.",
@@ -517,7 +520,7 @@ class Gateway:
         if wait:
             self.metrics.rate_limited.labels("key").inc()
             raise GatewayError(
-                "REQUEST_LIMIT_EXCEEDED",
+                ErrorCode.REQUEST_LIMIT_EXCEEDED,
                 f"API key {key.id} is over its rate limit "
                 f"({self.settings.rate_limit_per_second:g} requests/s). Retry after the "
                 "Retry-After delay.",
@@ -558,7 +561,7 @@ class Gateway:
     async def _check_dispatch_lag(self) -> str:
         lag = await anyio.to_thread.run_sync(dispatch_lag_seconds, self.engine)
         self.metrics.dispatch_lag.set(lag)
-        if lag > MAX_DISPATCH_LAG:
+        if lag > self.settings.max_dispatch_lag:
             raise RuntimeError(
                 f"the oldest due webhook delivery has waited {lag:.0f} s: is a dispatcher "
                 "running (hokusai serve, or hokusai worker)?"

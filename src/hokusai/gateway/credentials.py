@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote_plus
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.keys.format import KEY_LIKE
 
@@ -20,14 +21,14 @@ def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
             return value.strip()
         if scheme.lower() == "basic":
             raise GatewayError(
-                "UNAUTHENTICATED",
+                ErrorCode.UNAUTHENTICATED,
                 "HTTP basic authentication is not accepted here. Send the API key as a "
                 "Bearer token: for the MLflow client set MLFLOW_TRACKING_TOKEN (and unset "
                 "MLFLOW_TRACKING_USERNAME/PASSWORD); for the SDK set HOKUSAI_API_KEY.",
                 reason="malformed",
             )
         raise GatewayError(
-            "UNAUTHENTICATED",
+            ErrorCode.UNAUTHENTICATED,
             "The Authorization header is not 'Bearer <key>'. Send "
             "'Authorization: Bearer hk_live_…' or 'X-API-Key: hk_live_…'.",
             reason="malformed",
@@ -53,7 +54,7 @@ def _decoded(text: str) -> str:
 
 def _key_in_url(where: str) -> GatewayError:
     return GatewayError(
-        "INVALID_PARAMETER_VALUE",
+        ErrorCode.INVALID_PARAMETER_VALUE,
         f"An API key was found in the URL's {where}; API keys are never accepted in the URL "
         "(URLs are written to logs), so nothing was forwarded or recorded. Send the key in the "
         "'Authorization: Bearer' header instead, and if a real key was in this URL, rotate it "

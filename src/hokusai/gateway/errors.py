@@ -9,24 +9,14 @@ built here, with the HTTP status MLflow itself maps to the code.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 
 from starlette.types import Send
 
-# MLflow's ErrorCode name -> HTTP status, as mlflow.protos.databricks_pb2 maps them.
-STATUS_BY_ERROR_CODE: dict[str, int] = {
-    "INVALID_PARAMETER_VALUE": 400,
-    "BAD_REQUEST": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "ENDPOINT_NOT_FOUND": 404,
-    "RESOURCE_DOES_NOT_EXIST": 404,
-    "RESOURCE_ALREADY_EXISTS": 400,
-    "REQUEST_LIMIT_EXCEEDED": 429,
-    "INTERNAL_ERROR": 500,
-    "TEMPORARILY_UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-}
+from hokusai.errors import HTTP_STATUS, DomainError, ErrorCode, RateLimited, http_status
+
+__all__ = ["HTTP_STATUS", "GatewayError", "domain_answer", "error_body", "send_error"]
 
 
 class GatewayError(Exception):
@@ -34,7 +24,8 @@ class GatewayError(Exception):
 
     def __init__(
         self,
-        error_code: str,
+        # A str only for callers not yet converted; ErrorCode(...) rejects unknown codes.
+        error_code: ErrorCode | str,
         message: str,
         *,
         status: int | None = None,
@@ -42,12 +33,21 @@ class GatewayError(Exception):
         reason: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.error_code = error_code
+        self.error_code = ErrorCode(error_code)
         self.message = message
-        self.status = status or STATUS_BY_ERROR_CODE[error_code]
+        self.status = status or http_status(self.error_code)
         self.headers = dict(headers or {})
         # A short machine-readable cause (e.g. "revoked"), for metrics and logs.
-        self.reason = reason or error_code.lower()
+        self.reason = reason or self.error_code.lower()
+
+
+def domain_answer(error: DomainError) -> GatewayError:
+    """How a service's :class:`DomainError` is answered over HTTP: the status its code maps
+    to, and ``Retry-After`` (whole seconds, at least 1) for a rate limit."""
+    headers = None
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
+    return GatewayError(error.code, error.message, headers=headers, reason=error.reason)
 
 
 def error_body(error_code: str, message: str, request_id: str | None) -> bytes:
@@ -94,9 +94,10 @@ def unformatted_server_error(
             retry_after = value.decode("latin-1")
     if _is_json(content_type):
         return None
-    error_code = {503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}.get(
-        status, "INTERNAL_ERROR"
-    )
+    error_code = {
+        503: ErrorCode.TEMPORARILY_UNAVAILABLE,
+        504: ErrorCode.DEADLINE_EXCEEDED,
+    }.get(status, ErrorCode.INTERNAL_ERROR)
     return GatewayError(
         error_code,
         f"The server failed with HTTP {status} (request id {request_id}); the operator's log "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import unquote_to_bytes
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 
 MLFLOW_PREFIX = "/api/mlflow"
@@ -87,7 +88,7 @@ def canonical(raw_path: bytes) -> CanonicalPath:
         path = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise GatewayError(
-            "INVALID_PARAMETER_VALUE",
+            ErrorCode.INVALID_PARAMETER_VALUE,
             "The request path is not valid UTF-8 once percent-decoded (overlong or broken "
             "sequences); the gateway accepts only canonical paths. Percent-encode the path's "
             "UTF-8 bytes.",
@@ -113,7 +114,7 @@ def check_canonical(raw_path: bytes) -> None:
             problem = "a '.' or '..' segment"
     if problem:
         raise GatewayError(
-            "INVALID_PARAMETER_VALUE",
+            ErrorCode.INVALID_PARAMETER_VALUE,
             f"The request path contains {problem}; the gateway accepts only canonical paths. "
             "Send the path without it.",
             reason="non_canonical_path",
@@ -156,4 +157,4 @@ def not_found(path: str, base_url: str) -> GatewayError:
             f"No endpoint at {path}. This gateway serves MLflow at {tracking_uri}, its own API "
             f"under {base_url.rstrip('/')}/api/v1 (see /docs), and /health, /ready, /metrics."
         )
-    return GatewayError("ENDPOINT_NOT_FOUND", message, reason="no_such_path")
+    return GatewayError(ErrorCode.ENDPOINT_NOT_FOUND, message, reason="no_such_path")

@@ -1,4 +1,5 @@
-"""API key lifecycle and verification.
+"""API key verification, and the store-level provisioning the server's first start and
+test fixtures use. Administration (rotation, audited changes) is ``admin/keys.py``'s.
 
 Verification is on every request's path, so it is shaped for that: the format and
 checksum are checked without I/O, a verified key is trusted for ``cache_seconds``
@@ -25,9 +26,6 @@ from hokusai.keys.scopes import Scope
 from hokusai.keys.store import KeyRecord
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# A replacement that inherits its lifetime gets at least this long: a key rotated because
-# its very short lifetime ran out must not be born (all but) expired again.
-MIN_INHERITED_LIFETIME = timedelta(hours=1)
 
 
 class KeyRejected(Exception):
@@ -137,32 +135,8 @@ class KeyService:
         record = self.resolve(reference)
         with self._engine.begin() as conn:
             store.mark_revoked(conn, key_id=record.id, at=utcnow())
-        self._forget(record.id)
+        self.forget(record.id)
         return self.resolve(record.id)
-
-    def rotate(self, reference: str, *, expires_in: timedelta | None = None) -> IssuedKey:
-        """Issue a replacement with the same name, owner, scope and env; revoke the old key.
-
-        The replacement lives ``expires_in`` from now; without it, as long as the original
-        lived (counted from now, and at least :data:`MIN_INHERITED_LIFETIME`), or forever
-        when the original never expired. An expired key can be rotated: its replacement's
-        lifetime starts now.
-        """
-        old = self.resolve(reference)
-        if old.revoked_at is not None:
-            raise ValueError(f"{old.id} is revoked; create a new key instead of rotating it")
-        if expires_in is None and old.expires_at is not None:
-            expires_in = max(old.expires_at - old.created_at, MIN_INHERITED_LIFETIME)
-        issued = self.create(
-            name=old.name,
-            owner=old.owner,
-            scope=old.scope,
-            env=old.env,
-            expires_in=expires_in,
-            rotated_from=old.id,
-        )
-        self.revoke(old.id)
-        return issued
 
     # ---- verification (hot path) ---------------------------------------------
 
@@ -248,7 +222,8 @@ class KeyService:
         with self._engine.begin() as conn:
             store.touch_last_used(conn, key_id=record.id, at=now)
 
-    def _forget(self, key_id: str) -> None:
+    def forget(self, key_id: str) -> None:
+        """Drop ``key_id`` from the verification cache (it was just revoked here)."""
         for key_hash, (_, record) in list(self._cache.items()):
             if record.id == key_id:
                 self._cache.pop(key_hash, None)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -19,11 +19,9 @@ import anyio
 from sqlalchemy import Engine
 
 from hokusai.db.engine import retry_on_disconnect
-from hokusai.db.timestamps import as_utc
 from hokusai.webhooks import outbox
 from hokusai.webhooks.delivery import AttemptResult, new_session, send
-from hokusai.webhooks.events import WEBHOOK_TEST, Event
-from hokusai.webhooks.signing import SecretBox
+from hokusai.webhooks.signing import SecretBox, signing_secrets
 
 log = logging.getLogger("hokusai.webhooks")
 
@@ -33,6 +31,9 @@ SVIX_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 @dataclass(frozen=True)
 class DispatcherSettings:
+    """What one dispatcher works with; built from :class:`hokusai.settings.Settings` by
+    ``worker.dispatcher_settings`` (the defaults here are for tests that build one)."""
+
     allow_private: bool = False
     timeout: float = 10.0
     retry_scale: float = 1.0
@@ -158,7 +159,7 @@ class Dispatcher:
                 url=item.endpoint["url"],
                 msg_id=item.event_id,
                 body=item.payload,
-                secrets_=self._secrets(item.endpoint),
+                secrets_=signing_secrets(self.box, item.endpoint),
                 allow_private=self.settings.allow_private,
                 timeout=self.settings.timeout,
             )
@@ -173,45 +174,3 @@ class Dispatcher:
                 None,
                 f"unexpected {type(exc).__name__}: {exc}"[:300],
             )
-
-    def _secrets(self, endpoint: dict[str, Any]) -> list[str]:
-        secrets = [self.box.open(endpoint["secret_encrypted"])]
-        previous, until = (
-            endpoint.get("previous_secret_encrypted"),
-            as_utc(endpoint.get("previous_secret_expires_at")),
-        )
-        if previous and until and until > datetime.now(UTC):
-            secrets.append(self.box.open(previous))
-        return secrets
-
-
-async def send_test(
-    engine: Engine,
-    box: SecretBox,
-    settings: DispatcherSettings,
-    endpoint_id: str,
-    key_id: str | None = None,
-) -> dict[str, Any]:
-    """Send a ``webhook.test`` event to one endpoint now; its recorded outcome."""
-    event = Event(
-        WEBHOOK_TEST,
-        {"endpoint_id": endpoint_id, "message": "a test delivery from Hokusai"},
-        key_id,
-        "test",
-    )
-    claimed = await anyio.to_thread.run_sync(
-        lambda: outbox.emit_to_endpoint(engine, event, endpoint_id, settings.lease)
-    )
-    dispatcher = Dispatcher(engine, box, settings)
-    async with new_session(1) as client:
-        result = await dispatcher.attempt(client, claimed)
-    # A test is one attempt: a failure goes straight to dead, with its reason.
-    await anyio.to_thread.run_sync(outbox.record_attempts, engine, [(claimed, result)], [0.0])
-    return {
-        "event_id": event.id,
-        "delivered": result.delivered,
-        "status_code": result.status_code,
-        "latency_ms": result.latency_ms,
-        "error": result.error,
-        "response_snippet": result.response_snippet,
-    }

@@ -13,12 +13,11 @@ from urllib.parse import urlsplit
 
 import idna
 import yarl
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from hokusai.db.schema import deliveries, webhook_endpoints
-from hokusai.db.timestamps import as_utc, utcnow
+from hokusai.db.timestamps import utcnow
 from hokusai.webhooks.events import EVENT_TYPES
-from hokusai.webhooks.signing import SecretBox, new_secret
 
 ROTATION_GRACE = timedelta(hours=24)
 _GLOB = re.compile(r"^[A-Za-z0-9_.\-*?\[\]! /:@]{1,256}$")
@@ -26,16 +25,6 @@ _GLOB = re.compile(r"^[A-Za-z0-9_.\-*?\[\]! /:@]{1,256}$")
 
 class EndpointError(ValueError):
     """Invalid endpoint input; nothing was stored."""
-
-
-class EndpointNotFound(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class NewEndpoint:
-    endpoint: dict[str, Any]
-    secret: str
 
 
 @dataclass(frozen=True)
@@ -159,132 +148,6 @@ def validate_model_filter(pattern: str | None) -> str | None:
             f"{pattern!r} is not a model name or glob (letters, digits, _ . - / and * ? [ ])"
         )
     return pattern
-
-
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    """An endpoint as shown to admins: never its secret."""
-    return {
-        "id": row["id"],
-        "url": row["url"],
-        "description": row["description"],
-        "event_types": json.loads(row["event_types"]),
-        "model_filter": row["model_filter"],
-        "enabled": bool(row["enabled"]),
-        "disabled_reason": row["disabled_reason"],
-        "created_at": as_utc(row["created_at"]).isoformat(),  # type: ignore[union-attr]
-        "updated_at": as_utc(row["updated_at"]).isoformat(),  # type: ignore[union-attr]
-        "secret_rotation_until": (
-            as_utc(row["previous_secret_expires_at"]).isoformat()  # type: ignore[union-attr]
-            if row["previous_secret_encrypted"]
-            else None
-        ),
-    }
-
-
-class Endpoints:
-    def __init__(self, engine: Engine, box: SecretBox, *, allow_private: bool) -> None:
-        self.engine = engine
-        self.box = box
-        self.allow_private = allow_private
-
-    def add(
-        self,
-        url: str,
-        *,
-        event_types: list[str] | None = None,
-        model_filter: str | None = None,
-        description: str = "",
-    ) -> NewEndpoint:
-        url = validate_url(url, allow_private=self.allow_private)
-        types = validate_event_types(event_types or [])
-        pattern = validate_model_filter(model_filter)
-        if len(description) > 1000:
-            raise EndpointError("the description is longer than 1000 characters")
-        secret = new_secret()
-        now = utcnow()
-        row = {
-            "id": "wh_" + secrets.token_hex(8),
-            "url": url,
-            "description": description,
-            "event_types": json.dumps(types),
-            "model_filter": pattern,
-            "secret_encrypted": self.box.seal(secret),
-            "previous_secret_encrypted": None,
-            "previous_secret_expires_at": None,
-            "enabled": True,
-            "disabled_reason": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        with self.engine.begin() as conn:
-            conn.execute(webhook_endpoints.insert().values(**row))
-        return NewEndpoint(public(row), secret)
-
-    def get_row(self, endpoint_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
-            ).first()
-        if row is None:
-            raise EndpointNotFound(f"no webhook endpoint {endpoint_id!r}")
-        return dict(row._mapping)
-
-    def get(self, endpoint_id: str) -> dict[str, Any]:
-        return public(self.get_row(endpoint_id))
-
-    def list(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.created_at))
-            return [public(dict(r._mapping)) for r in rows]
-
-    def set_enabled(
-        self, endpoint_id: str, enabled: bool, reason: str | None = None
-    ) -> dict[str, Any]:
-        self.get_row(endpoint_id)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(webhook_endpoints)
-                .where(webhook_endpoints.c.id == endpoint_id)
-                .values(
-                    enabled=enabled,
-                    updated_at=utcnow(),
-                    disabled_reason=None if enabled else (reason or "disabled by an admin"),
-                )
-            )
-        return self.get(endpoint_id)
-
-    def remove(self, endpoint_id: str) -> None:
-        self.get_row(endpoint_id)
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(deliveries).where(
-                    deliveries.c.endpoint_id == endpoint_id,
-                    deliveries.c.status.in_(("pending", "failed")),
-                )
-            )
-            conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
-
-    def rotate_secret(self, endpoint_id: str, grace: timedelta = ROTATION_GRACE) -> NewEndpoint:
-        """A new secret; the old one keeps signing (as a second signature) for ``grace``."""
-        row = self.get_row(endpoint_id)
-        secret = new_secret()
-        now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(webhook_endpoints)
-                .where(webhook_endpoints.c.id == endpoint_id)
-                .values(
-                    secret_encrypted=self.box.seal(secret),
-                    previous_secret_encrypted=row["secret_encrypted"],
-                    previous_secret_expires_at=now + grace,
-                    updated_at=now,
-                )
-            )
-        return NewEndpoint(self.get(endpoint_id), secret)
-
-
-# ---- on a caller's connection ------------------------------------------------------------
-# For services that change an endpoint and write its audit row in one transaction.
 
 
 def new_endpoint_row(

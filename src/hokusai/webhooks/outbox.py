@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hokusai.db.schema import deliveries, delivery_attempts, events, webhook_endpoints
@@ -248,69 +248,6 @@ def release(engine: Engine, unsent: list[Claimed]) -> None:
         )
 
 
-def replay(
-    engine: Engine,
-    *,
-    event_id: str | None = None,
-    since: datetime | None = None,
-    endpoint_id: str | None = None,
-) -> int:
-    """Deliver events again: one event, or every event since a time. The count queued.
-
-    Endpoints that never had a delivery of an event (added later) get one now.
-    """
-    now = utcnow()
-    with engine.begin() as conn:
-        query = select(events.c.seq, events.c.id, events.c.type, events.c.model_name)
-        if event_id:
-            query = query.where(events.c.id == event_id)
-        if since:
-            query = query.where(events.c.occurred_at >= since)
-        chosen = conn.execute(query.order_by(events.c.seq)).all()
-        if event_id and not chosen:
-            raise LookupError(f"no event {event_id!r}")
-        endpoint_query = select(webhook_endpoints).where(webhook_endpoints.c.enabled)
-        if endpoint_id:
-            endpoint_query = endpoint_query.where(webhook_endpoints.c.id == endpoint_id)
-        endpoints = [dict(e._mapping) for e in conn.execute(endpoint_query)]
-        queued = 0
-        for event in chosen:
-            for endpoint in endpoints:
-                if not endpoint_wants(endpoint, event.type, event.model_name):
-                    continue
-                reset = conn.execute(
-                    update(deliveries)
-                    .where(
-                        and_(
-                            deliveries.c.event_id == event.id,
-                            deliveries.c.endpoint_id == endpoint["id"],
-                        )
-                    )
-                    .values(
-                        status=PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        lease_until=None,
-                        updated_at=now,
-                    )
-                )
-                if reset.rowcount == 0:
-                    conn.execute(
-                        deliveries.insert().values(
-                            event_seq=event.seq,
-                            event_id=event.id,
-                            endpoint_id=endpoint["id"],
-                            status=PENDING,
-                            attempts=0,
-                            next_attempt_at=now,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-                queued += 1
-    return queued
-
-
 def dispatch_lag_seconds(engine: Engine) -> float:
     """How long the oldest due delivery has waited; 0 when none is due."""
     now = utcnow()
@@ -326,115 +263,6 @@ def dispatch_lag_seconds(engine: Engine) -> float:
         ).scalar()
     oldest = as_utc(oldest)
     return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-
-
-def list_deliveries(
-    engine: Engine,
-    *,
-    status: str | None = None,
-    endpoint_id: str | None = None,
-    event_id: str | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    query = (
-        select(
-            deliveries,
-            events.c.type.label("event_type"),
-            events.c.model_name,
-            events.c.model_version,
-        )
-        .join(events, events.c.id == deliveries.c.event_id)
-        .order_by(deliveries.c.id.desc())
-        .limit(max(1, min(limit, 10_000)))
-    )
-    if status:
-        query = query.where(deliveries.c.status == status)
-    if endpoint_id:
-        query = query.where(deliveries.c.endpoint_id == endpoint_id)
-    if event_id:
-        query = query.where(deliveries.c.event_id == event_id)
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-        ids = [r["id"] for r in rows]
-        attempts: dict[int, list[dict[str, Any]]] = {}
-        if ids:
-            for a in conn.execute(
-                select(delivery_attempts)
-                .where(delivery_attempts.c.delivery_id.in_(ids))
-                .order_by(delivery_attempts.c.id)
-            ):
-                entry = dict(a._mapping)
-                entry["attempted_at"] = as_utc(entry["attempted_at"]).isoformat()  # type: ignore[union-attr]
-                attempts.setdefault(entry.pop("delivery_id"), []).append(entry)
-    for row in rows:
-        for column in ("next_attempt_at", "lease_until", "created_at", "updated_at"):
-            value = as_utc(row[column])
-            row[column] = value.isoformat() if value else None
-        row["attempt_log"] = attempts.get(row["id"], [])
-    return rows
-
-
-def list_events(
-    engine: Engine,
-    *,
-    since: datetime | None = None,
-    model_name: str | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    query = select(events).order_by(events.c.seq.desc()).limit(max(1, min(limit, 10_000)))
-    if since:
-        query = query.where(events.c.occurred_at >= since)
-    if model_name:
-        query = query.where(events.c.model_name == model_name)
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    for row in rows:
-        row["occurred_at"] = as_utc(row["occurred_at"]).isoformat()  # type: ignore[union-attr]
-        row["payload"] = json.loads(row["payload"])
-    return rows
-
-
-def emit_to_endpoint(engine: Engine, event: Event, endpoint_id: str, lease: timedelta) -> Claimed:
-    """Store ``event`` with one delivery, to ``endpoint_id``, already claimed by the caller
-    (a test delivery: made at once, never retried)."""
-    now = utcnow()
-    with engine.begin() as conn:
-        seq = conn.execute(
-            events.insert().values(
-                id=event.id,
-                type=event.type,
-                occurred_at=event.occurred_at,
-                key_id=event.key_id,
-                model_name=None,
-                model_version=None,
-                payload=event.body(),
-                dedupe_key=None,
-                source=event.source,
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        delivery_id = conn.execute(
-            deliveries.insert().values(
-                event_seq=seq,
-                event_id=event.id,
-                endpoint_id=endpoint_id,
-                status=PENDING,
-                attempts=1,
-                next_attempt_at=None,
-                lease_until=now + lease,
-                created_at=now,
-                updated_at=now,
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        endpoint = dict(
-            conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
-            .one()
-            ._mapping
-        )
-    return Claimed(int(delivery_id), event.id, int(seq), 1, event.body(), endpoint)
-
-
-# ---- on a caller's connection ------------------------------------------------------------
-# For services that change the outbox and write the change's audit row in one transaction.
 
 
 def replay_on(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
@@ -34,6 +36,19 @@ class SecretBox:
 
     def open(self, sealed: str) -> str:
         return self._fernet.decrypt(sealed.encode()).decode()
+
+
+def signing_secrets(box: SecretBox, endpoint: Mapping[str, Any]) -> list[str]:
+    """An endpoint row's secrets to sign with: the current one, and the previous one while
+    its rotation grace lasts (receivers verify with either)."""
+    found = [box.open(endpoint["secret_encrypted"])]
+    previous = endpoint.get("previous_secret_encrypted")
+    until = endpoint.get("previous_secret_expires_at")
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)  # SQLite gives back naive UTC
+    if previous and until and until > datetime.now(UTC):
+        found.append(box.open(previous))
+    return found
 
 
 def signature_header(msg_id: str, timestamp: datetime, body: str, secrets_: list[str]) -> str:

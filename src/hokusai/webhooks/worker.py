@@ -25,6 +25,10 @@ def dispatcher_settings(settings: Settings) -> DispatcherSettings:
         allow_private=settings.webhook_allow_private,
         timeout=settings.webhook_timeout,
         retry_scale=settings.webhook_retry_scale,
+        batch=settings.dispatch_batch,
+        concurrency=settings.dispatch_concurrency,
+        poll_interval=settings.dispatch_poll_interval,
+        lease_seconds=settings.dispatch_lease_seconds,
     )
 
 
