@@ -14,6 +14,7 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 
 CREATE_EXPERIMENT = frozenset(
@@ -64,7 +65,7 @@ def _shown(value: Any) -> str:
 
 def _refused(what: str, root: str) -> GatewayError:
     return GatewayError(
-        "INVALID_PARAMETER_VALUE",
+        ErrorCode.INVALID_PARAMETER_VALUE,
         f"{what}: experiments keep their artifacts under the platform's artifact root "
         f"({root}). Leave artifact_location out, or name a place under the root. Nothing "
         "was created.",

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import anyio
 from starlette.types import Receive
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 
 
@@ -36,7 +37,7 @@ def check_content_length(headers: list[tuple[bytes, bytes]], max_body: int) -> N
                 declared = int(value)
             except ValueError:
                 raise GatewayError(
-                    "INVALID_PARAMETER_VALUE",
+                    ErrorCode.INVALID_PARAMETER_VALUE,
                     "The Content-Length header is not a number.",
                     reason="bad_request",
                 ) from None
@@ -71,7 +72,7 @@ async def stream_body(receive: Receive, max_body: int, idle_timeout: float) -> A
 
 def too_large(max_body: int) -> GatewayError:
     return GatewayError(
-        "INVALID_PARAMETER_VALUE",
+        ErrorCode.INVALID_PARAMETER_VALUE,
         f"The request body is larger than this gateway accepts ({max_body} bytes). "
         "Send less data per request, or ask the operator to raise the limit.",
         reason="body_too_large",
@@ -82,7 +83,7 @@ def stalled(idle_timeout: float) -> GatewayError:
     # 408: the request was never complete, so it never reached MLflow; sending it again
     # (at a normal pace) is safe. The rest of the body is unread: the connection must go.
     return GatewayError(
-        "BAD_REQUEST",
+        ErrorCode.BAD_REQUEST,
         f"The request body stopped arriving: nothing came for {idle_timeout:g} s. The request "
         "was not applied; send the body at once.",
         status=408,

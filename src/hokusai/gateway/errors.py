@@ -24,8 +24,7 @@ class GatewayError(Exception):
 
     def __init__(
         self,
-        # A str only for callers not yet converted; ErrorCode(...) rejects unknown codes.
-        error_code: ErrorCode | str,
+        error_code: ErrorCode,
         message: str,
         *,
         status: int | None = None,
@@ -33,7 +32,7 @@ class GatewayError(Exception):
         reason: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.error_code = ErrorCode(error_code)
+        self.error_code = error_code
         self.message = message
         self.status = status or http_status(self.error_code)
         self.headers = dict(headers or {})

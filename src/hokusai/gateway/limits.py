@@ -7,6 +7,7 @@ The count lives in the one event loop of a gateway process, so it needs no lock.
 
 from __future__ import annotations
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 
 
@@ -25,7 +26,7 @@ class InFlightLimit:
         held = self._counts.get(key_id, 0)
         if held >= self.limit:
             raise GatewayError(
-                "REQUEST_LIMIT_EXCEEDED",
+                ErrorCode.REQUEST_LIMIT_EXCEEDED,
                 f"API key {key_id} already has {held} requests in flight, as many as this "
                 "gateway allows one key. Wait for one to finish, then retry after the "
                 "Retry-After delay.",

@@ -28,6 +28,7 @@ import httpx
 import yarl
 from starlette.types import Send
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.body import ClientDisconnected
 from hokusai.gateway.errors import GatewayError
 
@@ -98,7 +99,7 @@ class UpstreamError(GatewayError):
     def __init__(
         self,
         kind: str,
-        error_code: str,
+        error_code: ErrorCode,
         message: str,
         *,
         sent: bool,
@@ -270,7 +271,7 @@ class MlflowProxy:
             )
             return UpstreamError(
                 "refused",
-                "TEMPORARILY_UNAVAILABLE",
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
                 f"The MLflow server behind this gateway is not reachable ({type(exc).__name__}):"
                 " it is down or restarting. The request was not sent; retry in a moment. "
                 "Operators: run `hokusai doctor --server`.",
@@ -285,7 +286,7 @@ class MlflowProxy:
         if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
             return UpstreamError(
                 "timeout",
-                "DEADLINE_EXCEEDED",
+                ErrorCode.DEADLINE_EXCEEDED,
                 f"MLflow did not answer within {self._read_timeouts[transfer]:g} s.{unknown}",
                 sent=True,
                 method=method,
@@ -296,7 +297,7 @@ class MlflowProxy:
         )
         return UpstreamError(
             "protocol",
-            "TEMPORARILY_UNAVAILABLE",
+            ErrorCode.TEMPORARILY_UNAVAILABLE,
             f"The connection to MLflow broke before it answered ({type(exc).__name__})."
             f"{unknown or ' Retry shortly.'}",
             sent=True,

@@ -28,6 +28,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import error_body
 from hokusai.settings import Settings
 
@@ -107,7 +108,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if len(self.connections) > self.config.max_connections:
             self._refuse(
                 503,
-                "TEMPORARILY_UNAVAILABLE",
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
                 "This gateway has as many open connections as it accepts. Retry in a moment.",
                 retry_after=1,
             )
@@ -134,7 +135,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         ):
             self._refuse(
                 431,
-                "BAD_REQUEST",
+                ErrorCode.BAD_REQUEST,
                 "The request line and headers are larger than this gateway accepts "
                 f"({self.config.max_header_bytes} bytes). Send fewer or shorter headers.",
             )
@@ -145,7 +146,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # MLflow client shows as an unreadable error. Answer in the error format instead.
         self._refuse(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             "The request is not valid HTTP/1.1 (for example conflicting Content-Length and "
             "Transfer-Encoding headers, a malformed chunk, or a method not in upper case); "
             "nothing was forwarded. Send a well-formed request.",
@@ -189,13 +190,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         self._refuse(
             408,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             f"The request headers did not arrive within {self.config.header_timeout:g} s. "
             "Send the whole request head at once.",
         )
 
     def _refuse(
-        self, status: int, error_code: str, message: str, *, retry_after: int | None = None
+        self, status: int, error_code: ErrorCode, message: str, *, retry_after: int | None = None
     ) -> None:
         self._disarm_head_deadline()
         request_id = uuid.uuid4().hex
