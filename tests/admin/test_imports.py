@@ -37,10 +37,10 @@ LAYER = {
     "hokusai.admin.services",
 }
 
-# The commands that run the server itself (`hokusai serve` runs the gateway, `hokusai
-# worker` logs as it does) and the entry point that registers them. Every other CLI module
-# (keys, webhooks, audit, gc, ...) calls the services or a remote gateway, never the gateway.
-CLI_REACHING_GATEWAY = {"hokusai.cli.main", "hokusai.cli.serve", "hokusai.cli.worker"}
+# The command that runs the gateway itself (`hokusai serve`) and the entry point that
+# registers it. Every other CLI module (keys, webhooks, audit, gc, worker, ...) calls the
+# services or a remote gateway, never the gateway.
+CLI_REACHING_GATEWAY = {"hokusai.cli.main", "hokusai.cli.serve"}
 
 
 def module_name(path: Path) -> str:

@@ -23,8 +23,8 @@ import pytest
 from conftest import gateway_settings
 from doctor.conftest import Served
 from helpers import RunningGateway, start_gateway
-from hokusai.gateway.observability import JsonFormatter
 from hokusai.keys.scopes import Scope
+from hokusai.logs import JsonFormatter
 from hokusai.server.mlflow_process import MlflowProcess
 
 pytestmark = pytest.mark.integration

@@ -324,7 +324,7 @@ def test_no_key_reaches_the_log(gateway: RunningGateway, caplog: pytest.LogCaptu
     httpx.get(gateway.url + f"/api/mlflow/api/2.0/mlflow/{key}")
     httpx.get(gateway.url + GET_BY_NAME, headers={"Authorization": f"Bearer {key}x"})
     assert caplog.records, "the gateway logs every request"
-    from hokusai.gateway.observability import JsonFormatter
+    from hokusai.logs import JsonFormatter
 
     formatted = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert key not in formatted

@@ -310,7 +310,7 @@ def test_a_key_in_the_path_is_never_forwarded_logged_or_audited(
 
     rows = audit_rows(gateway)
     assert len(rows) == before  # nothing of the refused requests was audited
-    from hokusai.gateway.observability import JsonFormatter
+    from hokusai.logs import JsonFormatter
 
     logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     for where in (logged, str(rows), mlflow_server.log_file.read_text(errors="replace")):

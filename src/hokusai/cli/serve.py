@@ -20,9 +20,10 @@ from hokusai.cli.context import DataDir, err, fail, settings_for
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
-from hokusai.gateway.observability import MULTIPROC_ENV, configure_logging
+from hokusai.gateway.observability import MULTIPROC_ENV
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
+from hokusai.logs import configure_logging
 from hokusai.server.http_server import run_server, server_config
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.server.runtime_file import Runtime, remove_runtime, write_runtime

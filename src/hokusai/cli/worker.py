@@ -9,7 +9,7 @@ import anyio
 import typer
 
 from hokusai.cli.context import DataDir, err, open_store
-from hokusai.gateway.observability import configure_logging
+from hokusai.logs import configure_logging
 from hokusai.webhooks.worker import run_background
 
 

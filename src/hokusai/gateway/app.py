@@ -42,7 +42,7 @@ from hokusai.gateway.body import (
 from hokusai.gateway.errors import GatewayError, send_error, unformatted_server_error
 from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
-from hokusai.gateway.observability import Metrics, access_log, redact, route_class
+from hokusai.gateway.observability import Metrics, access_log, route_class
 from hokusai.gateway.policy import Hidden, classify
 from hokusai.gateway.proxy import MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
@@ -51,6 +51,7 @@ from hokusai.gateway.urlspace import Area
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.keys.store import KeyRecord
+from hokusai.logs import redact
 from hokusai.settings import Settings
 from hokusai.version import __version__
 from hokusai.webhooks.events import captured_endpoint
@@ -658,7 +659,7 @@ async def _send_bytes(send: Send, status: int, body: bytes, content_type: bytes)
 
 def create_app() -> Gateway:
     """Factory for ``uvicorn --factory hokusai.gateway.app:create_app``."""
-    from hokusai.gateway.observability import configure_logging
+    from hokusai.logs import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level)

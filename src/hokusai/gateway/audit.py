@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from hokusai import audit_store
 from hokusai.audit_store import AuditRow
-from hokusai.gateway.observability import redact
+from hokusai.logs import redact
 
 # One row to write; the same shape the services write.
 AuditEntry = AuditRow

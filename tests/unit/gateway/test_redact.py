@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
-from hokusai.gateway.observability import redact
 from hokusai.keys.format import generate_key
+from hokusai.logs import redact
 
 KEY = generate_key()
 
