@@ -252,6 +252,12 @@ def test_first_start_prints_the_admin_key_once_and_keeps_it_private(platform: Se
     assert (who.json()["scope"], who.json()["state"]) == ("admin", "active")
     keys = httpx.get(platform.url + "/api/v1/keys", headers=auth(key)).json()["keys"]
     assert [k["id"] for k in keys] == [who.json()["id"]]
+    # Issued like any key: the audit log has its creation, by the operator, not the key.
+    audit = httpx.get(platform.url + "/api/v1/audit", headers=auth(key), timeout=10)
+    created = [e for e in audit.json()["entries"] if e["action"] == "keys.create"]
+    assert len(created) == 1, audit.json()
+    assert created[0]["detail"]["target"] == who.json()["id"]
+    assert key not in audit.text
 
 
 def test_banner_lines_are_plain_and_paste_into_a_shell(platform: Serve) -> None:

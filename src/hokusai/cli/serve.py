@@ -15,7 +15,10 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
+from hokusai.admin.actor import Actor, Origin
+from hokusai.admin.keys import KeyAdmin
 from hokusai.cli.context import DataDir, err, fail, settings_for
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
@@ -92,7 +95,7 @@ def serve(
         keys = KeyService(engine, settings.resolved_secret)
     except RuntimeError as exc:
         raise fail(str(exc)) from None
-    first_start = _first_start_admin_key(keys, home)
+    first_start = _first_start_admin_key(engine, keys, home)
     engine.dispose()
 
     # SIGTERM must unwind through the `finally` below that stops MLflow. Its default action
@@ -224,12 +227,18 @@ def _print_banner(gateway_url: str, home: Path, first_start: bool) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _first_start_admin_key(keys: KeyService, home: Path) -> bool:
-    """On the very first start, issue an admin key, show it once, keep it in a 0600 file."""
+def _first_start_admin_key(engine: Engine, keys: KeyService, home: Path) -> bool:
+    """On the very first start, issue an admin key, show it once, keep it in a 0600 file.
+
+    Issued by the operator through the key service, so it has its audit row like any key.
+    """
     key_file = home / ADMIN_KEY_FILE
     if key_file.exists() or keys.count() > 0:
         return False
-    issued = keys.create(name="initial admin", owner=getpass.getuser(), scope=Scope.ADMIN)
+    operator = Actor.operator(Origin.command("serve"))
+    issued = KeyAdmin(engine, keys).create(
+        operator, name="initial admin", owner=getpass.getuser(), scope=Scope.ADMIN
+    )
     write_private_file(key_file, issued.key + "\n")
     print(
         "\nFirst start: created an admin API key. It is shown only this once:\n",
