@@ -36,8 +36,8 @@ reliability: install
 		tests/stress tests/integration/test_admin_api_schema.py $(PYTEST_ARGS)
 	$(BIN)/pytest -m reliability $(PYTEST_ARGS) || test $$? -eq 5
 
-# The slow fault tests CI runs after `make test`: MLflow killed under load, a gateway
-# replica and a dispatcher killed behind nginx, 256 MiB through the TLS topology.
+# The slow fault tests CI runs after `make test`: MLflow killed under load, and the whole
+# TLS topology (clients, doctor, replica and dispatcher killed behind nginx, 256 MiB).
 faults: install test-deps
 	$(BIN)/pytest -m reliability tests/faults tests/topology $(PYTEST_ARGS)
 

@@ -12,6 +12,9 @@ from helpers import POSTGRES_ENV
 
 pytestmark = [
     pytest.mark.integration,
+    # Starting the whole topology costs minutes: it runs in `make faults`, which CI runs
+    # after `make test`, so `make test` stays under 15 minutes.
+    pytest.mark.reliability,
     # The first test also waits for the whole topology to start (MLflow alone can take two
     # minutes on a busy machine).
     pytest.mark.timeout(900),
