@@ -114,3 +114,26 @@ def test_admins_may_be_allowed_any_location(mlflow_server: MlflowProcess, tmp_pa
         assert response.status_code == 200, response.text
     finally:
         running.stop()
+
+
+def test_workspace_locations_outside_the_root_never_reach_mlflow(gateway: RunningGateway) -> None:
+    # Workspace administration needs an admin key; even that key may not point MLflow's
+    # default artifact root or trace archive at the server's disk or a foreign bucket.
+    admin = gateway.create_key(Scope.ADMIN)
+    headers = {"Authorization": f"Bearer {admin}"}
+    workspaces = gateway.url + "/api/mlflow/api/3.0/mlflow/workspaces"
+    attempts = [
+        ("POST", workspaces, {"name": "team-a", "default_artifact_root": "/srv/anywhere"}),
+        (
+            "PATCH",
+            workspaces + "/team-a",
+            {"trace_archival_config": {"location": "s3://someone-elses-bucket/traces"}},
+        ),
+    ]
+    for method, url, body in attempts:
+        response = httpx.request(method, url, json=body, headers=headers, timeout=60)
+        assert response.status_code == 400, response.text
+        answer = response.json()
+        assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "Nothing was created or changed" in answer["message"]
+        assert answer["request_id"] == response.headers["x-request-id"]

@@ -1,47 +1,98 @@
-"""Where clients may ask MLflow to put an experiment's artifacts.
+"""Where clients may ask MLflow to put files.
 
-MLflow writes an experiment's artifacts wherever its ``artifact_location`` says, on the
-server's own file system included: a write key that could name ``/any/dir`` could make
-MLflow write files anywhere. CreateExperiment is the one request in MLflow's protocol
-that lets a client choose such a location; it may name a place under the platform's
-artifact root (or leave it out, the normal case), nothing else. Admin keys may be
-allowed more by a setting.
+MLflow writes wherever a location it was given says, on the server's own file system
+included: a key that could name ``/any/dir`` could make MLflow write files anywhere. Three
+requests of MLflow's protocol let a client choose such a place:
+
+- CreateExperiment's ``artifact_location`` (any write key);
+- CreateWorkspace and UpdateWorkspace's ``default_artifact_root`` and
+  ``trace_archival_config.location`` (admin keys only, by the route policy).
+
+Each may name a place under the platform's artifact root (or leave it out, the normal
+case), nothing else. Admin keys may be allowed more by a setting
+(``HOKUSAI_ADMIN_ARTIFACT_LOCATIONS``). The table below is the one list of such fields.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 
-CREATE_EXPERIMENT = frozenset(
-    {"/api/2.0/mlflow/experiments/create", "/ajax-api/2.0/mlflow/experiments/create"}
+# A JSON field of a request body, as the keys from the top object down to it.
+FieldPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChosenLocations:
+    """A request (method, MLflow path) whose body may name where MLflow writes."""
+
+    method: str
+    path: re.Pattern[str]
+    fields: tuple[FieldPath, ...]
+
+
+_WORKSPACE_FIELDS: tuple[FieldPath, ...] = (
+    ("default_artifact_root",),
+    ("trace_archival_config", "location"),
+)
+# The UI's ``/ajax-api`` twin of each path reaches the same handler.
+REQUESTS_THAT_CHOOSE_LOCATIONS = (
+    ChosenLocations(
+        "POST",
+        re.compile(r"/(?:api|ajax-api)/2\.0/mlflow/experiments/create"),
+        (("artifact_location",),),
+    ),
+    ChosenLocations(
+        "POST", re.compile(r"/(?:api|ajax-api)/3\.0/mlflow/workspaces"), _WORKSPACE_FIELDS
+    ),
+    ChosenLocations(
+        "PATCH", re.compile(r"/(?:api|ajax-api)/3\.0/mlflow/workspaces/[^/]+"), _WORKSPACE_FIELDS
+    ),
 )
 
 
-def chooses_artifact_location(method: str, mlflow_path: str) -> bool:
-    return method == "POST" and mlflow_path in CREATE_EXPERIMENT
+def location_fields(method: str, mlflow_path: str) -> tuple[FieldPath, ...]:
+    """The body fields of this request that name a place MLflow writes to (none: empty)."""
+    for request in REQUESTS_THAT_CHOOSE_LOCATIONS:
+        if method == request.method and request.path.fullmatch(mlflow_path):
+            return request.fields
+    return ()
 
 
-def check_artifact_location(body: bytes, artifact_root: str) -> None:
-    """Refuse a CreateExperiment body whose artifact_location is outside ``artifact_root``."""
+def check_locations(body: bytes, fields: tuple[FieldPath, ...], artifact_root: str) -> None:
+    """Refuse a body in which any of ``fields`` names a place outside ``artifact_root``."""
     try:
+        # Pairs, not a dict: a field given twice must not hide behind the one MLflow keeps.
         pairs = json.loads(body, object_pairs_hook=lambda items: items)
     except (ValueError, UnicodeDecodeError):
         return  # not JSON: MLflow refuses it itself, and it names no location
-    if not isinstance(pairs, list):
-        return
-    locations = [value for name, value in pairs if name == "artifact_location"]
-    if len(locations) > 1:
-        raise _refused("artifact_location is given more than once", artifact_root)
-    if not locations or locations[0] in (None, ""):
-        return
-    location = locations[0]
-    if not isinstance(location, str) or not _under(location, artifact_root):
-        raise _refused(f"artifact_location {_shown(location)} is not allowed", artifact_root)
+    for field in fields:
+        location = _value_at(pairs, field, artifact_root)
+        if location in (None, ""):
+            continue
+        if not isinstance(location, str) or not _under(location, artifact_root):
+            raise _refused(f"{'.'.join(field)} {_shown(location)} is not allowed", artifact_root)
+
+
+def _value_at(pairs: Any, field: FieldPath, artifact_root: str) -> Any:
+    """The value at ``field`` in a body parsed into pairs; None when it is absent."""
+    node = pairs
+    for depth, name in enumerate(field):
+        if not isinstance(node, list):  # not an object: nothing is named at this depth
+            return None
+        found = [value for key, value in node if key == name]
+        if len(found) > 1:
+            raise _refused(f"{'.'.join(field[: depth + 1])} is given more than once", artifact_root)
+        if not found:
+            return None
+        node = found[0]
+    return node
 
 
 def _under(location: str, root: str) -> bool:
@@ -66,8 +117,8 @@ def _shown(value: Any) -> str:
 def _refused(what: str, root: str) -> GatewayError:
     return GatewayError(
         ErrorCode.INVALID_PARAMETER_VALUE,
-        f"{what}: experiments keep their artifacts under the platform's artifact root "
-        f"({root}). Leave artifact_location out, or name a place under the root. Nothing "
-        "was created.",
+        f"{what}: MLflow keeps artifacts under the platform's artifact root ({root}). "
+        "Leave the location out, or name a place under the root. Nothing was created or "
+        "changed.",
         reason="artifact_location",
     )
