@@ -89,6 +89,24 @@ class Settings(BaseSettings):
             "429. 0: half the upstream pool. Never more than the pool minus one."
         ),
     )
+    mlflow_write_concurrency: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "MLflow writes (registry and tracking changes, not artifact transfers) one gateway "
+            "process sends at once; more wait their turn in arrival order. 0: no limit. Unset: "
+            "1 when `hokusai serve` runs MLflow on a SQLite store (one writer at a time), "
+            "else no limit."
+        ),
+    )
+    mlflow_write_queue_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a write may wait for its turn before a 503 with Retry-After (it never "
+            "reached MLflow, so retrying it is safe)."
+        ),
+    )
     max_header_bytes: int = Field(
         default=32 * 1024,
         description="Largest request line plus headers; beyond it, 431 and the connection closes.",

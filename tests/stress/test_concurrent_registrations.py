@@ -32,6 +32,7 @@ from sqlalchemy import select
 from conftest import gateway_settings
 from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.db.schema import events
+from hokusai.gateway.write_queue import default_concurrency
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
@@ -54,7 +55,13 @@ def platform(
     """The gateway and MLflow, both on SQLite or both on PostgreSQL."""
     if request.param == "sqlite":
         running = start_gateway(
-            gateway_settings(f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url, tmp_path)
+            gateway_settings(
+                f"sqlite:///{tmp_path / 'hokusai.db'}",
+                mlflow_server.url,
+                tmp_path,
+                # What `hokusai serve` sets for the MLflow on SQLite it starts.
+                mlflow_write_concurrency=default_concurrency(mlflow_server.backend_store_uri),
+            )
         )
         yield Platform(running, mlflow_server)
         running.stop()

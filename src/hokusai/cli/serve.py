@@ -24,6 +24,7 @@ from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
 from hokusai.gateway.observability import MULTIPROC_ENV
+from hokusai.gateway.write_queue import default_concurrency
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.logs import configure_logging
@@ -123,6 +124,12 @@ def serve(
         mlflow_url = mlflow.url
     settings.mlflow_url = mlflow_url
     settings.dispatcher = dispatcher
+    if settings.mlflow_write_concurrency is None:
+        # SQLite takes one writer at a time: the gateway queues writes rather than letting
+        # them contend inside MLflow (gateway/write_queue.py says why).
+        settings.mlflow_write_concurrency = default_concurrency(
+            mlflow.backend_store_uri if mlflow is not None else None
+        )
 
     gateway_url = f"http://{_client_host(host)}:{port}"
     runtime = Runtime(
@@ -150,6 +157,7 @@ def serve(
                     "HOKUSAI_HOME": str(home),
                     "HOKUSAI_MLFLOW_URL": mlflow_url,
                     "HOKUSAI_DISPATCHER": "1" if dispatcher else "0",
+                    "HOKUSAI_MLFLOW_WRITE_CONCURRENCY": str(settings.mlflow_write_concurrency),
                 }
             )
             run_server(

@@ -30,7 +30,7 @@ from hokusai.db.engine import make_engine
 from hokusai.errors import ErrorCode
 from hokusai.gateway import client_address, credentials, urlspace
 from hokusai.gateway.admin_api import build_admin_api
-from hokusai.gateway.artifact_locations import check_artifact_location, chooses_artifact_location
+from hokusai.gateway.artifact_locations import check_locations, location_fields
 from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.gateway.body import (
     ClientDisconnected,
@@ -48,6 +48,7 @@ from hokusai.gateway.proxy import MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
+from hokusai.gateway.write_queue import WriteQueue
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.keys.store import KeyRecord
@@ -104,6 +105,11 @@ class Gateway:
         )
         self.in_flight = InFlightLimit(
             per_key_limit(settings.max_in_flight_per_key, settings.upstream_pool_size)
+        )
+        self.writes = WriteQueue(
+            settings.mlflow_write_concurrency or 0,
+            settings.mlflow_write_queue_timeout,
+            self.metrics.mlflow_writes_waiting,
         )
         self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
         self.key_limiter = key_limiter(settings, self.engine, self.metrics)
@@ -368,11 +374,10 @@ class Gateway:
                 body = stream_body(receive, max_body, idle)
             else:
                 body = await read_body(receive, max_body, idle)
-        if chooses_artifact_location(method, mlflow_path) and not (
-            key.scope is KeyScope.ADMIN and self.settings.admin_artifact_locations
-        ):
-            check_artifact_location(
-                body if isinstance(body, bytes) else b"", self.settings.artifact_root
+        chosen = location_fields(method, mlflow_path)
+        if chosen and not (key.scope is KeyScope.ADMIN and self.settings.admin_artifact_locations):
+            check_locations(
+                body if isinstance(body, bytes) else b"", chosen, self.settings.artifact_root
             )
         audited = access is not KeyScope.READ
         captured = captured_endpoint(method, mlflow_path)
@@ -409,19 +414,22 @@ class Gateway:
                     ),
                 )
 
-        result = await self.proxy.forward(
-            method=method,
-            raw_mlflow_path=raw_mlflow_path,
-            query_string=scope.get("query_string", b""),
-            headers=scope["headers"],
-            identity=(key.id, key.owner),
-            request_id=exchange.request_id,
-            body=body,
-            transfer=transfer,
-            send=send,
-            on_response_start=before_answer,
-            inspect=inspect,
-        )
+        # Changes to MLflow's store take their turn; reads and file transfers never wait.
+        queued = self.writes.turn() if audited and not transfer else contextlib.nullcontext()
+        async with queued:
+            result = await self.proxy.forward(
+                method=method,
+                raw_mlflow_path=raw_mlflow_path,
+                query_string=scope.get("query_string", b""),
+                headers=scope["headers"],
+                identity=(key.id, key.owner),
+                request_id=exchange.request_id,
+                body=body,
+                transfer=transfer,
+                send=send,
+                on_response_start=before_answer,
+                inspect=inspect,
+            )
         exchange.upstream_seconds = result.upstream_seconds
 
     async def _authenticate(self, headers: dict[bytes, bytes], exchange: Exchange) -> KeyRecord:

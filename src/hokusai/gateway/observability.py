@@ -101,6 +101,12 @@ class Metrics:
             # Every worker measures the same store: the latest measurement is the answer.
             multiprocess_mode="mostrecent",
         )
+        self.mlflow_writes_waiting = Gauge(
+            "hokusai_mlflow_writes_waiting",
+            "MLflow writes waiting for their turn in the write queue (gateway/write_queue.py).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.rate_limit_fallbacks = Counter(
             "hokusai_rate_limit_fallbacks",
             "Per-key limit decisions made by this replica alone: the shared store did not answer.",

@@ -59,6 +59,7 @@ class MlflowProcess:
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.backend_store_uri = backend_store_uri
         self.command = [
             sys.executable,
             "-m",
