@@ -4,6 +4,10 @@ their installed versions, and nothing that merely happened to be imported."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -42,7 +46,7 @@ def test_saved_requirements_name_the_models_packages_only(
     save_model_directory(pipeline, directory, serialization_format=serialization_format)
 
     recorded = (directory / "requirements.txt").read_text().split()
-    expected = [pinned(n) for n in ("mlflow", "scikit-learn", "numpy", "scipy")]
+    expected = [pinned(n) for n in ("mlflow", "scikit-learn", "numpy", "scipy", "pandas")]
     if format_package:
         expected.append(pinned(format_package))
     assert recorded == expected
@@ -64,4 +68,50 @@ def test_a_python_model_gets_the_pyfunc_packages() -> None:
     assert model_requirements(Constant(), "python_function", "cloudpickle") == [
         pinned("mlflow"),
         pinned("cloudpickle"),
+        pinned("pandas"),
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.reliability  # builds a virtualenv from the package index: minutes
+def test_the_model_predicts_in_a_virtualenv_built_only_from_its_requirements(
+    pipeline: object, tmp_path: Path
+) -> None:
+    directory = tmp_path / "model"
+    save_model_directory(pipeline, directory)
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(str(directory)))
+    venv = tmp_path / "venv"
+    # Nothing of this process leaks in: no PYTHONPATH, no site-packages of its own.
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=clean)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-input", "-r", str(requirements)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=clean,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    rows = np.random.default_rng(11).random((8, 3))
+    predicted = subprocess.run(
+        [
+            python,
+            "-c",
+            "import json, sys, numpy, mlflow.pyfunc\n"
+            "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+            "rows = numpy.array(json.loads(sys.argv[2]))\n"
+            "print(json.dumps([int(p) for p in model.predict(rows)]))",
+            str(directory),
+            json.dumps(rows.tolist()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**clean, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert json.loads(predicted.stdout.strip().splitlines()[-1]) == [
+        int(p)
+        for p in pipeline.predict(rows)  # type: ignore[attr-defined]
     ]

@@ -15,11 +15,13 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-# What loading each flavour and format needs besides the model's own classes.
+# What loading each flavour and format needs besides the model's own classes. Every
+# model is loaded through ``mlflow.pyfunc``, which imports pandas: mlflow-skinny (what the
+# SDK's base install brings) leaves pandas out, so it is named here.
 _FLAVOUR_MODULES = {
     # scikit-learn models hold numpy and scipy objects: their versions matter on load too.
-    "sklearn": ("mlflow", "sklearn", "numpy", "scipy"),
-    "python_function": ("mlflow", "cloudpickle"),
+    "sklearn": ("mlflow", "sklearn", "numpy", "scipy", "pandas"),
+    "python_function": ("mlflow", "cloudpickle", "pandas"),
 }
 _FORMAT_MODULES = {"skops": ("skops",), "cloudpickle": ("cloudpickle",), "pickle": ()}
 
