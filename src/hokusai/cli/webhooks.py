@@ -22,7 +22,7 @@ from hokusai.cli.context import (
     since_option,
 )
 from hokusai.cli.tables import print_table
-from hokusai.webhooks import outbox
+from hokusai.webhooks.records import DELIVERY_STATUSES
 
 app = typer.Typer(
     help="Webhook endpoints and deliveries (through a gateway with an admin key, or on the "
@@ -31,7 +31,7 @@ app = typer.Typer(
 )
 # The outbox's states, spelled out so that --help lists them.
 DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
-assert set(get_args(DeliveryStatus)) == set(outbox.DELIVERY_STATUSES)
+assert set(get_args(DeliveryStatus)) == set(DELIVERY_STATUSES)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 EndpointId = Annotated[str, typer.Argument(help="Endpoint id (wh_…).")]
 
