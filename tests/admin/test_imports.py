@@ -215,7 +215,7 @@ def test_the_records_load_no_framework_or_driver() -> None:
     """What the CLI's remote services return, on the base install: the records (and the
     actor they are called with) import no server package and no store."""
     records = ("hokusai.keys.records", "hokusai.audit_records", "hokusai.webhooks.records")
-    light = ("hokusai.timestamps", "hokusai.admin.actor")
+    light = ("hokusai.timestamps", "hokusai.admin.actor", "hokusai.cli.console")
     heavy = [
         m
         for m in loaded_by(*records, *light)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_errors
-from hokusai.cli.context import err
+from hokusai.cli.console import err
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.evaluation import LOWER_IS_BETTER, measure_on_csv
 from hokusai.sdk.model_files import DEFAULT_SERIALIZATION_FORMAT, load_model_file

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import typer
 
+from hokusai.cli.console import err, fail
 from hokusai.cli.context import (
     Admin,
     AdminDataDir,
@@ -17,8 +18,6 @@ from hokusai.cli.context import (
     Profile,
     admin,
     domain_errors,
-    err,
-    fail,
     since_option,
 )
 from hokusai.cli.tables import print_table
