@@ -318,3 +318,43 @@ def test_models_list_without_the_extra(gateway: RunningGateway) -> None:
     assert [(v["name"], v["version"]) for v in listed] == [(name, registered.version)]
     assert listed[0]["aliases"] == ["baseline"]
     assert (run.attempts, run.loaded) == ([], [])
+
+
+def test_without_skops_the_sdk_saves_cloudpickle_and_refuses_skops(
+    gateway: RunningGateway,
+) -> None:
+    # A base install with scikit-learn but not the [sklearn] extra: no skops.
+    key = gateway.create_key(Scope.WRITE)
+    saved, refused = "no-skops-" + os.urandom(4).hex(), "refused-" + os.urandom(4).hex()
+    done = run_blocked(
+        f"""
+        import json
+        from sklearn.linear_model import LogisticRegression
+        from hokusai import ModelRegistry, ValidationError
+
+        model = LogisticRegression().fit([[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1])
+        with ModelRegistry(api_key={key!r}, api_url={gateway.url!r}, max_retry_time=30) as r:
+            try:
+                r.register_baseline(model, "no_skops", {refused!r}, serialization_format="skops")
+                message = None
+            except ValidationError as error:
+                message = str(error)
+            result = r.register_baseline(model, "no_skops", {saved!r})
+            loaded = r.load_model(result.model_uri)
+            predicted = [int(p) for p in loaded.predict([[0.0], [1.0]])]
+        print(json.dumps({{"refused": message, "tags": result.tags, "predicted": predicted}}))
+        """,
+        blocked=("skops",),
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["tags"]["hokusai_serialization_format"] == "cloudpickle"
+    assert seen["predicted"] == [0, 1]
+    assert "the skops package is not installed" in seen["refused"]
+    assert "serialization_format='cloudpickle'" in seen["refused"]
+    # The SDK says once why it saved cloudpickle.
+    assert done.stderr.count("saving scikit-learn models as cloudpickle, not skops") == 1
+    # The refusal came before anything was sent: no such model.
+    with ModelRegistry(api_key=key, api_url=gateway.url) as reader:
+        assert [v.name for v in reader.list_versions(saved)] == [saved]
+        assert reader.list_versions(refused) == []
