@@ -8,66 +8,16 @@ cannot be committed. Keyword-only functions, no policy.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from hokusai.audit_records import AuditRecord, AuditRow
 from hokusai.db.schema import audit_log
-from hokusai.db.timestamps import as_utc, utcnow
+from hokusai.timestamps import as_utc, utcnow
 
 MAX_READ = 10_000
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    """One entry to write: who (``key_id``/``owner``), what (``action``, ``detail``),
-    through which request (``request_id``, ``method``, ``path``, ``client``) and its
-    ``status`` (the HTTP status, or 0 for a change made on the local store)."""
-
-    request_id: str
-    key_id: str | None
-    owner: str | None
-    action: str
-    method: str
-    path: str
-    status: int
-    client: str | None
-    detail: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One entry as read back."""
-
-    id: int
-    at: datetime
-    request_id: str
-    key_id: str | None
-    owner: str | None
-    action: str
-    method: str
-    path: str
-    status: int
-    client: str | None
-    detail: dict[str, Any] | None
-
-    def public(self) -> dict[str, Any]:
-        """The JSON-ready view ``/api/v1/audit`` and ``hokusai audit --json`` show."""
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "request_id": self.request_id,
-            "key_id": self.key_id,
-            "owner": self.owner,
-            "action": self.action,
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "client": self.client,
-            "detail": self.detail,
-        }
 
 
 def insert_entry(conn: Connection, *, entry: AuditRow, at: datetime | None = None) -> None:

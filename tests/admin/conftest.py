@@ -13,7 +13,7 @@ from sqlalchemy import Engine, Table, func, select
 
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.services import AdminServices, build_services
-from hokusai.audit_store import AuditRecord
+from hokusai.audit_records import AuditRecord
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.db.schema import audit_log

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import update
 
 from admin.conftest import Admin
-from hokusai.audit_store import AuditRecord
+from hokusai.audit_records import AuditRecord
 from hokusai.db.schema import audit_log
-from hokusai.db.timestamps import utcnow
 from hokusai.errors import InvalidInput
 from hokusai.keys.scopes import Scope
+from hokusai.timestamps import utcnow
 
 
 def test_query_filters_by_key_action_since_and_limit(admin: Admin) -> None:

@@ -97,7 +97,7 @@ def test_a_key_without_admin_is_refused_and_nothing_changes(
 
 def test_the_operator_and_admin_keys_are_allowed_everything() -> None:
     from hokusai.admin.actor import Origin
-    from hokusai.keys.store import KeyRecord
+    from hokusai.keys.records import KeyRecord
 
     operator = Actor.operator(Origin.command("keys list"), name="root")
     for action in Action:

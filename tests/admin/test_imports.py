@@ -25,6 +25,9 @@ LAYER = {
     "hokusai.errors",
     "hokusai.durations",
     "hokusai.audit_store",
+    "hokusai.audit_records",
+    "hokusai.timestamps",
+    "hokusai.keys.records",
     "hokusai.cli.errors",
     "hokusai.webhooks.records",
     "hokusai.admin",
@@ -190,22 +193,34 @@ def test_no_cli_module_reaches_the_gateway() -> None:
     assert offenders <= CLI_REACHING_GATEWAY, sorted(offenders - CLI_REACHING_GATEWAY)
 
 
+def loaded_by(*names: str) -> list[str]:
+    """Every module that importing ``names`` in a fresh interpreter loads."""
+    code = f"import json, sys\nimport {', '.join(names)}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return list(json.loads(done.stdout))
+
+
 def test_errors_and_durations_load_no_framework_or_driver() -> None:
     """Imported for real in a fresh interpreter: what the SDK and CLI pay for them."""
-    code = (
-        "import json, sys\n"
-        "import hokusai.errors, hokusai.durations, hokusai.cli.errors\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
-    loaded = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout
-    )
     heavy = [
         m
-        for m in loaded
+        for m in loaded_by("hokusai.errors", "hokusai.durations", "hokusai.cli.errors")
         if m.split(".")[0] in {"sqlalchemy", "fastapi", "starlette", "mlflow", "alembic"}
         or m.startswith(("hokusai.gateway", "hokusai.db", "hokusai.keys", "hokusai.admin"))
+    ]
+    assert heavy == []
+
+
+def test_the_records_load_no_framework_or_driver() -> None:
+    """What the CLI's remote services return, on the base install: the records (and the
+    actor they are called with) import no server package and no store."""
+    records = ("hokusai.keys.records", "hokusai.audit_records", "hokusai.webhooks.records")
+    light = ("hokusai.timestamps", "hokusai.admin.actor", "hokusai.cli.console")
+    heavy = [
+        m
+        for m in loaded_by(*records, *light)
+        if m.split(".")[0] in {"sqlalchemy", "fastapi", "starlette", "mlflow", "pydantic"}
+        or m.startswith(("hokusai.gateway", "hokusai.db", "hokusai.settings"))
+        or m in {"hokusai.keys.store", "hokusai.keys.service", "hokusai.audit_store"}
     ]
     assert heavy == []

@@ -13,15 +13,14 @@ from sqlalchemy import update
 from admin.conftest import Admin
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.authorization import Action
-from hokusai.admin.keys import MIN_INHERITED_LIFETIME, KeyCheck, Lifetime
+from hokusai.admin.keys import MIN_INHERITED_LIFETIME
 from hokusai.admin.transaction import change
 from hokusai.db.schema import api_keys, audit_log
-from hokusai.db.timestamps import utcnow
 from hokusai.errors import Conflict, InternalError, InvalidInput, NotFound, Unavailable
 from hokusai.keys import store
+from hokusai.keys.records import IssuedKey, KeyCheck, KeyRecord, Lifetime
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import IssuedKey
-from hokusai.keys.store import KeyRecord
+from hokusai.timestamps import utcnow
 
 
 def test_create_stores_a_typed_record_and_its_audit_row(admin: Admin) -> None:

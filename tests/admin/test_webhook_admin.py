@@ -14,9 +14,9 @@ from standardwebhooks import Webhook
 from admin.conftest import Admin
 from hokusai.admin.webhooks import WebhookAdmin
 from hokusai.db.schema import deliveries, events, webhook_endpoints
-from hokusai.db.timestamps import utcnow
 from hokusai.errors import InvalidInput, NotFound, Unavailable
 from hokusai.keys.scopes import Scope
+from hokusai.timestamps import utcnow
 from hokusai.webhooks import outbox
 from hokusai.webhooks.dispatcher import DispatcherSettings
 from hokusai.webhooks.events import MODEL_VERSION_CREATED, Event

@@ -1,17 +1,25 @@
 """A Python prelude that makes the server's packages unimportable in a child process.
 
 Run as ``python -c prelude() + code``: a meta-path finder, first in line, refuses every
-module of :data:`SERVER_PACKAGES` as if it were not installed, and records each refused
+module of the names it is given as if it were not installed, and records each refused
 name in ``BLOCKED_ATTEMPTS`` so the child can tell whether anything even tried.
+
+Two sets: what a base install (``pip install hokusai-ml-platform``) really lacks, for the
+commands that must run there; and, for the SDK's own path, everything of the server,
+hokusai's own server modules included.
 """
 
 from __future__ import annotations
 
-SERVER_PACKAGES = (
-    "fastapi",
+# What mlflow-skinny requires itself, 2.22 and 3.x alike (``mlflow.pyfunc`` reaches FastAPI
+# through ``mlflow.gateway``): present wherever the SDK's MLflow is.
+MLFLOW_SKINNY_OWN = ("fastapi", "starlette", "uvicorn")
+
+# The third-party packages only the server extra brings (and full MLflow's server, whose
+# Flask app mlflow-skinny cannot import): what a base install lacks. hokusai's own
+# modules are all there (the wheel holds them); those that need these fail to import.
+NOT_IN_THE_BASE_INSTALL = (
     "fastapi_offline",
-    "starlette",
-    "uvicorn",
     "aiohttp",
     "sqlalchemy",
     "alembic",
@@ -24,6 +32,10 @@ SERVER_PACKAGES = (
     "standardwebhooks",
     "redis",
     "yarl",
+)
+
+# hokusai's server modules: the SDK never loads them, even where they could be imported.
+HOKUSAI_SERVER_MODULES = (
     "hokusai.gateway",
     "hokusai.db",
     "hokusai.webhooks",
@@ -32,10 +44,8 @@ SERVER_PACKAGES = (
     "hokusai.settings",
 )
 
-# What mlflow-skinny 3.x requires itself (``mlflow.pyfunc`` reaches FastAPI through
-# ``mlflow.gateway``): present wherever the SDK's MLflow 3 is, so a test of the SDK's own
-# path blocks everything else.
-MLFLOW_SKINNY_OWN = ("fastapi", "starlette", "uvicorn")
+# Everything of the server: for checks of the SDK alone.
+SERVER_PACKAGES = MLFLOW_SKINNY_OWN + NOT_IN_THE_BASE_INSTALL + HOKUSAI_SERVER_MODULES
 
 
 def prelude(blocked: tuple[str, ...] = SERVER_PACKAGES) -> str:

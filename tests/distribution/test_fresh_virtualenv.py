@@ -1,6 +1,7 @@
-"""The SDK from the built wheel, in fresh virtualenvs holding only the base install (and
-scikit-learn, which a user registering an estimator has): the LSCOR walkthrough against a
-gateway of the full environment, at both ends of the MLflow range the wheel admits.
+"""The SDK and the client CLI from the built wheel, in fresh virtualenvs holding only the
+base install (and scikit-learn, which a user registering an estimator has): the LSCOR
+walkthrough and the client commands against a gateway of the full environment, at both
+ends of the MLflow range the wheel admits (``MLFLOW_ENDS``).
 
 Each virtualenv is created once per session; installing into one takes minutes on a busy
 machine, hence ``reliability`` (``make reliability``).
@@ -17,22 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
+from helpers import RunningGateway, free_port, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.version import __version__
 
-from .conftest import Distribution
+from .conftest import MLFLOW_ENDS, Distribution
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 WALKTHROUGH = Path(__file__).with_name("walkthrough.py")
 
-# The newest mlflow-skinny the range admits (what a plain install resolves to today), and
-# the oldest: the first with the skops_trusted_types the SDK passes when saving.
-MLFLOW_ENDS = {"newest": None, "oldest": "mlflow-skinny==3.9.0"}
+# The first MLflow that saves scikit-learn estimators as skops with trusted types.
+SKOPS_SINCE = Version("3.9")
 
 
 def outside_this_tree() -> dict[str, str]:
@@ -46,6 +47,33 @@ def outside_this_tree() -> dict[str, str]:
 class Virtualenv:
     python: Path
     installed: dict[str, str]
+
+    @property
+    def mlflow(self) -> Version:
+        return Version(self.installed["mlflow-skinny"])
+
+    def run(
+        self, args: list[str], cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``args[0]`` from the virtualenv's bin/, run outside this tree: the wheel's
+        hokusai only, no profile of the user's, no MLflow telemetry."""
+        environment = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(cwd),
+            "HOKUSAI_CONFIG_FILE": str(cwd / "no-profile.json"),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "COLUMNS": "250",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [str(self.python.parent / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=environment,
+            cwd=cwd,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +118,8 @@ def base_virtualenv(
         check=True,
     )
     installed = {p["name"].lower(): p["version"] for p in json.loads(listed.stdout)}
+    if pinned:
+        assert f"mlflow-skinny=={installed['mlflow-skinny']}" == pinned
     return Virtualenv(python=root / "bin/python", installed=installed)
 
 
@@ -98,7 +128,9 @@ def test_the_base_install_holds_none_of_the_server_packages(base_virtualenv: Vir
     assert installed["hokusai-ml-platform"] == __version__
     for server_only in ("mlflow", "flask", "gunicorn", "sqlalchemy", "alembic", "aiohttp"):
         assert server_only not in installed, server_only
-    for server_only in ("psycopg", "prometheus-client", "redis", "standardwebhooks"):
+    for server_only in ("psycopg", "prometheus-client", "redis", "standardwebhooks", "yarl"):
+        assert server_only not in installed, server_only
+    for server_only in ("pydantic-settings", "fastapi-offline"):
         assert server_only not in installed, server_only
     assert "mlflow-skinny" in installed
 
@@ -109,24 +141,13 @@ def test_the_lscor_walkthrough_from_the_wheel(
     key = venv_gateway.create_key(Scope.WRITE)
     name = "LSCOR-" + base_virtualenv.installed["mlflow-skinny"].replace(".", "-")
     name += "-" + os.urandom(3).hex()
-    environment = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "HOKUSAI_CONFIG_FILE": str(tmp_path / "no-profile.json"),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    done = subprocess.run(
-        [str(base_virtualenv.python), str(WALKTHROUGH), venv_gateway.url, key, name],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environment,
-        cwd=tmp_path,  # nothing of this tree on the path: the wheel's hokusai only
-        check=False,
-    )
+    done = base_virtualenv.run(["python", str(WALKTHROUGH), venv_gateway.url, key, name], tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["mlflow"] == base_virtualenv.installed["mlflow-skinny"]
+    # skops where this MLflow can save it, else cloudpickle; the version's tag says which.
+    expected_format = "skops" if base_virtualenv.mlflow >= SKOPS_SINCE else "cloudpickle"
+    assert seen["serialization_format"] == [expected_format, expected_format]
     assert [kind for _, kind, _ in seen["lineage"]] == ["baseline", "improved"]
     assert seen["lineage"][1][2] == f"{name}/{seen['baseline']}"
     assert seen["tokenized"][0] == seen["token_latest"][0] == name + "-token"
@@ -137,3 +158,72 @@ def test_the_lscor_walkthrough_from_the_wheel(
         m for m in seen["hokusai_modules"] if m.startswith(("hokusai.gateway", "hokusai.db"))
     ]
     assert server_modules == []
+
+
+def test_skops_is_refused_before_anything_is_sent_where_mlflow_cannot_save_it(
+    base_virtualenv: Virtualenv, tmp_path: Path
+) -> None:
+    # Nothing listens at the URL: a request would end in RegistryUnavailableError.
+    script = tmp_path / "ask_for_skops.py"
+    script.write_text(
+        "import json\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from hokusai import HokusaiError, ModelRegistry, RegistryUnavailableError\n"
+        "model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])\n"
+        f"registry = ModelRegistry(api_key='k', api_url='http://127.0.0.1:{free_port()}',\n"
+        "                          max_retry_time=0)\n"
+        "try:\n"
+        "    registry.register_baseline(model, 'refused', serialization_format='skops')\n"
+        "except HokusaiError as error:\n"
+        "    unavailable = isinstance(error, RegistryUnavailableError)\n"
+        "    print(json.dumps([type(error).__name__, unavailable, str(error)]))\n"
+    )
+    done = base_virtualenv.run(["python", str(script)], tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    kind, unavailable, message = json.loads(done.stdout.strip().splitlines()[-1])
+    if base_virtualenv.mlflow >= SKOPS_SINCE:
+        assert unavailable, message  # skops accepted: it went on to the (absent) registry
+    else:
+        assert kind == "ValidationError", message
+        mlflow = base_virtualenv.installed["mlflow-skinny"]
+        assert f"the installed MLflow {mlflow} cannot save the skops format" in message
+        assert "serialization_format='cloudpickle'" in message
+
+
+def test_the_client_commands_from_the_wheel(
+    base_virtualenv: Virtualenv, venv_gateway: RunningGateway, tmp_path: Path
+) -> None:
+    admin_key = venv_gateway.create_key(Scope.ADMIN)
+    admin = {"HOKUSAI_API_URL": venv_gateway.url, "HOKUSAI_API_KEY": admin_key}
+    whoami = base_virtualenv.run(["hokusai", "whoami", "--json"], tmp_path, admin)
+    assert whoami.returncode == 0, whoami.stderr
+    assert json.loads(whoami.stdout)["scope"] == "admin"
+
+    name = "wheel-" + os.urandom(3).hex()
+    created = base_virtualenv.run(
+        ["hokusai", "keys", "create", "--name", name, "--scope", "read", "--json"], tmp_path, admin
+    )
+    assert created.returncode == 0, created.stderr
+    record = json.loads(created.stdout)["record"]
+    assert (record["name"], record["scope"], record["state"]) == (name, "read", "active")
+
+    listed = base_virtualenv.run(["hokusai", "keys", "list", "--json"], tmp_path, admin)
+    assert listed.returncode == 0, listed.stderr
+    assert record["id"] in [k["id"] for k in json.loads(listed.stdout)]
+
+    audit = base_virtualenv.run(
+        ["hokusai", "audit", "--action", "keys.create", "--json"], tmp_path, admin
+    )
+    assert audit.returncode == 0, audit.stderr
+    assert json.loads(audit.stdout)[0]["detail"]["created"] == record["id"]
+
+    models = base_virtualenv.run(["hokusai", "models", "list", "--json"], tmp_path, admin)
+    assert models.returncode == 0, models.stderr
+    assert isinstance(json.loads(models.stdout), list)
+
+    # The server's side, and the local store, say what to install.
+    for args in (["serve"], ["keys", "list", "--data-dir", str(tmp_path)]):
+        refused = base_virtualenv.run(["hokusai", *args], tmp_path)
+        assert refused.returncode == 1, refused.stderr
+        assert "needs the server extra: pip install 'hokusai-ml-platform[server]'" in refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -11,10 +11,11 @@ from email.parser import Parser
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from hokusai.version import __version__
 
-from .conftest import Distribution
+from .conftest import MLFLOW_ENDS, Distribution
 
 # Distributions only the server needs: none may be a base requirement.
 SERVER_DISTRIBUTIONS = {
@@ -57,7 +58,12 @@ def test_the_base_install_requires_no_server_package(built_distribution: Distrib
     (mlflow_pin,) = [r for r in requirements if r.name == "mlflow"]
     assert str(mlflow_pin.specifier) == "==3.17.2"
     (skinny,) = [r for r in requirements if r.name == "mlflow-skinny"]
-    assert skinny.specifier.contains("3.9.0") and skinny.specifier.contains("3.17.2")
+    tested = [Requirement(pin).specifier for pin in MLFLOW_ENDS.values() if pin]
+    tested_versions = [next(iter(pin)).version for pin in tested]
+    assert tested_versions and all(skinny.specifier.contains(v) for v in tested_versions)
+    # Nothing older than the oldest version tested; not MLflow 4.
+    assert min(tested_versions, key=Version) == "2.22.5"
+    assert not skinny.specifier.contains("2.22.4")
     assert not skinny.specifier.contains("4.0.0")
 
 

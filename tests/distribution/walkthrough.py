@@ -73,6 +73,10 @@ def main(api_url: str, api_key: str, name: str, serialization_format: str | None
                 "improved": improved.version,
                 "lineage": [[e["version"], e["registration_kind"], e["baseline"]] for e in lineage],
                 "token_latest": [latest_for_token.name, latest_for_token.version],
+                "serialization_format": [
+                    baseline.tags.get("hokusai_serialization_format"),
+                    improved.tags.get("hokusai_serialization_format"),
+                ],
                 "predicted": predicted,
                 "expected": [int(p) for p in improved_model.predict(holdout[:20])],
                 "hokusai_file": hokusai.__file__,

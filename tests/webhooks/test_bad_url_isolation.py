@@ -11,7 +11,7 @@ import secrets
 import pytest
 
 from hokusai.db.schema import webhook_endpoints
-from hokusai.db.timestamps import utcnow
+from hokusai.timestamps import utcnow
 from hokusai.webhooks.signing import SecretBox, new_secret
 from webhooks.receiver import Receiver
 from webhooks.support import Hooks, unique

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope
-from hokusai.keys.store import KeyRecord
 
 # The method the audit log records for a change made on the local store.
 LOCAL_METHOD = "CLI"

@@ -10,7 +10,7 @@ from hokusai import audit_store
 from hokusai.admin.actor import Actor
 from hokusai.admin.authorization import Action
 from hokusai.admin.transaction import reading
-from hokusai.audit_store import AuditRecord
+from hokusai.audit_records import AuditRecord
 from hokusai.durations import check_time, parse_since
 
 

@@ -9,46 +9,26 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 
 from sqlalchemy import Connection, Engine
 
 from hokusai.admin.actor import Actor, Outcome
 from hokusai.admin.authorization import Action
 from hokusai.admin.transaction import change, permit, reading, store_errors
-from hokusai.db.timestamps import utcnow
 from hokusai.durations import check_duration, parse_duration
 from hokusai.errors import Conflict, InvalidInput, NotFound
 from hokusai.keys import store
 from hokusai.keys.format import ENVIRONMENTS, generate_key, parse_key
+from hokusai.keys.records import IssuedKey, KeyCheck, KeyRecord, Lifetime
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import IssuedKey, KeyRejected, KeyService
-from hokusai.keys.store import KeyRecord
+from hokusai.keys.service import KeyRejected, KeyService
+from hokusai.timestamps import utcnow
 
 MAX_TEXT = 200
 # A replacement that inherits its lifetime gets at least this long: a key rotated because
 # its very short lifetime ran out must not be born (all but) expired again.
 MIN_INHERITED_LIFETIME = timedelta(hours=1)
-
-
-class Lifetime(Enum):
-    """What a rotated key's expiry is, when no new duration is given."""
-
-    SAME = "same"  # the old key's lifetime, counted from now (none if it had none)
-    NEVER = "never"  # no expiry
-
-
-@dataclass(frozen=True)
-class KeyCheck:
-    """The answer to "is this key good?": ``reason`` is one of ``KeyRejected.REASONS``
-    when it is not; ``record`` is known unless the key is missing, malformed or unknown."""
-
-    valid: bool
-    reason: str | None
-    message: str | None
-    record: KeyRecord | None
 
 
 class KeyAdmin:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hokusai import audit_store
 from hokusai.admin.actor import Actor, Outcome
 from hokusai.admin.authorization import DENIED, NEEDED, Action, authorize
+from hokusai.audit_records import AuditRow
 from hokusai.errors import DomainError, InternalError, PermissionDenied, Unavailable
 
 log = logging.getLogger("hokusai.admin")
@@ -57,7 +58,7 @@ class Change:
         origin = self.actor.origin
         audit_store.insert_entry(
             self.conn,
-            entry=audit_store.AuditRow(
+            entry=AuditRow(
                 request_id=origin.request_id,
                 key_id=self.actor.key_id,
                 owner=self.actor.name,
@@ -103,7 +104,7 @@ def reading(engine: Engine, actor: Actor, action: Action) -> Iterator[Connection
 
 def _record_refusal(engine: Engine, actor: Actor, action: Action) -> None:
     origin = actor.origin
-    entry = audit_store.AuditRow(
+    entry = AuditRow(
         request_id=origin.request_id,
         key_id=actor.key_id,
         owner=actor.name,

@@ -17,9 +17,9 @@ from sqlalchemy import Connection, Engine
 from hokusai.admin.actor import Actor, Outcome
 from hokusai.admin.authorization import Action
 from hokusai.admin.transaction import change, reading, store_errors
-from hokusai.db.timestamps import utcnow
 from hokusai.durations import check_time, parse_since
 from hokusai.errors import InvalidInput, NotFound
+from hokusai.timestamps import utcnow
 from hokusai.webhooks import endpoints as endpoint_store
 from hokusai.webhooks import outbox
 from hokusai.webhooks.delivery import new_session
@@ -27,6 +27,7 @@ from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
 from hokusai.webhooks.endpoints import ROTATION_GRACE, EndpointError
 from hokusai.webhooks.events import WEBHOOK_TEST, Event
 from hokusai.webhooks.records import (
+    DELIVERY_STATUSES,
     AttemptRecord,
     DeliveryRecord,
     DeliveryTestOutcome,
@@ -174,8 +175,8 @@ class WebhookAdmin:
         limit: int = 100,
     ) -> builtins.list[DeliveryRecord]:
         """Deliveries with their attempts, newest first."""
-        if status is not None and status not in outbox.DELIVERY_STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(outbox.DELIVERY_STATUSES)}")
+        if status is not None and status not in DELIVERY_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
         with reading(self._engine, actor, Action.WEBHOOKS_DELIVERIES) as conn:
             found = outbox.delivery_rows(
                 conn, status=status, endpoint_id=endpoint_id, event_id=event_id, limit=limit

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_errors
-from hokusai.cli.context import fail
+from hokusai.cli.console import fail
 from hokusai.sdk.config import DEFAULT_API_URL, ENV_KEY, ENV_URL, save_profile
 
 

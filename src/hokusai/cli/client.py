@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hokusai.cli.context import err
+from hokusai.cli.console import err
 from hokusai.sdk import errors
 from hokusai.sdk.config import resolve
 from hokusai.sdk.registry import ModelRegistry

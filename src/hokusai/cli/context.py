@@ -10,6 +10,11 @@
 
 Both give the same services (:class:`AdminServices` or :class:`RemoteServices`), so a
 command runs the same code and shows the same output in either place.
+
+Only the local path needs the ``server`` extra (the settings, SQLAlchemy, the stores and
+services): it is imported when a store is named, and without the extra the command says
+what to install (:func:`hokusai.cli.lazy_commands.server_extra`). The remote path, and
+this module, run on the base install.
 """
 
 from __future__ import annotations
@@ -23,19 +28,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
 from hokusai.admin.actor import Actor, Origin
+from hokusai.cli.console import fail
 from hokusai.cli.errors import exit_with
+from hokusai.cli.lazy_commands import server_extra
 from hokusai.durations import parse_duration, parse_since
 from hokusai.errors import DomainError, InvalidInput, Unauthenticated
-from hokusai.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from hokusai.admin.services import AdminServices
     from hokusai.cli.remote import RemoteServices
+    from hokusai.settings import Settings
 
 DataDir = Annotated[
     Path | None,
@@ -74,8 +80,6 @@ ApiKey = Annotated[
 ]
 Profile = Annotated[str | None, typer.Option("--profile", help="Profile of the config file.")]
 
-err = Console(stderr=True)
-
 NO_STORE_NOR_KEY = (
     "no API key to manage a gateway with: pass --api-key (or set HOKUSAI_API_KEY, or run "
     "`hokusai login`) to work through a gateway, or pass --data-dir (HOKUSAI_HOME) or set "
@@ -83,16 +87,22 @@ NO_STORE_NOR_KEY = (
 )
 
 
+# What a command on the local store can do instead, when the server extra is missing.
+LOCAL_STORE_HINT = (
+    "Without it, manage the server through its gateway: leave out --data-dir (and "
+    "HOKUSAI_HOME, HOKUSAI_DATABASE_URL) and pass --api-url and --api-key (or set "
+    "HOKUSAI_API_URL and HOKUSAI_API_KEY)."
+)
+
+
 def settings_for(data_dir: Path | None) -> Settings:
+    """The server's settings (needs the ``server`` extra: pydantic-settings)."""
+    from hokusai.settings import Settings
+
     settings = Settings()
     if data_dir is not None:
         settings.home = data_dir
     return settings
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
@@ -143,8 +153,10 @@ def admin(
     """Local when a store is named explicitly, else remote; else a clear refusal."""
     actor = Actor.operator(Origin.command(command))
     if data_dir is not None or os.environ.get("HOKUSAI_DATABASE_URL"):
-        engine, settings = open_store(data_dir)
-        return Admin(local_services(engine, settings), actor, remote=False)
+        with server_extra(f"hokusai {command} on the server's own store", LOCAL_STORE_HINT):
+            engine, settings = open_store(data_dir)
+            services = local_services(engine, settings)
+        return Admin(services, actor, remote=False)
     from hokusai.cli.remote import RemoteServices
     from hokusai.sdk.config import resolve
     from hokusai.sdk.errors import ConfigurationError

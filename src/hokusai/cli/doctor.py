@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,9 +10,9 @@ from rich.console import Console
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile
 from hokusai.cli.context import DataDir, settings_for
+from hokusai.cli.lazy_commands import server_extra
 from hokusai.doctor.client_checks import TIMEOUT, ClientDoctor
-from hokusai.doctor.server_checks import ServerDoctor
-from hokusai.server.runtime_file import RUNTIME_FILE, read_runtime
+from hokusai.doctor.report import Report
 
 
 def doctor(
@@ -52,15 +53,8 @@ def doctor(
     """Check each hop in order (config, dns, connect, health, auth, proxy_read, write,
     webhooks) and stop at the first failure with its fix. Exit 0 only when all pass."""
     if server:
-        settings = settings_for(data_dir)
-        runtime = read_runtime(settings.home)
-        source = "the default: no runtime file"
-        if mlflow_url:
-            settings.mlflow_url, source = mlflow_url, "--mlflow-url / HOKUSAI_MLFLOW_URL"
-        elif runtime is not None:
-            settings.mlflow_url = runtime.mlflow_url
-            source = f"the running server's {settings.home / RUNTIME_FILE}"
-        report = ServerDoctor(settings, runtime, mlflow_source=source, timeout=timeout).run()
+        with server_extra("hokusai doctor --server"):
+            report = server_report(data_dir, mlflow_url, timeout)
     else:
         report = ClientDoctor(
             api_url, api_key, profile, write=write, webhook=webhook, timeout=timeout
@@ -70,3 +64,20 @@ def doctor(
     else:
         report.print(Console())
     raise typer.Exit(0 if report.ok else 1)
+
+
+def server_report(data_dir: Path | None, mlflow_url: str | None, timeout: float) -> Report:
+    """The server-side checks: this server's store, runtime file and dispatchers. They
+    need the ``server`` extra, so they are imported only here."""
+    from hokusai.doctor.server_checks import ServerDoctor
+    from hokusai.server.runtime_file import RUNTIME_FILE, read_runtime
+
+    settings = settings_for(data_dir)
+    runtime = read_runtime(settings.home)
+    source = "the default: no runtime file"
+    if mlflow_url:
+        settings.mlflow_url, source = mlflow_url, "--mlflow-url / HOKUSAI_MLFLOW_URL"
+    elif runtime is not None:
+        settings.mlflow_url = runtime.mlflow_url
+        source = f"the running server's {settings.home / RUNTIME_FILE}"
+    return ServerDoctor(settings, runtime, mlflow_source=source, timeout=timeout).run()

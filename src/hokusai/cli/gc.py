@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_errors
-from hokusai.cli.context import err
+from hokusai.cli.console import err
 from hokusai.durations import parse_duration
 
 

@@ -18,9 +18,9 @@ from hokusai.cli.context import (
     duration_option,
 )
 from hokusai.cli.tables import print_table
-from hokusai.db.timestamps import utcnow
+from hokusai.keys.records import IssuedKey
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import IssuedKey
+from hokusai.timestamps import utcnow
 
 app = typer.Typer(
     help="Manage API keys (through a gateway with an admin key, or on the server's store).",

@@ -5,7 +5,9 @@ the CLI; the gateway, the stores and webhooks come with the ``server`` extra. A 
 module is imported the first time the command is looked up (to run it, or to list it in
 ``--help``), so a client command never pays for, or depends on, the server's packages.
 When a command's module needs one that is not installed, the command is replaced by one
-that says what to install and exits non-zero — decided here, once, for every command.
+that says what to install and exits non-zero — decided here, once, for every command,
+and for the server-side paths of the commands that run without the extra
+(:func:`server_extra`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
@@ -68,6 +71,32 @@ def missing_server_package(exc: ModuleNotFoundError) -> str | None:
     return None
 
 
+def explain_server_extra(what: str, missing: str, hint: str = "") -> NoReturn:
+    """Say that ``what`` needs the server extra (``missing`` is not installed) and exit 1:
+    the one answer for a command, or a command's server-side path, without the extra."""
+    lines = [
+        f"{what} needs the server extra: {SERVER_INSTALL}",
+        f"(the Python package {missing!r} is not installed)",
+    ]
+    print("\n".join([*lines, hint] if hint else lines), file=sys.stderr)
+    sys.exit(EXIT_NEEDS_SERVER_EXTRA)
+
+
+@contextmanager
+def server_extra(what: str, hint: str = "") -> Iterator[None]:
+    """Run the block, which imports the server's code; when that fails for want of a
+    server package, :func:`explain_server_extra` instead of a traceback. For a command
+    that runs on the base install but has a server-side path (``doctor --server``,
+    administration on the local store)."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = missing_server_package(exc)
+        if missing is None:
+            raise
+        explain_server_extra(what, missing, hint)
+
+
 def needs_server_extra(name: str, missing: str) -> click.Command:
     """A stand-in for ``hokusai <name>`` that says what to install, whatever it is given."""
 
@@ -75,12 +104,7 @@ def needs_server_extra(name: str, missing: str) -> click.Command:
         args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
     ) -> NoReturn:
         del args
-        print(
-            f"hokusai {name} needs the server extra: {SERVER_INSTALL}\n"
-            f"(the Python package {missing!r} is not installed)",
-            file=sys.stderr,
-        )
-        sys.exit(EXIT_NEEDS_SERVER_EXTRA)
+        explain_server_extra(f"hokusai {name}", missing)
 
     stand_in = typer.Typer()
     stand_in.command(

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hokusai.cli.client import ApiKey, ApiUrl, Profile, registry, reported_errors
-from hokusai.cli.context import err
+from hokusai.cli.console import err
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.evaluation import LOWER_IS_BETTER, measure_on_csv
-from hokusai.sdk.model_files import DEFAULT_SERIALIZATION_FORMAT, load_model_file
+from hokusai.sdk.model_files import load_model_file
 from hokusai.sdk.registry import validate_token_id
 from hokusai.sdk.results import ModelVersion
 
@@ -75,9 +75,10 @@ def register(
         typer.Option(
             "--serialization-format",
             help=(
-                f"How a scikit-learn model is stored (default {DEFAULT_SERIALIZATION_FORMAT}: "
-                "safe to load, but MLflow 2.x clients cannot; cloudpickle/pickle load "
-                "everywhere and run code when loaded)."
+                "How a scikit-learn model is stored (default: skops where the installed "
+                "MLflow can save it, 3.9 and later, else cloudpickle). skops is safe to load "
+                "but MLflow 2.x clients cannot; cloudpickle/pickle load everywhere and run "
+                "code when loaded."
             ),
             show_default=False,
         ),

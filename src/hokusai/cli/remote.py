@@ -22,13 +22,11 @@ from urllib.parse import quote
 import httpx
 
 from hokusai.admin.actor import Actor
-from hokusai.admin.keys import KeyCheck, Lifetime
-from hokusai.audit_store import AuditRecord
+from hokusai.audit_records import AuditRecord
 from hokusai.durations import check_time, parse_since
 from hokusai.errors import InternalError, Unavailable, from_answer
+from hokusai.keys.records import IssuedKey, KeyCheck, KeyRecord, Lifetime
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import IssuedKey
-from hokusai.keys.store import KeyRecord
 from hokusai.sdk.config import ClientConfig
 from hokusai.webhooks.records import (
     AttemptRecord,

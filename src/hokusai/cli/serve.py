@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.keys import KeyAdmin
-from hokusai.cli.context import DataDir, err, fail, settings_for
+from hokusai.cli.console import err, fail
+from hokusai.cli.context import DataDir, settings_for
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import typer
 
+from hokusai.cli.console import err, fail
 from hokusai.cli.context import (
     Admin,
     AdminDataDir,
@@ -17,12 +18,10 @@ from hokusai.cli.context import (
     Profile,
     admin,
     domain_errors,
-    err,
-    fail,
     since_option,
 )
 from hokusai.cli.tables import print_table
-from hokusai.webhooks import outbox
+from hokusai.webhooks.records import DELIVERY_STATUSES
 
 app = typer.Typer(
     help="Webhook endpoints and deliveries (through a gateway with an admin key, or on the "
@@ -31,7 +30,7 @@ app = typer.Typer(
 )
 # The outbox's states, spelled out so that --help lists them.
 DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
-assert set(get_args(DeliveryStatus)) == set(outbox.DELIVERY_STATUSES)
+assert set(get_args(DeliveryStatus)) == set(DELIVERY_STATUSES)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 EndpointId = Annotated[str, typer.Argument(help="Endpoint id (wh_…).")]
 

@@ -8,7 +8,8 @@ from typing import Annotated
 import anyio
 import typer
 
-from hokusai.cli.context import DataDir, err, open_store
+from hokusai.cli.console import err
+from hokusai.cli.context import DataDir, open_store
 from hokusai.logs import configure_logging
 from hokusai.webhooks.worker import run_background
 

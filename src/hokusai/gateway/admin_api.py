@@ -17,15 +17,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from hokusai.admin.services import AdminServices
-from hokusai.db.timestamps import utcnow
 from hokusai.errors import DomainError, ErrorCode
 from hokusai.gateway.api_docs import documented_api
 from hokusai.gateway.deps import CurrentActor, CurrentKey, Services, Since
 from hokusai.gateway.errors import GatewayError, domain_answer, error_body
 from hokusai.gateway.webhooks_api import router as webhooks_router
+from hokusai.keys.records import IssuedKey, KeyRecord
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import IssuedKey
-from hokusai.keys.store import KeyRecord
+from hokusai.timestamps import utcnow
 from hokusai.version import __version__
 
 

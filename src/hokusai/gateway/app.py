@@ -49,9 +49,9 @@ from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_he
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
 from hokusai.gateway.write_queue import WriteQueue
+from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.keys.service import KeyRejected, KeyService
-from hokusai.keys.store import KeyRecord
 from hokusai.logs import redact
 from hokusai.settings import Settings
 from hokusai.version import __version__

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from hokusai import audit_store
-from hokusai.audit_store import AuditRow
+from hokusai.audit_records import AuditRow
 from hokusai.logs import redact
 
 # One row to write; the same shape the services write.

@@ -17,7 +17,7 @@ from pydantic import AfterValidator
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.services import AdminServices
 from hokusai.durations import check_time
-from hokusai.keys.store import KeyRecord
+from hokusai.keys.records import KeyRecord
 
 
 def services(request: Request) -> AdminServices:

@@ -14,16 +14,15 @@ import hmac
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from hokusai.db.timestamps import utcnow
 from hokusai.keys import store
 from hokusai.keys.format import MalformedKeyError, generate_key, parse_key
+from hokusai.keys.records import IssuedKey, KeyRecord
 from hokusai.keys.scopes import Scope
-from hokusai.keys.store import KeyRecord
+from hokusai.timestamps import utcnow
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -46,14 +45,6 @@ class KeyNotFound(LookupError):
 
 class AmbiguousKeyReference(LookupError):
     """A display prefix matches more than one key."""
-
-
-@dataclass(frozen=True)
-class IssuedKey:
-    """A key at the one moment it exists in plain text."""
-
-    key: str
-    record: KeyRecord
 
 
 class KeyService:

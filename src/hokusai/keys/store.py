@@ -2,60 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Row, func, or_, select, update
 
 from hokusai.db.schema import api_keys
-from hokusai.db.timestamps import as_utc
+from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """What the store knows of a key: everything but the key."""
-
-    id: str
-    display_prefix: str
-    name: str
-    owner: str
-    scope: Scope
-    env: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    rotated_from: str | None
-
-    def state(self, now: datetime) -> str:
-        """``active``, ``revoked`` or ``expired``."""
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "active"
-
-    def public(self, now: datetime) -> dict[str, object]:
-        """A JSON-ready view, safe to show anyone allowed to see keys."""
-        return {
-            "id": self.id,
-            "display_prefix": self.display_prefix,
-            "name": self.name,
-            "owner": self.owner,
-            "scope": self.scope.value,
-            "env": self.env,
-            "state": self.state(now),
-            "created_at": _iso(self.created_at),
-            "expires_at": _iso(self.expires_at),
-            "revoked_at": _iso(self.revoked_at),
-            "last_used_at": _iso(self.last_used_at),
-            "rotated_from": self.rotated_from,
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+from hokusai.timestamps import as_utc
 
 
 def _record(row: Row[tuple[object, ...]]) -> KeyRecord:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import inspect
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -12,12 +16,80 @@ from hokusai.sdk.requirements import model_requirements
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 TAG_SERIALIZATION_FORMAT = "hokusai_serialization_format"
 
-# How a scikit-learn estimator is saved. ``skops`` is the safe default: loading it runs no
-# code from the file. But only MLflow 3 can load it (MLflow 2.x: "Unrecognized
-# serialization format: skops"); ``cloudpickle`` and ``pickle`` load everywhere, and
-# loading them runs whatever code the file holds — only for files you trust.
-DEFAULT_SERIALIZATION_FORMAT = "skops"
-SERIALIZATION_FORMATS = ("skops", "cloudpickle", "pickle")
+# How a scikit-learn estimator is saved. ``skops`` is the safe default where the installed
+# MLflow can save it (3.9 and later, with skops installed): loading it runs no code from
+# the file. But only such an MLflow can load it (MLflow 2.x: "Unrecognized serialization
+# format: skops"); ``cloudpickle`` and ``pickle`` load everywhere, and loading them runs
+# whatever code the file holds — only for files you trust. Where skops cannot be saved,
+# the default is ``cloudpickle`` (:func:`default_serialization_format`).
+SKOPS = "skops"
+FALLBACK_SERIALIZATION_FORMAT = "cloudpickle"
+SERIALIZATION_FORMATS = (SKOPS, "cloudpickle", "pickle")
+# The first MLflow whose sklearn flavour saves skops with the trusted types the SDK names.
+SKOPS_SINCE_MLFLOW = "3.9"
+
+log = logging.getLogger("hokusai.sdk")
+
+
+@functools.cache
+def why_not_skops() -> str | None:
+    """Why this environment cannot save the skops format, or None when it can.
+
+    Decided from the installed MLflow itself, not from its version number: its sklearn
+    flavour must list ``skops`` and take ``skops_trusted_types`` (MLflow 3.9 and later),
+    and the ``skops`` package must be importable.
+    """
+    import mlflow
+    import mlflow.sklearn
+
+    formats = getattr(mlflow.sklearn, "SUPPORTED_SERIALIZATION_FORMATS", ())
+    parameters = inspect.signature(mlflow.sklearn.save_model).parameters
+    if SKOPS not in formats or "skops_trusted_types" not in parameters:
+        return (
+            f"the installed MLflow {mlflow.__version__} cannot save the skops format (MLflow "
+            f"{SKOPS_SINCE_MLFLOW} and later can: pip install 'mlflow-skinny>="
+            f"{SKOPS_SINCE_MLFLOW}')"
+        )
+    if importlib.util.find_spec("skops") is None:
+        return "the skops package is not installed (pip install 'hokusai-ml-platform[sklearn]')"
+    return None
+
+
+def default_serialization_format() -> str:
+    """``skops`` where the installed MLflow can save it (:func:`why_not_skops`), else
+    ``cloudpickle`` (said once in the ``hokusai.sdk`` log)."""
+    reason = why_not_skops()
+    if reason is None:
+        return SKOPS
+    _log_fallback(reason)
+    return FALLBACK_SERIALIZATION_FORMAT
+
+
+@functools.cache
+def _log_fallback(reason: str) -> None:
+    log.warning(
+        "saving scikit-learn models as %s, not skops: %s. Loading a %s file runs the code "
+        "it holds; load only models from people you trust",
+        FALLBACK_SERIALIZATION_FORMAT,
+        reason,
+        FALLBACK_SERIALIZATION_FORMAT,
+    )
+
+
+def _chosen_format(requested: str | None) -> str:
+    """The format a scikit-learn estimator will be saved in; an explicit ``skops`` that
+    this environment cannot save is refused here, before anything is sent."""
+    if requested is None:
+        return default_serialization_format()
+    if requested == SKOPS:
+        reason = why_not_skops()
+        if reason is not None:
+            raise ValidationError(
+                f"serialization_format='skops' cannot be saved here: {reason}; or choose "
+                f"serialization_format='{FALLBACK_SERIALIZATION_FORMAT}' (or 'pickle'), "
+                "which every MLflow loads and which runs code when loaded"
+            )
+    return requested
 
 
 def check_serialization_format(model: Any, requested: str | None) -> str | None:
@@ -37,7 +109,7 @@ def check_serialization_format(model: Any, requested: str | None) -> str | None:
             )
         return _saved_format_of(Path(model))
     if isinstance(model, str | Path) or _is_sklearn(model):
-        return requested or DEFAULT_SERIALIZATION_FORMAT
+        return _chosen_format(requested)
     if requested is not None:
         raise ValidationError(
             "serialization_format applies to scikit-learn estimators only, not to a "
@@ -54,7 +126,9 @@ def save_model_directory(
     ``model`` is a fitted estimator (scikit-learn), an ``mlflow.pyfunc.PythonModel``,
     a directory that already holds an MLflow model (an ``MLmodel`` file), or a pickle /
     joblib file of a scikit-learn estimator (unpickling runs code: only load your own).
-    A scikit-learn estimator is saved in ``serialization_format`` (default ``skops``).
+    A scikit-learn estimator is saved in ``serialization_format`` (default: ``skops``
+    where the installed MLflow can save it, else ``cloudpickle``;
+    :func:`default_serialization_format`).
     """
     import mlflow
 
@@ -69,14 +143,16 @@ def save_model_directory(
             _load_pickle(path), destination, serialization_format=serialization_format
         )
     if _is_sklearn(model):
-        chosen = serialization_format or DEFAULT_SERIALIZATION_FORMAT
+        chosen = _chosen_format(serialization_format)
+        # Only an MLflow that saves skops takes its trusted types (MLflow 2.x has neither).
+        skops = {"skops_trusted_types": _skops_types_of(model)} if chosen == SKOPS else {}
         mlflow.sklearn.save_model(
             model,
             str(destination),
             serialization_format=chosen,
-            skops_trusted_types=_skops_types_of(model) if chosen == "skops" else None,
             # Named by the SDK, not inferred by MLflow (sdk/requirements.py says why).
             pip_requirements=model_requirements(model, "sklearn", chosen),
+            **skops,
         )
         return "sklearn"
     mlflow.pyfunc.save_model(

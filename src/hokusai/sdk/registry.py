@@ -162,9 +162,13 @@ class ModelRegistry:
         ``model``: a fitted estimator, a local model path, or a ``runs:/`` / ``models:/``
         URI. ``metrics`` are measured values of the model, logged on its run.
         Pass the same ``registration_id`` again to resume a failed registration.
-        ``serialization_format``: how a scikit-learn estimator is saved — ``skops`` (the
-        default: loading it runs no code, but MLflow 2.x clients cannot load it),
-        ``cloudpickle`` or ``pickle`` (loadable by MLflow 2.x; loading runs code).
+        ``serialization_format``: how a scikit-learn estimator is saved — ``skops``
+        (loading it runs no code, but MLflow 2.x clients cannot load it), ``cloudpickle``
+        or ``pickle`` (loadable by MLflow 2.x; loading runs code). The default is
+        ``skops`` where the installed MLflow can save it (3.9 and later, with skops
+        installed), else ``cloudpickle``; the version's ``hokusai_serialization_format``
+        tag records the one used. ``skops`` asked of an MLflow that cannot save it is a
+        :class:`ValidationError`, raised before anything is sent.
         """
         _check_name(model_type, "model_type")
         name = model_name or model_type

@@ -16,7 +16,7 @@ import yarl
 from sqlalchemy import Connection, delete, select, update
 
 from hokusai.db.schema import deliveries, webhook_endpoints
-from hokusai.db.timestamps import utcnow
+from hokusai.timestamps import utcnow
 from hokusai.webhooks.events import EVENT_TYPES
 
 ROTATION_GRACE = timedelta(hours=24)

@@ -17,12 +17,10 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hokusai.db.schema import deliveries, delivery_attempts, events, webhook_endpoints
-from hokusai.db.timestamps import as_utc, utcnow
+from hokusai.timestamps import as_utc, utcnow
 from hokusai.webhooks.delivery import AttemptResult
 from hokusai.webhooks.events import Event
-
-PENDING, FAILED, DELIVERED, DEAD = "pending", "failed", "delivered", "dead"
-DELIVERY_STATUSES = (PENDING, FAILED, DELIVERED, DEAD)
+from hokusai.webhooks.records import DEAD, DELIVERED, FAILED, PENDING
 
 
 def endpoint_wants(endpoint: dict[str, Any], event_type: str, model_name: str | None) -> bool:

@@ -3,6 +3,8 @@
 Each has ``public()``: the JSON-ready view the HTTP API and ``--json`` show (the same
 fields the dict-returning functions in ``endpoints.py`` and ``outbox.py`` give), and a
 ``from_row`` that reads a store row. An endpoint's secrets are never in a record.
+Nothing here needs the server's packages: the CLI builds these records from a remote
+gateway's answers on the base install.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hokusai.db.timestamps import as_utc
+from hokusai.timestamps import as_utc
+
+# The states of a delivery in the outbox.
+PENDING, FAILED, DELIVERED, DEAD = "pending", "failed", "delivered", "dead"
+DELIVERY_STATUSES = (PENDING, FAILED, DELIVERED, DEAD)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Time as the stores keep it: always UTC.
+"""Time as the stores and their records keep it: always UTC.
 
 SQLite hands datetimes back without their zone; everything stored is UTC, so a naive
 value read back is UTC.
