@@ -37,26 +37,29 @@ PREFIX = "/api/mlflow" + MLFLOW
 PER_ANSWER = {"date", "server", "x-request-id"}
 
 
-@pytest.fixture(scope="module")
-def running(
-    mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningGateway]:
-    home = tmp_path_factory.mktemp("cache-gateway")
-    # A generous replica lag: on a loaded machine the follower may look at the store late,
-    # and these tests are about one replica (the last one measures the real bound).
-    settings = gateway_settings(
-        f"sqlite:///{home / 'hokusai.db'}",
-        mlflow_server.url,
-        home,
-        resolution_cache_replica_lag=5.0,
-    )
+def start_in_sync(home: Path, mlflow_url: str, **overrides: object) -> RunningGateway:
+    """A gateway on SQLite whose resolution cache serves (its follower has read the store).
+
+    A generous replica lag: on a loaded machine the follower may look at the store late,
+    and the tests that use this are about one replica (the last test measures the bound).
+    """
+    overrides.setdefault("resolution_cache_replica_lag", 5.0)
+    settings = gateway_settings(f"sqlite:///{home / 'hokusai.db'}", mlflow_url, home, **overrides)
     gateway = start_gateway(settings)
     cache = gateway.gateway.resolution_cache
     assert cache is not None
     deadline = time.monotonic() + 10
-    while not cache.in_sync:  # the follower's first look at the store
+    while not cache.in_sync:
         assert time.monotonic() < deadline, "the resolution cache never came in sync"
         time.sleep(0.02)
+    return gateway
+
+
+@pytest.fixture(scope="module")
+def running(
+    mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    gateway = start_in_sync(tmp_path_factory.mktemp("cache-gateway"), mlflow_server.url)
     yield gateway
     gateway.stop()
 
@@ -142,10 +145,19 @@ def test_a_cached_read_is_mlflow_s_answer_and_the_next_needs_no_mlflow(
     os.killpg(group, signal.SIGSTOP)
     try:
         second = {read: through(running, reader, read) for read in reads(name)}
+        # The browser's twin paths are MLflow's same handlers: the same entries.
+        twins = {
+            read: httpx.get(
+                f"{running.url}/api/mlflow/ajax-api/2.0/mlflow/{read}",
+                headers=auth(reader),
+                timeout=5,
+            )
+            for read in reads(name)
+        }
     finally:
         os.killpg(group, signal.SIGCONT)
-    assert hits(running) - before == len(second)
-    for read, answer in second.items():
+    assert hits(running) - before == len(second) + len(twins)
+    for read, answer in [*second.items(), *twins.items()]:
         assert (answer.status_code, answer.content) == (200, first[read].content), read
         assert lasting(answer) == lasting(first[read]), read
         assert answer.headers["x-request-id"] != first[read].headers["x-request-id"]
@@ -175,6 +187,25 @@ def test_refusals_come_before_the_cache(
     assert hits(running) == before
     assert through(running, reader, reads(name)[0]).status_code == 200
     assert hits(running) == before + 1
+
+
+def test_the_rate_limit_comes_before_the_cache(
+    mlflow_server: MlflowProcess, tmp_path: Path
+) -> None:
+    limited = start_in_sync(
+        tmp_path, mlflow_server.url, rate_limit_per_second=0.01, rate_limit_burst=5
+    )
+    try:
+        name = model_with_versions(limited.url, limited.create_key(Scope.WRITE), versions=1)
+        reader = limited.create_key(Scope.READ)
+        read = f"registered-models/alias?name={name}&alias=production"
+        before = hits(limited)
+        answers = [through(limited, reader, read) for _ in range(7)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+        assert answers[-1].json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+        assert hits(limited) - before == 4  # the first read filled the cache
+    finally:
+        limited.stop()
 
 
 def test_a_write_through_the_gateway_is_seen_by_the_very_next_read(
