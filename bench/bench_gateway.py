@@ -4,7 +4,9 @@ What one run measures, on loopback only (127.0.0.1), with a load generator in a 
 of its own (this script started again with ``--client``, an asyncio + httpx loop):
 
 1. Registry reads, ``GET /api/2.0/mlflow/experiments/get-by-name`` and
-   ``GET /api/2.0/mlflow/registered-models/search``, sent
+   ``GET /api/2.0/mlflow/registered-models/search`` (proxied), and the model resolution
+   reads the gateway answers from its cache, ``GET /api/2.0/mlflow/registered-models/alias``
+   and ``GET /api/2.0/mlflow/model-versions/get`` (``CACHED_ENDPOINTS``), sent
    (a) ``direct`` to MLflow,
    (b) through the ``gateway``: ``hokusai serve --mlflow-url`` in front of that same MLflow,
        with a real API key from its store and everything on (authentication, route policy,
@@ -62,10 +64,15 @@ RESULTS_FILE = BENCH_DIR / "results" / "latest.json"
 
 EXPERIMENT = "hokusai-bench"
 REGISTERED_MODELS = 20
+MODEL = "bench-model-00"  # has a version and the alias "production"
 ENDPOINTS = {
     "get-by-name": f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}",
     "search": "/api/2.0/mlflow/registered-models/search",
+    "alias": f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=production",
+    "version": f"/api/2.0/mlflow/model-versions/get?name={MODEL}&version=1",
 }
+# Served from the gateway's resolution cache (gateway/resolution_cache.py): goals of their own.
+CACHED_ENDPOINTS = {"alias", "version"}
 TARGETS = ("direct", "gateway", "basic-auth")
 # Gateways whose per-key limit is shared by replicas (``--shared-limiters``), measured as
 # further targets next to ``gateway`` (in-memory limit, SQLite auth store).
@@ -85,6 +92,8 @@ CPU_COLUMNS = ("gateway", "mlflow", "client")
 GOAL_VS_DIRECT = 0.95
 GOAL_VS_BASIC_AUTH = 15.0
 GOAL_ADDED_MEDIAN_MS = 1.0
+GOAL_CACHED_VS_DIRECT = 10.0
+GOAL_CACHED_ADDED_MEDIAN_MS = 0.0  # below direct
 GOAL_ARTIFACT_VS_DIRECT = 0.8
 GOAL_RSS_GROWTH_MIB = 64.0
 
@@ -404,6 +413,14 @@ def seed(server: Server) -> None:
                 "/api/2.0/mlflow/registered-models/create",
                 json={"name": f"bench-model-{i:02d}", "description": "benchmark model"},
             ).raise_for_status()
+        client.post(
+            "/api/2.0/mlflow/model-versions/create",
+            json={"name": MODEL, "source": "s3://bench/model"},
+        ).raise_for_status()
+        client.post(
+            "/api/2.0/mlflow/registered-models/alias",
+            json={"name": MODEL, "alias": "production", "version": "1"},
+        ).raise_for_status()
 
 
 # ---- /proc readings -------------------------------------------------------------------------
@@ -867,10 +884,11 @@ def goals(reads: dict[str, Any], artifacts: dict[str, Any] | None) -> list[dict[
 
     for endpoint, result in reads.items():
         paired = result["paired"]
+        cached = endpoint in CACHED_ENDPOINTS
         check(
             f"{endpoint}: gateway/direct throughput",
             paired["gateway_vs_direct"]["median"],
-            GOAL_VS_DIRECT,
+            GOAL_CACHED_VS_DIRECT if cached else GOAL_VS_DIRECT,
         )
         for target in SHARED_LIMITERS.values():
             if f"{target}_vs_direct" in paired:
@@ -887,7 +905,7 @@ def goals(reads: dict[str, Any], artifacts: dict[str, Any] | None) -> list[dict[
         check(
             f"{endpoint}: added median latency at concurrency 1, ms",
             paired["added_p50_ms_c1"]["median"],
-            GOAL_ADDED_MEDIAN_MS,
+            GOAL_CACHED_ADDED_MEDIAN_MS if cached else GOAL_ADDED_MEDIAN_MS,
             at_most=True,
         )
     if artifacts is not None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -16,6 +17,8 @@ from helpers import (
     postgres_database,
     start_gateway,
 )
+from hokusai.db.engine import make_engine
+from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
 
@@ -41,6 +44,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         pytest.skip(f"{POSTGRES_ENV} is not set")
     with postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    """The auth store of ``store_url``, migrated."""
+    engine = make_engine(store_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from hokusai.db.engine import make_engine, normalise_url
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
 from hokusai.keys.scopes import Scope
+from hokusai.keys.service import KeyService
 from hokusai.server.http_server import server_config
 from hokusai.settings import Settings
 
@@ -98,6 +99,17 @@ def start_gateway(settings: Settings) -> RunningGateway:
 
 
 # ---- `hokusai serve` as separate processes (replicas) ----------------------------------
+
+
+@contextlib.contextmanager
+def store_keys(store: str, secret: str) -> Iterator[KeyService]:
+    """The key service on a shared store (migrated first), as the server's CLI uses it."""
+    engine = make_engine(store)
+    try:
+        upgrade(engine)
+        yield KeyService(engine, secret.encode())
+    finally:
+        engine.dispose()
 
 
 @dataclass

@@ -144,6 +144,36 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO")
 
+    # The resolution cache (gateway/resolution_cache.py).
+    resolution_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Longest time the gateway serves a cached answer to a model resolution read "
+            "(registered model, alias, version, latest versions, download URI). Writes "
+            "through any gateway replica invalidate at once (other replicas within "
+            "resolution_cache_replica_lag); this age bounds only how late a write made to "
+            "MLflow directly is seen. 0 turns the cache off."
+        ),
+    )
+    resolution_cache_max_entries: int = Field(
+        default=10_000, ge=1, description="Answers the resolution cache holds per process."
+    )
+    resolution_cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Bytes of answers (bodies and headers) the resolution cache holds per process.",
+    )
+    resolution_cache_replica_lag: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Most seconds a registry write through another replica may go unseen by this "
+            "one's resolution cache. The auth store is read 2.5 times per period; a replica "
+            "that could not read it within the period serves nothing from its cache."
+        ),
+    )
+
     # Webhooks.
     webhook_allow_private: bool = Field(
         default=False,

@@ -3,7 +3,6 @@ the services on it, and actors of each kind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ from sqlalchemy import Engine, Table, func, select
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.services import AdminServices, build_services
 from hokusai.audit_records import AuditRecord
-from hokusai.db.engine import make_engine
-from hokusai.db.migrate import upgrade
 from hokusai.db.schema import audit_log
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
@@ -64,14 +61,6 @@ class Admin:
     def break_audit_log(self) -> None:
         """Make every audit insert fail for real: the table is gone."""
         audit_log.drop(self.engine)
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

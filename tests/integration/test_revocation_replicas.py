@@ -12,11 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import POSTGRES_ENV, Replica, postgres_database, replicas
-from hokusai.db.engine import make_engine
-from hokusai.db.migrate import upgrade
+from helpers import POSTGRES_ENV, Replica, postgres_database, replicas, store_keys
 from hokusai.keys.scopes import Scope
-from hokusai.keys.service import KeyService
 from hokusai.server.mlflow_process import MlflowProcess
 
 pytestmark = [
@@ -47,16 +44,11 @@ def test_revocation_reaches_the_other_replica_within_a_second(
     shared_store: str, mlflow_server: MlflowProcess, tmp_path: Path
 ) -> None:
     secret = secrets.token_urlsafe(48)
-    engine = make_engine(shared_store)
-    try:
-        upgrade(engine)
-        keys = KeyService(engine, secret.encode())
+    with store_keys(shared_store, secret) as keys:
         admin = keys.create(name="ops", owner="tests", scope=Scope.ADMIN).key
         issued = keys.create(name="ci", owner="tests", scope=Scope.WRITE)
-    finally:
-        engine.dispose()
+        second = keys.create(name="batch", owner="tests", scope=Scope.READ)
     victim, victim_id = issued.key, issued.record.id
-    second = keys.create(name="batch", owner="tests", scope=Scope.READ)
 
     with replicas(["a", "b"], shared_store, secret, mlflow_server.url, tmp_path) as (a, b):
         assert get(a, victim).status_code == 200
@@ -101,11 +93,8 @@ def test_revocation_reaches_the_other_replica_within_a_second(
 
         # Revoked outside both replicas (the CLI writes the store): each learns it alone.
         assert get(a, second.key).status_code == 200 and get(b, second.key).status_code == 200
-        engine = make_engine(shared_store)
-        try:
-            KeyService(engine, secret.encode()).revoke(second.record.id)
-        finally:
-            engine.dispose()
+        with store_keys(shared_store, secret) as keys:
+            keys.revoke(second.record.id)
         revoked_at = time.monotonic()
         refused_after: dict[str, float] = {}
         while len(refused_after) < 2:

@@ -3,7 +3,6 @@ first. The log's clock is set explicitly for each entry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -33,14 +32,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> type[AuditClock]:
     monkeypatch.setattr(audit_module, "datetime", AuditClock)
     monkeypatch.setattr(AuditClock, "current", START)
     return AuditClock
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

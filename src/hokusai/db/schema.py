@@ -150,3 +150,19 @@ rate_limit_buckets = Table(
     Column("granted", Float, nullable=False),  # what the last request took, for RETURNING
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Registry writes proxied by any gateway replica, so that every replica's resolution cache
+# drops what they changed (gateway/registry_changes.py). Rows are written under a table
+# lock on PostgreSQL, so ``seq`` grows in commit order; the newest rows are kept.
+registry_changes = Table(
+    "registry_changes",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    # The model changed, as the cache indexes it; NULL: anything may have changed.
+    Column("model", Text, nullable=True),
+    # The gateway process that recorded it: that one has dropped the answers already.
+    Column("origin", String(32), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)

@@ -2,8 +2,9 @@
 
 Every request passes the same steps, in this order (DESIGN.md, "The request path"):
 request id -> canonical path -> no key in the URL -> locate in the URL space ->
-authenticate -> route policy -> rate limit -> proxy (or answer locally) -> audit ->
-metrics and one JSON log line. Pure ASGI, no buffering middleware: bodies stream.
+authenticate -> route policy -> rate limit -> resolution cache (model resolution reads)
+or proxy (or answer locally) -> audit -> metrics and one JSON log line. Pure ASGI, no
+buffering middleware: bodies stream.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from hokusai.admin.services import build_services
 from hokusai.db.engine import make_engine
 from hokusai.errors import ErrorCode
-from hokusai.gateway import client_address, credentials, urlspace
+from hokusai.gateway import client_address, credentials, registry_changes, urlspace
 from hokusai.gateway.admin_api import build_admin_api
 from hokusai.gateway.artifact_locations import check_locations, location_fields
 from hokusai.gateway.audit import AuditEntry, AuditLog
@@ -46,6 +47,15 @@ from hokusai.gateway.observability import Metrics, access_log, route_class
 from hokusai.gateway.policy import Hidden, classify
 from hokusai.gateway.proxy import MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
+from hokusai.gateway.registry_changes import ChangeFollower
+from hokusai.gateway.resolution_cache import (
+    NOTHING,
+    CachedAnswer,
+    ResolutionCache,
+    WriteEffect,
+    cacheable_read,
+    write_effect,
+)
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
 from hokusai.gateway.write_queue import WriteQueue
@@ -119,6 +129,24 @@ class Gateway:
             self.engine, settings, self.keys, on_revoked=self.keys.forget
         )
         self.admin_api = build_admin_api(self.services)
+        # The resolution cache and the follower of other replicas' registry writes that
+        # keeps it in step (started with the lifespan; until then nothing is served).
+        self.origin = registry_changes.new_origin()
+        self.resolution_cache: ResolutionCache | None = None
+        self.change_follower: ChangeFollower | None = None
+        if settings.resolution_cache_seconds > 0:
+            self.resolution_cache = ResolutionCache(
+                max_age=settings.resolution_cache_seconds,
+                max_entries=settings.resolution_cache_max_entries,
+                max_bytes=settings.resolution_cache_max_bytes,
+                metrics=self.metrics,
+            )
+            self.change_follower = ChangeFollower(
+                self.engine,
+                self.resolution_cache,
+                settings.resolution_cache_replica_lag,
+                origin=self.origin,
+            )
 
     # ---- ASGI entry point -------------------------------------------------------
 
@@ -146,6 +174,8 @@ class Gateway:
                         group.start_soon(
                             run_background, self.engine, self.settings, stop, self.metrics
                         )
+                    if self.change_follower is not None:
+                        group.start_soon(self.change_follower.run, stop)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     stop.set()
@@ -379,7 +409,39 @@ class Gateway:
             check_locations(
                 body if isinstance(body, bytes) else b"", chosen, self.settings.artifact_root
             )
+        query_string = scope.get("query_string", b"")
+        cache = self.resolution_cache
+        keep = None
+        if cache is not None and body is None:
+            read = cacheable_read(method, mlflow_path, query_string, scope["headers"])
+            if read is not None:
+                cached = cache.get(read.key)
+                if cached is not None:
+                    await _send_cached(send, cached)
+                    return
+                ticket = cache.ticket()
+
+                def keep(status: int, headers: list[tuple[bytes, bytes]], answer: bytes) -> None:
+                    cache.put(read, ticket, status, headers, answer)
+
         audited = access is not KeyScope.READ
+        # Admin-scope GETs (workspaces, MLflow's webhooks) are audited but change nothing.
+        effect = (
+            write_effect(mlflow_path, body if isinstance(body, bytes) else b"", query_string)
+            if audited and method not in ("GET", "HEAD")
+            else NOTHING
+        )
+        announced = False
+
+        async def announce_change() -> None:
+            """Before the writer's answer: this replica's cache forgets what the write may
+            have changed, and the other replicas are told through the store."""
+            nonlocal announced
+            if announced or effect.none:
+                return
+            announced = True
+            await self._registry_changed(effect)
+
         captured = captured_endpoint(method, mlflow_path)
         inspect = None
         if captured is not None:
@@ -388,7 +450,7 @@ class Gateway:
                 await self.events.record(
                     captured,
                     method,
-                    scope.get("query_string", b""),
+                    query_string,
                     key.id,
                     status,
                     request_body,
@@ -399,6 +461,7 @@ class Gateway:
         async def before_answer(status: int) -> None:
             if status >= 500:
                 self.metrics.upstream_errors.labels("5xx").inc()
+            await announce_change()
             if audited:
                 await anyio.to_thread.run_sync(
                     self.audit.record,
@@ -416,21 +479,43 @@ class Gateway:
 
         # Changes to MLflow's store take their turn; reads and file transfers never wait.
         queued = self.writes.turn() if audited and not transfer else contextlib.nullcontext()
-        async with queued:
-            result = await self.proxy.forward(
-                method=method,
-                raw_mlflow_path=raw_mlflow_path,
-                query_string=scope.get("query_string", b""),
-                headers=scope["headers"],
-                identity=(key.id, key.owner),
-                request_id=exchange.request_id,
-                body=body,
-                transfer=transfer,
-                send=send,
-                on_response_start=before_answer,
-                inspect=inspect,
-            )
+        try:
+            async with queued:
+                result = await self.proxy.forward(
+                    method=method,
+                    raw_mlflow_path=raw_mlflow_path,
+                    query_string=query_string,
+                    headers=scope["headers"],
+                    identity=(key.id, key.owner),
+                    request_id=exchange.request_id,
+                    body=body,
+                    transfer=transfer,
+                    send=send,
+                    on_response_start=before_answer,
+                    inspect=inspect,
+                    keep=keep,
+                )
+        finally:
+            # MLflow gave no answer (or the gateway failed after sending): the write may
+            # have been applied all the same.
+            with anyio.CancelScope(shield=True):
+                await announce_change()
         exchange.upstream_seconds = result.upstream_seconds
+
+    async def _registry_changed(self, effect: WriteEffect) -> None:
+        if self.resolution_cache is not None:
+            self.resolution_cache.invalidate(effect)
+        try:
+            await anyio.to_thread.run_sync(
+                registry_changes.record, self.engine, effect, self.origin
+            )
+        except Exception as exc:  # the write itself is done: the other replicas age it out
+            log.warning(
+                "could not record a registry change for the other replicas (%s): their "
+                "resolution caches may serve the old answer for up to %g s",
+                type(exc).__name__,
+                self.settings.resolution_cache_seconds,
+            )
 
     async def _authenticate(self, headers: dict[bytes, bytes], exchange: Exchange) -> KeyRecord:
         """The caller's key record, or an error saying why not.
@@ -645,6 +730,14 @@ class Gateway:
                     }
                 },
             )
+
+
+async def _send_cached(send: Send, answer: CachedAnswer) -> None:
+    """MLflow's answer as it was given; the gateway's own headers are added on the way."""
+    await send(
+        {"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)}
+    )
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

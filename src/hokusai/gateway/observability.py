@@ -112,6 +112,34 @@ class Metrics:
             "Per-key limit decisions made by this replica alone: the shared store did not answer.",
             registry=self.registry,
         )
+        self.resolution_cache_hits = Counter(
+            "hokusai_resolution_cache_hits",
+            "Model resolution reads answered from the gateway's cache (resolution_cache.py).",
+            registry=self.registry,
+        )
+        self.resolution_cache_misses = Counter(
+            "hokusai_resolution_cache_misses",
+            "Model resolution reads sent to MLflow: not cached, too old, or out of sync.",
+            registry=self.registry,
+        )
+        self.resolution_cache_invalidations = Counter(
+            "hokusai_resolution_cache_invalidations",
+            "Invalidations of the resolution cache, by scope (one model's answers, or all).",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.resolution_cache_entries = Gauge(
+            "hokusai_resolution_cache_entries",
+            "Answers held by the resolution cache (summed over worker processes).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.resolution_cache_bytes = Gauge(
+            "hokusai_resolution_cache_bytes",
+            "Bytes of answers held by the resolution cache (summed over worker processes).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         for outcome in ("delivered", "failed", "dead", "gone"):
             self.webhook_deliveries.labels(outcome)
         for kind in ("refused", "timeout", "protocol", "5xx"):
@@ -120,6 +148,8 @@ class Metrics:
             self.auth_failures.labels(reason)
         for limit in ("key", "auth_failures"):
             self.rate_limited.labels(limit)
+        for scope in ("model", "all"):
+            self.resolution_cache_invalidations.labels(scope)
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:

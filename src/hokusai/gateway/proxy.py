@@ -191,6 +191,7 @@ class MlflowProxy:
         send: Send,
         on_response_start: Callable[[int], Awaitable[None]],
         inspect: Callable[[int, bytes, bytes], Awaitable[None]] | None = None,
+        keep: Callable[[int, list[tuple[bytes, bytes]], bytes], None] | None = None,
     ) -> UpstreamResult:
         """Send the request to MLflow and stream its answer back on ``send``.
 
@@ -200,7 +201,9 @@ class MlflowProxy:
         for work that must precede the answer (audit). With ``inspect`` (the caller
         chooses it only for small registry writes, whose body is whole), the answer is
         kept too and ``inspect(status, request_body, response_body)`` runs before the
-        answer: the place where events go into the outbox.
+        answer: the place where events go into the outbox. With ``keep`` (chosen for the
+        reads the resolution cache holds) the answer is read whole as well and
+        ``keep(status, headers, body)`` sees exactly what the client is sent.
         """
         # The raw (still encoded) path, already checked canonical: MLflow sees exactly
         # the bytes the policy was decided on.
@@ -208,8 +211,9 @@ class MlflowProxy:
         if query_string:
             url += "?" + query_string.decode("latin-1")
         upstream_headers = [(k, v) for k, v in headers if k not in _DROP_REQUEST]
-        if inspect is not None:
-            # An answer that is read must be plain: no compression to undo.
+        whole = inspect is not None or keep is not None
+        if whole:
+            # An answer that is read (or served again) must be plain: no compression to undo.
             upstream_headers = [(k, v) for k, v in upstream_headers if k != b"accept-encoding"]
         key_id, owner = identity
         upstream_headers += [
@@ -238,16 +242,19 @@ class MlflowProxy:
         upstream_seconds = time.perf_counter() - started
         try:
             answer: bytes | None = None
-            if inspect is not None:
+            if whole:
                 try:
                     answer = await response.read()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise self._failed(exc, method, transfer) from None
+            if inspect is not None and answer is not None:
                 await inspect(response.status, body if isinstance(body, bytes) else b"", answer)
             await on_response_start(response.status)
             out_headers = [
                 (k.lower(), v) for k, v in response.raw_headers if k.lower() not in _DROP_RESPONSE
             ]
+            if keep is not None and answer is not None:
+                keep(response.status, list(out_headers), answer)
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": out_headers}
             )
