@@ -3,59 +3,57 @@ once, and one that waits too long is refused unsent with a 503."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import anyio
 
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.write_queue import WriteQueue
 
 
-def test_writes_take_their_turns_in_arrival_order_one_at_a_time() -> None:
-    queue = WriteQueue(1, timeout=5)
-    order: list[int] = []
-    inside = 0
-    most_inside = 0
+@dataclass
+class Burst:
+    """``count`` writes started at once, each holding its turn for ``hold`` seconds."""
 
-    async def write(number: int) -> None:
-        nonlocal inside, most_inside
-        async with queue.turn():
-            inside += 1
-            most_inside = max(most_inside, inside)
-            order.append(number)
-            await anyio.sleep(0.005)
-            inside -= 1
+    queue: WriteQueue
+    count: int
+    hold: float
+    order: list[int] = field(default_factory=list)
+    inside: int = 0
+    most_inside: int = 0
 
-    async def burst() -> None:
+    async def write(self, number: int) -> None:
+        async with self.queue.turn():
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            self.order.append(number)
+            await anyio.sleep(self.hold)
+            self.inside -= 1
+
+    async def run(self) -> None:
         async with anyio.create_task_group() as group:
-            for number in range(20):
-                group.start_soon(write, number)
+            for number in range(self.count):
+                group.start_soon(self.write, number)
                 await anyio.sleep(0)  # number n is queued before number n + 1 arrives
 
-    anyio.run(burst)
-    assert order == list(range(20))
-    assert most_inside == 1
-    assert queue.waiting == 0
+    def __call__(self) -> Burst:
+        anyio.run(self.run)
+        return self
+
+
+def test_writes_take_their_turns_in_arrival_order_one_at_a_time() -> None:
+    burst = Burst(WriteQueue(1, timeout=5), count=20, hold=0.005)()
+    assert burst.order == list(range(20))
+    assert burst.most_inside == 1
+    assert burst.queue.waiting == 0
 
 
 def test_concurrency_bounds_the_writes_at_once() -> None:
-    queue = WriteQueue(3, timeout=5)
-    inside = 0
-    most_inside = 0
+    assert Burst(WriteQueue(3, timeout=5), count=12, hold=0.01)().most_inside == 3
 
-    async def write() -> None:
-        nonlocal inside, most_inside
-        async with queue.turn():
-            inside += 1
-            most_inside = max(most_inside, inside)
-            await anyio.sleep(0.01)
-            inside -= 1
 
-    async def burst() -> None:
-        async with anyio.create_task_group() as group:
-            for _ in range(12):
-                group.start_soon(write)
-
-    anyio.run(burst)
-    assert most_inside == 3
+def test_no_limit_never_waits() -> None:
+    assert Burst(WriteQueue(0, timeout=0.01), count=50, hold=0.05)().most_inside == 50
 
 
 def test_a_write_that_waits_too_long_is_refused_unsent_and_holds_nothing() -> None:
@@ -93,25 +91,3 @@ def test_a_write_that_waits_too_long_is_refused_unsent_and_holds_nothing() -> No
     assert "was not sent" in error.message
     assert sent_after == ["the next write"]
     assert queue.waiting == 0
-
-
-def test_no_limit_never_waits() -> None:
-    queue = WriteQueue(0, timeout=0.01)
-    inside = 0
-    most_inside = 0
-
-    async def write() -> None:
-        nonlocal inside, most_inside
-        async with queue.turn():
-            inside += 1
-            most_inside = max(most_inside, inside)
-            await anyio.sleep(0.05)
-            inside -= 1
-
-    async def burst() -> None:
-        async with anyio.create_task_group() as group:
-            for _ in range(50):
-                group.start_soon(write)
-
-    anyio.run(burst)
-    assert most_inside == 50
