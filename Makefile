@@ -25,8 +25,11 @@ serve: install
 	$(BIN)/hokusai serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) \
 		$(if $(MLFLOW_PORT),--mlflow-port $(MLFLOW_PORT))
 
+# Two workers: the suite mostly waits on servers it starts. Each test module stays on one
+# worker (--dist loadscope), so a module's servers start once.
+TEST_WORKERS ?= 2
 test: install test-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # The slow parts `make test` leaves out: 100 concurrent registrations, a longer schema
 # fuzz, then every test marked `reliability` (the command line's -m overrides the default
