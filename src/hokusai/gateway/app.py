@@ -45,7 +45,7 @@ from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
 from hokusai.gateway.observability import Metrics, access_log, route_class
 from hokusai.gateway.policy import Hidden, classify
-from hokusai.gateway.proxy import MlflowProxy, UpstreamError
+from hokusai.gateway.proxy import SAFE_METHODS, MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
 from hokusai.gateway.registry_changes import ChangeFollower
 from hokusai.gateway.resolution_cache import (
@@ -404,11 +404,10 @@ class Gateway:
                 body = stream_body(receive, max_body, idle)
             else:
                 body = await read_body(receive, max_body, idle)
+        api_body = body if isinstance(body, bytes) else b""  # a streamed transfer: none
         chosen = location_fields(method, mlflow_path)
         if chosen and not (key.scope is KeyScope.ADMIN and self.settings.admin_artifact_locations):
-            check_locations(
-                body if isinstance(body, bytes) else b"", chosen, self.settings.artifact_root
-            )
+            check_locations(api_body, chosen, self.settings.artifact_root)
         query_string = scope.get("query_string", b"")
         cache = self.resolution_cache
         keep = None
@@ -425,12 +424,10 @@ class Gateway:
                     cache.put(read, ticket, status, headers, answer)
 
         audited = access is not KeyScope.READ
-        # Admin-scope GETs (workspaces, MLflow's webhooks) are audited but change nothing.
-        effect = (
-            write_effect(mlflow_path, body if isinstance(body, bytes) else b"", query_string)
-            if audited and method not in ("GET", "HEAD")
-            else NOTHING
-        )
+        # What MLflow's store may change: not reads, and not the admin-scope GETs
+        # (workspaces, MLflow's webhooks), which are audited but change nothing.
+        changes = audited and method not in SAFE_METHODS
+        effect = write_effect(mlflow_path, api_body, query_string) if changes else NOTHING
         announced = False
 
         async def announce_change() -> None:
@@ -478,7 +475,7 @@ class Gateway:
                 )
 
         # Changes to MLflow's store take their turn; reads and file transfers never wait.
-        queued = self.writes.turn() if audited and not transfer else contextlib.nullcontext()
+        queued = self.writes.turn() if changes and not transfer else contextlib.nullcontext()
         try:
             async with queued:
                 result = await self.proxy.forward(

@@ -84,7 +84,7 @@ class UpstreamResult:
 
 
 # A request with one of these methods changes nothing: repeating it is always safe.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class UpstreamError(GatewayError):
@@ -109,7 +109,7 @@ class UpstreamError(GatewayError):
         headers = {}
         if not sent:
             headers["Retry-After"] = "1"
-        elif method not in _SAFE_METHODS:
+        elif method not in SAFE_METHODS:
             headers["x-should-retry"] = "false"
         super().__init__(
             error_code, message, status=status, headers=headers, reason=f"upstream_{kind}"
@@ -287,7 +287,7 @@ class MlflowProxy:
             )
         unknown = (
             ""
-            if method in _SAFE_METHODS
+            if method in SAFE_METHODS
             else " The request may or may not have been applied: check before repeating it."
         )
         if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
