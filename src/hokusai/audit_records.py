@@ -28,6 +28,8 @@ class AuditRow:
     status: int
     client: str | None
     detail: dict[str, Any] | None = None
+    # The workspace acted in; None: platform-wide.
+    workspace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class AuditRecord:
     status: int
     client: str | None
     detail: dict[str, Any] | None
+    workspace: str | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON-ready view ``/api/v1/audit`` and ``hokusai audit --json`` show."""
@@ -60,4 +63,5 @@ class AuditRecord:
             "status": self.status,
             "client": self.client,
             "detail": self.detail,
+            "workspace": self.workspace,
         }

@@ -33,6 +33,7 @@ def insert_entry(conn: Connection, *, entry: AuditRow, at: datetime | None = Non
             status=entry.status,
             client=entry.client,
             detail=json.dumps(entry.detail) if entry.detail else None,
+            workspace=entry.workspace,
         )
     )
 
@@ -43,6 +44,7 @@ def query(
     key_id: str | None = None,
     action: str | None = None,
     since: datetime | None = None,
+    workspace: str | None = None,
     limit: int = 100,
 ) -> list[AuditRecord]:
     """Entries matching every filter given, newest first, at most ``limit`` (≤ 10 000)."""
@@ -53,6 +55,8 @@ def query(
         statement = statement.where(audit_log.c.key_id == key_id)
     if action:
         statement = statement.where(audit_log.c.action == action)
+    if workspace:
+        statement = statement.where(audit_log.c.workspace == workspace)
     if since:
         # Compare in UTC: SQLite compares the stored UTC text and ignores an offset.
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
@@ -73,4 +77,5 @@ def _record(m: dict[str, Any]) -> AuditRecord:
         status=int(m["status"]),
         client=m["client"],
         detail=json.loads(m["detail"]) if m["detail"] else None,
+        workspace=m["workspace"],
     )

@@ -121,13 +121,23 @@ class Unauthenticated(_Coded):
 
 
 class PermissionDenied(_Coded):
-    """The actor is known but may not do this; ``needed`` names the scope (later: role)."""
+    """The actor is known but may not do this; ``needed`` names the role, ``details`` what
+    refused it (``refused_by``: role, workspace, model_pattern, protected_alias,
+    promotion_gate or source) and who can grant it, for ``hokusai doctor``."""
 
     code = ErrorCode.PERMISSION_DENIED
 
-    def __init__(self, message: str, *, needed: str, reason: str | None = None) -> None:
-        super().__init__(message, reason=reason or "scope")
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: str,
+        reason: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason or "role")
         self.needed = needed
+        self.details = dict(details or {})
 
 
 class NotFound(_Coded, LookupError):
@@ -195,7 +205,9 @@ _CLASS_BY_CODE: Mapping[ErrorCode, type[_Coded]] = MappingProxyType(
 )
 
 
-def from_answer(error_code: str, message: str) -> DomainError:
+def from_answer(
+    error_code: str, message: str, details: Mapping[str, object] | None = None
+) -> DomainError:
     """The domain error an MLflow-format answer (``{"error_code", "message"}``) stands for.
 
     For front-ends that talk to a remote gateway (the CLI with ``--api-url``): the same
@@ -208,7 +220,8 @@ def from_answer(error_code: str, message: str) -> DomainError:
         return InternalError(f"{error_code}: {message}")
     cls = _CLASS_BY_CODE[code]
     if cls is PermissionDenied:
-        return PermissionDenied(message, needed="")
+        details = dict(details or {})
+        return PermissionDenied(message, needed=str(details.get("needed") or ""), details=details)
     error = cls(message)
     error.code = code  # BAD_REQUEST stays BAD_REQUEST
     return error

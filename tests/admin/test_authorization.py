@@ -11,7 +11,7 @@ import pytest
 
 from admin.conftest import Admin
 from hokusai.admin.actor import Actor
-from hokusai.admin.authorization import NEEDED, Action, authorize
+from hokusai.authorization import NEEDED, Action, authorize
 from hokusai.db.schema import api_keys, deliveries, events, webhook_endpoints
 from hokusai.errors import PermissionDenied
 from hokusai.keys.scopes import Scope

@@ -32,7 +32,7 @@ LAYER = {
     "hokusai.webhooks.records",
     "hokusai.admin",
     "hokusai.admin.actor",
-    "hokusai.admin.authorization",
+    "hokusai.authorization",
     "hokusai.admin.transaction",
     "hokusai.admin.keys",
     "hokusai.admin.webhooks",

@@ -12,9 +12,9 @@ from sqlalchemy import update
 
 from admin.conftest import Admin
 from hokusai.admin.actor import Actor, Origin
-from hokusai.admin.authorization import Action
 from hokusai.admin.keys import MIN_INHERITED_LIFETIME
 from hokusai.admin.transaction import change
+from hokusai.authorization import Action
 from hokusai.db.schema import api_keys, audit_log
 from hokusai.errors import Conflict, InternalError, InvalidInput, NotFound, Unavailable
 from hokusai.keys import store
@@ -67,7 +67,7 @@ def test_the_operator_is_audited_by_name_with_no_key(admin: Admin) -> None:
         ({"name": "  "}, "name of 1 to 200"),
         ({"name": "x" * 201}, "name of 1 to 200"),
         ({"name": "ok", "owner": "o" * 201}, "owner of 1 to 200"),
-        ({"name": "ok", "scope": "root"}, "scope must be one of read, write, admin"),
+        ({"name": "ok", "scope": "root"}, "scope must be one of read, write, promote, admin"),
         ({"name": "ok", "env": "prod"}, "env must be one of live, test"),
         ({"name": "ok", "expires_in": "soon"}, "is not a duration"),
         ({"name": "ok", "expires_in": "999999999d"}, "between 1s and 3650d"),

@@ -1,12 +1,12 @@
 """Who is acting: an API key, or the operator working on the server's own store.
 
 Every service operation takes an :class:`Actor`. It says who acts (for the audit log),
-how far it may go (its scope, which :func:`hokusai.admin.authorization.authorize` reads),
+how far it may go (its scope, which :func:`hokusai.authorization.authorize` reads),
 and where the request came from (:class:`Origin`, also for the audit log).
 
-A signed-in person will be a third kind (a session, revoked with its key), and
-workspaces will give an actor a role per workspace; both add fields here and rows to
-the authorization table, and no service changes.
+A key acts in its workspace with its role (``workspace`` None: every workspace, for a
+platform admin key and the operator). A signed-in person will be a third kind (a
+session, revoked with its key).
 """
 
 from __future__ import annotations
@@ -80,11 +80,14 @@ class Actor:
     scope: Scope
     origin: Origin
     key: KeyRecord | None = None
+    # The workspace the actor acts in; None: every workspace (a platform admin key, the
+    # operator).
+    workspace: str | None = None
 
     @classmethod
     def for_key(cls, key: KeyRecord, origin: Origin) -> Actor:
         """A caller authenticated by ``key`` (the gateway has verified it)."""
-        return cls(ActorKind.KEY, key.owner, key.scope, origin, key)
+        return cls(ActorKind.KEY, key.owner, key.scope, origin, key, key.workspace)
 
     @classmethod
     def operator(cls, origin: Origin, name: str | None = None) -> Actor:

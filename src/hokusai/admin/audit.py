@@ -8,9 +8,9 @@ from sqlalchemy import Engine
 
 from hokusai import audit_store
 from hokusai.admin.actor import Actor
-from hokusai.admin.authorization import Action
 from hokusai.admin.transaction import reading
 from hokusai.audit_records import AuditRecord
+from hokusai.authorization import Action
 from hokusai.durations import check_time, parse_since
 
 

@@ -7,6 +7,7 @@ keys, so the checks, the transaction and the audit row are the same from anywher
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -14,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from hokusai.admin.actor import Actor, Outcome
-from hokusai.admin.authorization import Action
 from hokusai.admin.transaction import change, permit, reading, store_errors
+from hokusai.authorization import Action
 from hokusai.durations import check_duration, parse_duration
 from hokusai.errors import Conflict, InvalidInput, NotFound
 from hokusai.keys import store
@@ -24,6 +25,8 @@ from hokusai.keys.records import IssuedKey, KeyCheck, KeyRecord, Lifetime
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.timestamps import utcnow
+from hokusai.workspaces import store as workspace_store
+from hokusai.workspaces.records import DEFAULT_WORKSPACE, check_workspace_name
 
 MAX_TEXT = 200
 # A replacement that inherits its lifetime gets at least this long: a key rotated because
@@ -59,39 +62,79 @@ class KeyAdmin:
         owner: str | None = None,
         env: str = "live",
         expires_in: timedelta | str | None = None,
+        workspace: str | None = None,
+        platform: bool = False,
+        models: list[str] | tuple[str, ...] = (),
     ) -> IssuedKey:
         """A new key (shown only in the returned :class:`IssuedKey`); ``owner`` defaults to
-        the actor's name, ``expires_in`` (``"30d"`` or a timedelta) to no expiry."""
+        the actor's name, ``expires_in`` (``"30d"`` or a timedelta) to no expiry.
+
+        The key belongs to ``workspace`` (default: the actor's own, else ``default``);
+        ``platform=True`` makes a platform admin key instead, which belongs to none.
+        ``models`` limits a write key's registry writes to those name patterns."""
         scope = _scope(scope)
         name, owner = _text("name", name), _text("owner", owner or actor.name)
         if env not in ENVIRONMENTS:
             raise InvalidInput(f"env must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
         lifetime = _duration(expires_in)
-        with change(self._engine, actor, Action.KEYS_CREATE) as unit:
+        patterns = check_model_patterns(models)
+        if platform:
+            if workspace is not None:
+                raise InvalidInput("a platform admin key belongs to no workspace: drop one")
+            if scope is not Scope.ADMIN:
+                raise InvalidInput("a platform key must have the admin scope")
+            if patterns:
+                raise InvalidInput("a platform admin key cannot be limited to models")
+            target: str | None = None
+        else:
+            target = check_workspace_name(workspace or actor.workspace or DEFAULT_WORKSPACE)
+        with change(self._engine, actor, Action.KEYS_CREATE, target) as unit:
+            if target is not None and not workspace_store.get_workspace(unit.conn, name=target):
+                raise NotFound(
+                    f"no workspace {target!r}; create it first (hokusai workspaces create)"
+                )
             issued = self._insert(
-                unit.conn, name=name, owner=owner, scope=scope, env=env, lifetime=lifetime
+                unit.conn,
+                name=name,
+                owner=owner,
+                scope=scope,
+                env=env,
+                lifetime=lifetime,
+                workspace=target,
+                models=patterns,
             )
             unit.audit(
                 target=issued.record.id,
                 outcome=Outcome.CREATED,
                 created=issued.record.id,
                 scope=scope.value,
+                workspace=target,
+                **({"models": list(patterns)} if patterns else {}),
             )
         return issued
 
-    def list(self, actor: Actor, *, include_revoked: bool = False) -> list[KeyRecord]:
-        with reading(self._engine, actor, Action.KEYS_LIST) as conn:
-            return store.list_keys(conn, include_revoked=include_revoked)
+    def list(
+        self, actor: Actor, *, include_revoked: bool = False, workspace: str | None = None
+    ) -> list[KeyRecord]:
+        """Keys of ``workspace`` (a workspace admin: always their own), or of every
+        workspace and the platform for a platform admin who names none."""
+        workspace = workspace or actor.workspace
+        with reading(self._engine, actor, Action.KEYS_LIST, workspace) as conn:
+            return store.list_keys(conn, include_revoked=include_revoked, workspace=workspace)
 
     def get(self, actor: Actor, reference: str) -> KeyRecord:
         """A key by its id, its display prefix or the whole key."""
-        with reading(self._engine, actor, Action.KEYS_GET) as conn:
-            return self._resolve(conn, reference)
+        with reading(self._engine, actor, Action.KEYS_GET, actor.workspace) as conn:
+            found = self._resolve(conn, reference)
+        # Authorized for the key's own workspace: another workspace's admin is refused.
+        permit(self._engine, actor, Action.KEYS_GET, found.workspace)
+        return found
 
     def revoke(self, actor: Actor, reference: str) -> KeyRecord:
         """Revoke a key (again is harmless): every gateway refuses it within the cache TTL."""
-        with change(self._engine, actor, Action.KEYS_REVOKE) as unit:
+        with change(self._engine, actor, Action.KEYS_REVOKE, actor.workspace) as unit:
             target = self._resolve(unit.conn, reference)
+            unit.within(target.workspace)
             store.mark_revoked(unit.conn, key_id=target.id, at=utcnow())
             unit.audit(target=target.id, revoked=target.id)
             record = self._resolve(unit.conn, target.id)
@@ -113,8 +156,9 @@ class KeyAdmin:
         old key never expired) — so an expired key rotates into a fresh, working one.
         """
         wanted = self._lifetime(expires_in)
-        with change(self._engine, actor, Action.KEYS_ROTATE) as unit:
+        with change(self._engine, actor, Action.KEYS_ROTATE, actor.workspace) as unit:
             old = self._resolve(unit.conn, reference)
+            unit.within(old.workspace)
             if old.revoked_at is not None:
                 raise InvalidInput(f"{old.id} is revoked; create a new key instead of rotating it")
             lifetime: timedelta | None
@@ -138,6 +182,8 @@ class KeyAdmin:
                 env=old.env,
                 lifetime=lifetime,
                 rotated_from=old.id,
+                workspace=old.workspace,
+                models=old.models,
             )
             unit.audit(target=old.id, rotated=old.id, replacement=issued.record.id)
         self._revoked(old.id)
@@ -164,6 +210,8 @@ class KeyAdmin:
         scope: Scope,
         env: str,
         lifetime: timedelta | None,
+        workspace: str | None,
+        models: tuple[str, ...] = (),
         rotated_from: str | None = None,
     ) -> IssuedKey:
         key = generate_key(env)
@@ -180,6 +228,8 @@ class KeyAdmin:
             revoked_at=None,
             last_used_at=None,
             rotated_from=rotated_from,
+            workspace=workspace,
+            models=models,
         )
         store.insert_key(conn, record=record, key_hash=self._verifier.hash_key(key))
         return IssuedKey(key=key, record=record)
@@ -228,6 +278,26 @@ def _scope(scope: Scope | str) -> Scope:
     except ValueError:
         allowed = ", ".join(s.value for s in Scope)
         raise InvalidInput(f"scope must be one of {allowed}, not {scope!r}") from None
+
+
+MAX_MODEL_PATTERNS = 20
+_PATTERN_CHARS = re.compile(r"[^\x00-\x1f\x7f]{1,256}\Z")
+
+
+def check_model_patterns(patterns: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Model-name patterns (``*`` any run of characters, ``?`` one), without repeats."""
+    if len(patterns) > MAX_MODEL_PATTERNS:
+        raise InvalidInput(f"at most {MAX_MODEL_PATTERNS} model patterns")
+    found: dict[str, None] = {}
+    for pattern in patterns:
+        pattern = pattern.strip() if isinstance(pattern, str) else pattern
+        if not isinstance(pattern, str) or not _PATTERN_CHARS.match(pattern):
+            raise InvalidInput(
+                f"model pattern {pattern!r} must be 1 to 256 printable characters "
+                "('*' matches any run of characters, '?' one)"
+            )
+        found[pattern] = None
+    return tuple(found)
 
 
 def _text(field: str, value: str) -> str:

@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hokusai import audit_store
 from hokusai.admin.actor import Actor, Outcome
-from hokusai.admin.authorization import DENIED, NEEDED, Action, authorize
 from hokusai.audit_records import AuditRow
+from hokusai.authorization import DENIED, NEEDED, Action, authorize
 from hokusai.errors import DomainError, InternalError, PermissionDenied, Unavailable
 
 log = logging.getLogger("hokusai.admin")
@@ -45,13 +45,26 @@ def store_errors() -> Iterator[None]:
 
 
 class Change:
-    """One transaction's change; :meth:`audit` records it on the same connection."""
+    """One transaction's change; :meth:`audit` records it on the same connection.
 
-    def __init__(self, conn: Connection, actor: Actor, action: Action) -> None:
+    ``workspace`` is the workspace the change was authorized for (None: platform-wide);
+    when the target's workspace is known only once it is read (a key named by its id),
+    :meth:`within` authorizes that one before anything is changed."""
+
+    def __init__(
+        self, engine: Engine, conn: Connection, actor: Actor, action: Action, workspace: str | None
+    ) -> None:
+        self.engine = engine
         self.conn = conn
         self.actor = actor
         self.action = action
+        self.workspace = workspace
         self.audited = False
+
+    def within(self, workspace: str | None) -> None:
+        """Authorize the change for the target's ``workspace`` (refusals are audited)."""
+        permit(self.engine, self.actor, self.action, workspace)
+        self.workspace = workspace
 
     def audit(self, *, target: str, outcome: Outcome = Outcome.DONE, **detail: Any) -> None:
         """Write the audit row: who (the actor), what (the action), to what (``target``)."""
@@ -68,26 +81,30 @@ class Change:
                 status=origin.status(outcome),
                 client=origin.client,
                 detail={"target": target, **detail},
+                workspace=self.workspace,
             ),
         )
         self.audited = True
 
 
-def permit(engine: Engine, actor: Actor, action: Action) -> None:
+def permit(engine: Engine, actor: Actor, action: Action, workspace: str | None = None) -> None:
     """:func:`authorize`, recording a refusal in the audit log before raising it."""
     try:
-        authorize(actor, action)
-    except PermissionDenied:
-        _record_refusal(engine, actor, action)
+        authorize(actor, action, workspace)
+    except PermissionDenied as refusal:
+        _record_refusal(engine, actor, action, workspace, refusal)
         raise
 
 
 @contextmanager
-def change(engine: Engine, actor: Actor, action: Action) -> Iterator[Change]:
-    """Authorize, then one transaction that commits only with its audit row."""
-    permit(engine, actor, action)
+def change(
+    engine: Engine, actor: Actor, action: Action, workspace: str | None = None
+) -> Iterator[Change]:
+    """Authorize (for ``workspace``; None: platform-wide), then one transaction that
+    commits only with its audit row."""
+    permit(engine, actor, action, workspace)
     with store_errors(), engine.begin() as conn:
-        unit = Change(conn, actor, action)
+        unit = Change(engine, conn, actor, action, workspace)
         yield unit
         if not unit.audited:
             # Raised inside the transaction: the unaudited change is rolled back.
@@ -95,14 +112,22 @@ def change(engine: Engine, actor: Actor, action: Action) -> Iterator[Change]:
 
 
 @contextmanager
-def reading(engine: Engine, actor: Actor, action: Action) -> Iterator[Connection]:
-    """Authorize, then a connection for reads."""
-    permit(engine, actor, action)
+def reading(
+    engine: Engine, actor: Actor, action: Action, workspace: str | None = None
+) -> Iterator[Connection]:
+    """Authorize (for ``workspace``), then a connection for reads."""
+    permit(engine, actor, action, workspace)
     with store_errors(), engine.connect() as conn:
         yield conn
 
 
-def _record_refusal(engine: Engine, actor: Actor, action: Action) -> None:
+def _record_refusal(
+    engine: Engine,
+    actor: Actor,
+    action: Action,
+    workspace: str | None,
+    refusal: PermissionDenied,
+) -> None:
     origin = actor.origin
     entry = AuditRow(
         request_id=origin.request_id,
@@ -113,7 +138,8 @@ def _record_refusal(engine: Engine, actor: Actor, action: Action) -> None:
         path=origin.path,
         status=origin.status(Outcome.DENIED),
         client=origin.client,
-        detail={"wanted": action.value, "needed": NEEDED[action].value},
+        detail={"wanted": action.value, "needed": NEEDED[action].value, **refusal.details},
+        workspace=workspace if workspace is not None else actor.workspace,
     )
     try:
         with engine.begin() as conn:

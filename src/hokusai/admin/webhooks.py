@@ -15,8 +15,8 @@ import anyio
 from sqlalchemy import Connection, Engine
 
 from hokusai.admin.actor import Actor, Outcome
-from hokusai.admin.authorization import Action
 from hokusai.admin.transaction import change, reading, store_errors
+from hokusai.authorization import Action
 from hokusai.durations import check_time, parse_since
 from hokusai.errors import InvalidInput, NotFound
 from hokusai.timestamps import utcnow

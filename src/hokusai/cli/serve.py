@@ -246,7 +246,11 @@ def _first_start_admin_key(engine: Engine, keys: KeyService, home: Path) -> bool
         return False
     operator = Actor.operator(Origin.command("serve"))
     issued = KeyAdmin(engine, keys).create(
-        operator, name="initial admin", owner=getpass.getuser(), scope=Scope.ADMIN
+        operator,
+        name="initial admin",
+        owner=getpass.getuser(),
+        scope=Scope.ADMIN,
+        platform=True,
     )
     write_private_file(key_file, issued.key + "\n")
     print(

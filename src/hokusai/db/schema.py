@@ -39,6 +39,26 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Column("rotated_from", String(32), nullable=True),
+    # The workspace the key acts in; NULL: a platform admin key, which acts in every one.
+    Column("workspace", String(63), nullable=True, index=True),
+    # JSON list of model-name patterns a write key is limited to; NULL: every model.
+    Column("model_patterns", Text, nullable=True),
+)
+
+# A workspace is a team: MLflow isolates its experiments, runs, models and artifacts
+# (MLflow's own workspaces); this table holds what the platform adds to each.
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    # JSON list of alias names only a ``promote`` key may set or delete.
+    Column("protected_aliases", Text, nullable=False),
+    # When true, a protected alias may only name a version whose measured metric meets
+    # its baseline (the ``token.ready_for_deploy`` rule).
+    Column("promotion_gate", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 audit_log = Table(
@@ -57,7 +77,10 @@ audit_log = Table(
     Column("status", Integer, nullable=False),
     Column("client", String(64), nullable=True),
     Column("detail", Text, nullable=True),
+    # The workspace acted in; NULL for platform-wide actions.
+    Column("workspace", String(63), nullable=True),
     Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_workspace_at", "workspace", "at"),
     Index("ix_audit_log_key_id_at", "key_id", "at"),
 )
 
@@ -70,6 +93,8 @@ webhook_endpoints = Table(
     # JSON list of event types; empty: every event.
     Column("event_types", Text, nullable=False),
     Column("model_filter", String(256), nullable=True),
+    # An endpoint receives only its workspace's events.
+    Column("workspace", String(63), nullable=False, server_default="default"),
     # Signing secrets, encrypted under the server secret (they must be usable to sign).
     Column("secret_encrypted", Text, nullable=False),
     Column("previous_secret_encrypted", Text, nullable=True),
@@ -97,6 +122,7 @@ events = Table(
     # Set for events the reconciler may also find: at most one event per dedupe key.
     Column("dedupe_key", String(400), nullable=True, unique=True),
     Column("source", String(16), nullable=False),
+    Column("workspace", String(63), nullable=False, server_default="default"),
     Index("ix_events_occurred_at", "occurred_at"),
     Index("ix_events_model", "model_name", "model_version"),
 )
@@ -162,6 +188,8 @@ registry_changes = Table(
     ),
     # The model changed, as the cache indexes it; NULL: anything may have changed.
     Column("model", Text, nullable=True),
+    # Its workspace (two teams may both have a model of that name); NULL: any workspace.
+    Column("workspace", String(63), nullable=True),
     # The gateway process that recorded it: that one has dropped the answers already.
     Column("origin", String(32), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),

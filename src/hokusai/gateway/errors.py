@@ -14,7 +14,14 @@ from collections.abc import Iterable, Mapping
 
 from starlette.types import Send
 
-from hokusai.errors import HTTP_STATUS, DomainError, ErrorCode, RateLimited, http_status
+from hokusai.errors import (
+    HTTP_STATUS,
+    DomainError,
+    ErrorCode,
+    PermissionDenied,
+    RateLimited,
+    http_status,
+)
 
 __all__ = ["HTTP_STATUS", "GatewayError", "domain_answer", "error_body", "send_error"]
 
@@ -30,6 +37,7 @@ class GatewayError(Exception):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
         reason: str | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.error_code = error_code
@@ -38,6 +46,9 @@ class GatewayError(Exception):
         self.headers = dict(headers or {})
         # A short machine-readable cause (e.g. "revoked"), for metrics and logs.
         self.reason = reason or self.error_code.lower()
+        # Facts a client can act on (what refused a request, who can grant it), sent as
+        # the body's ``details``; MLflow's clients read only the code and message.
+        self.details = dict(details or {})
 
 
 def domain_answer(error: DomainError) -> GatewayError:
@@ -46,19 +57,29 @@ def domain_answer(error: DomainError) -> GatewayError:
     headers = None
     if isinstance(error, RateLimited) and error.retry_after is not None:
         headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
-    return GatewayError(error.code, error.message, headers=headers, reason=error.reason)
+    details = error.details if isinstance(error, PermissionDenied) else None
+    return GatewayError(
+        error.code, error.message, headers=headers, reason=error.reason, details=details
+    )
 
 
-def error_body(error_code: str, message: str, request_id: str | None) -> bytes:
-    body: dict[str, str] = {"error_code": error_code, "message": message}
+def error_body(
+    error_code: str,
+    message: str,
+    request_id: str | None,
+    details: Mapping[str, object] | None = None,
+) -> bytes:
+    body: dict[str, object] = {"error_code": error_code, "message": message}
     if request_id:
         body["request_id"] = request_id
+    if details:
+        body["details"] = dict(details)
     return json.dumps(body).encode()
 
 
 async def send_error(send: Send, error: GatewayError, request_id: str | None) -> None:
     """Answer ``error`` on a raw ASGI ``send``."""
-    body = error_body(error.error_code, error.message, request_id)
+    body = error_body(error.error_code, error.message, request_id, error.details)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

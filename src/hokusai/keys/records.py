@@ -8,9 +8,11 @@ server's packages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 
 from hokusai.keys.scopes import Scope
 
@@ -30,6 +32,18 @@ class KeyRecord:
     revoked_at: datetime | None
     last_used_at: datetime | None
     rotated_from: str | None
+    # The workspace the key acts in; None: a platform admin key (every workspace).
+    workspace: str | None = "default"
+    # Model-name patterns (``*`` and ``?``) its registry writes are limited to; empty: all.
+    models: tuple[str, ...] = field(default=())
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.workspace is None
+
+    def model_pattern_refusing(self, model_name: str) -> bool:
+        """Whether this key's model patterns leave ``model_name`` out."""
+        return bool(self.models) and not any(_pattern(p).match(model_name) for p in self.models)
 
     def state(self, now: datetime) -> str:
         """``active``, ``revoked`` or ``expired``."""
@@ -54,7 +68,16 @@ class KeyRecord:
             "revoked_at": _iso(self.revoked_at),
             "last_used_at": _iso(self.last_used_at),
             "rotated_from": self.rotated_from,
+            "workspace": self.workspace,
+            "models": list(self.models),
         }
+
+
+@lru_cache(maxsize=1024)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A model-name pattern: ``*`` any run of characters, ``?`` one; all else literal."""
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile(regex + r"\Z", re.DOTALL)
 
 
 def _iso(value: datetime | None) -> str | None:

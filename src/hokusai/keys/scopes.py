@@ -1,4 +1,11 @@
-"""Key scopes: ``read`` ⊂ ``write`` ⊂ ``admin``."""
+"""Key roles inside a workspace: ``read`` ⊂ ``write`` ⊂ ``promote`` ⊂ ``admin``.
+
+``read`` sees the workspace's models, runs and artifacts; ``write`` registers and changes
+them (limited to model-name patterns when the key has some); ``promote`` also moves the
+workspace's protected aliases; ``admin`` also manages the workspace's keys, webhooks and
+settings. A platform admin key is an ``admin`` key that belongs to no workspace
+(``KeyRecord.workspace is None``): it acts in every workspace.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from enum import StrEnum
 class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
+    PROMOTE = "promote"
     ADMIN = "admin"
 
     @property
@@ -19,4 +27,4 @@ class Scope(StrEnum):
         return self.rank >= needed.rank
 
 
-_RANK = {Scope.READ: 0, Scope.WRITE: 1, Scope.ADMIN: 2}
+_RANK = {Scope.READ: 0, Scope.WRITE: 1, Scope.PROMOTE: 2, Scope.ADMIN: 3}

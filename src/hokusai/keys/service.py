@@ -9,6 +9,7 @@ written at most once a minute per key.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import secrets
@@ -23,8 +24,16 @@ from hokusai.keys.format import MalformedKeyError, generate_key, parse_key
 from hokusai.keys.records import IssuedKey, KeyRecord
 from hokusai.keys.scopes import Scope
 from hokusai.timestamps import utcnow
+from hokusai.workspaces.records import DEFAULT_WORKSPACE
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class _Unset(enum.Enum):
+    UNSET = "unset"
+
+
+_UNSET = _Unset.UNSET
 
 
 class KeyRejected(Exception):
@@ -72,7 +81,17 @@ class KeyService:
         env: str = "live",
         expires_in: timedelta | None = None,
         rotated_from: str | None = None,
+        workspace: str | _Unset | None = _UNSET,
+        models: tuple[str, ...] = (),
     ) -> IssuedKey:
+        """An unaudited key, for test fixtures; ``workspace`` None makes a platform admin
+        key (``scope`` must be admin). Without one, an admin key is a platform admin key
+        (what the move to workspaces made of every admin key) and any other belongs to
+        ``default``."""
+        if isinstance(workspace, _Unset):
+            workspace = None if scope is Scope.ADMIN else DEFAULT_WORKSPACE
+        if workspace is None and scope is not Scope.ADMIN:
+            raise ValueError("only an admin key can be a platform admin key (no workspace)")
         name = name.strip()
         if not name or len(name) > 200:
             raise ValueError("a key needs a name of 1 to 200 characters")
@@ -94,6 +113,8 @@ class KeyService:
             revoked_at=None,
             last_used_at=None,
             rotated_from=rotated_from,
+            workspace=workspace,
+            models=models,
         )
         with self._engine.begin() as conn:
             store.insert_key(conn, record=record, key_hash=self.hash_key(key))

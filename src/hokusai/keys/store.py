@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import Connection, Row, func, or_, select, update
@@ -26,17 +27,21 @@ def _record(row: Row[tuple[object, ...]]) -> KeyRecord:
         revoked_at=as_utc(m["revoked_at"]),
         last_used_at=as_utc(m["last_used_at"]),
         rotated_from=m["rotated_from"],
+        workspace=m["workspace"],
+        models=tuple(json.loads(m["model_patterns"])) if m["model_patterns"] else (),
     )
 
 
 _COLUMNS = [c for c in api_keys.c if c.name != "key_hash"]
+_RECORD_COLUMNS = [c for c in _COLUMNS if c.name != "model_patterns"]
 
 
 def insert_key(conn: Connection, *, record: KeyRecord, key_hash: str) -> None:
     conn.execute(
         api_keys.insert().values(
             key_hash=key_hash,
-            **{c.name: getattr(record, c.name) for c in _COLUMNS},
+            model_patterns=json.dumps(list(record.models)) if record.models else None,
+            **{c.name: getattr(record, c.name) for c in _RECORD_COLUMNS},
         )
     )
 
@@ -67,8 +72,13 @@ def find(
     return [_record(r) for r in rows]
 
 
-def list_keys(conn: Connection, *, include_revoked: bool) -> list[KeyRecord]:
+def list_keys(
+    conn: Connection, *, include_revoked: bool, workspace: str | None = None
+) -> list[KeyRecord]:
+    """Keys, oldest first; only ``workspace``'s when it is given."""
     query = select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.id)
+    if workspace is not None:
+        query = query.where(api_keys.c.workspace == workspace)
     if not include_revoked:
         query = query.where(api_keys.c.revoked_at.is_(None))
     return [_record(r) for r in conn.execute(query).all()]

@@ -76,6 +76,10 @@ class MlflowProcess:
             "--serve-artifacts",
             "--workers",
             str(workers),
+            # Each team is one of MLflow's workspaces: MLflow itself keeps their
+            # experiments, runs, models and artifacts apart (the gateway sets the
+            # workspace of every request from its key).
+            "--enable-workspaces",
             *(extra_args or []),
         ]
         self.log_file = log_file
