@@ -26,9 +26,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
+from hokusai import authorization
 from hokusai.admin.services import build_services
 from hokusai.db.engine import make_engine
-from hokusai.errors import ErrorCode
+from hokusai.errors import ErrorCode, PermissionDenied
 from hokusai.gateway import client_address, credentials, registry_changes, urlspace
 from hokusai.gateway.admin_api import build_admin_api
 from hokusai.gateway.artifact_locations import check_locations, location_fields
@@ -40,7 +41,12 @@ from hokusai.gateway.body import (
     read_body,
     stream_body,
 )
-from hokusai.gateway.errors import GatewayError, send_error, unformatted_server_error
+from hokusai.gateway.errors import (
+    GatewayError,
+    domain_answer,
+    send_error,
+    unformatted_server_error,
+)
 from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
 from hokusai.gateway.observability import Metrics, access_log, route_class
@@ -48,6 +54,7 @@ from hokusai.gateway.policy import Hidden, classify
 from hokusai.gateway.proxy import SAFE_METHODS, MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
 from hokusai.gateway.registry_changes import ChangeFollower
+from hokusai.gateway.registry_guard import RegistryGuard, is_registry_write
 from hokusai.gateway.resolution_cache import (
     NOTHING,
     CachedAnswer,
@@ -68,10 +75,14 @@ from hokusai.version import __version__
 from hokusai.webhooks.events import captured_endpoint
 from hokusai.webhooks.outbox import dispatch_lag_seconds
 from hokusai.webhooks.worker import run_background
+from hokusai.workspaces import store as workspace_store
+from hokusai.workspaces.records import WorkspaceRecord
 
 log = logging.getLogger("hokusai.gateway")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# MLflow's workspace header, as ASGI hands header names (lower case).
+WORKSPACE_HEADER = b"x-mlflow-workspace"
 
 
 @dataclass
@@ -90,6 +101,8 @@ class Exchange:
     answer_replaced: bool = False
     route_class: str = "other"
     key: KeyRecord | None = None
+    # The workspace the request acts in, once the key is known.
+    workspace: str | None = None
     upstream_seconds: float | None = None
     error_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +135,9 @@ class Gateway:
             self.metrics.mlflow_writes_waiting,
         )
         self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
+        self.registry_guard = RegistryGuard(
+            self.proxy.client, settings.mlflow_url, self._workspace_settings
+        )
         self.key_limiter = key_limiter(settings, self.engine, self.metrics)
         self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
         # A revocation through this gateway takes effect here at once, not within the TTL.
@@ -240,19 +256,22 @@ class Gateway:
                 self.metrics.upstream_errors.labels(error.kind).inc()
             if exchange.response_started:
                 raise
-            if error.reason == "scope" and exchange.key is not None:
-                # A known key trying what it may not do is worth an audit row.
+            if error.error_code == ErrorCode.PERMISSION_DENIED and exchange.key is not None:
+                # A known key trying what it may not do is worth an audit row, with what
+                # refused it: ``hokusai doctor`` explains it to the key's holder.
                 await anyio.to_thread.run_sync(
                     self.audit.record,
                     AuditEntry(
                         request_id=exchange.request_id,
                         key_id=exchange.key.id,
                         owner=exchange.key.owner,
-                        action="denied",
+                        action=authorization.DENIED,
                         method=exchange.method,
                         path=exchange.path,
                         status=error.status,
                         client=exchange.client,
+                        detail=error.details or None,
+                        workspace=exchange.workspace or exchange.key.workspace,
                     ),
                 )
             await send_error(send_tagged, error, exchange.request_id)
@@ -351,7 +370,14 @@ class Gateway:
     ) -> None:
         method = scope["method"]
         key = exchange.key = await self._authenticate(headers, exchange)
-        access = self._authorize(method, mlflow_path, key, scope, headers)
+        try:
+            workspace = exchange.workspace = authorization.request_workspace(
+                key, _header_text(headers.get(WORKSPACE_HEADER))
+            )
+            access = self._authorize(method, mlflow_path, key, scope, headers, workspace)
+        except PermissionDenied as refusal:
+            self.metrics.auth_failures.labels(refusal.reason).inc()
+            raise domain_answer(refusal) from None
         await self._rate_limit(key)
 
         transfer = is_artifact_transfer(mlflow_path)
@@ -370,6 +396,7 @@ class Gateway:
                 send,
                 exchange,
                 key,
+                workspace,
                 access,
                 mlflow_path,
                 raw_mlflow_path,
@@ -386,6 +413,7 @@ class Gateway:
         send: Send,
         exchange: Exchange,
         key: KeyRecord,
+        workspace: str,
         access: KeyScope,
         mlflow_path: str,
         raw_mlflow_path: bytes,
@@ -409,10 +437,22 @@ class Gateway:
         if chosen and not (key.scope is KeyScope.ADMIN and self.settings.admin_artifact_locations):
             check_locations(api_body, chosen, self.settings.artifact_root)
         query_string = scope.get("query_string", b"")
+        audited = access is not KeyScope.READ
+        # What MLflow's store may change: not reads, and not the admin-scope GETs
+        # (workspaces, MLflow's webhooks), which are audited but change nothing.
+        changes = audited and method not in SAFE_METHODS
+        if changes and is_registry_write(mlflow_path):
+            try:
+                await self.registry_guard.check(
+                    key, workspace, method, mlflow_path, api_body, query_string
+                )
+            except PermissionDenied as refusal:
+                self.metrics.auth_failures.labels(refusal.reason).inc()
+                raise domain_answer(refusal) from None
         cache = self.resolution_cache
         keep = None
         if cache is not None and body is None:
-            read = cacheable_read(method, mlflow_path, query_string, scope["headers"])
+            read = cacheable_read(method, mlflow_path, query_string, workspace)
             if read is not None:
                 cached = cache.get(read.key)
                 if cached is not None:
@@ -423,11 +463,9 @@ class Gateway:
                 def keep(status: int, headers: list[tuple[bytes, bytes]], answer: bytes) -> None:
                     cache.put(read, ticket, status, headers, answer)
 
-        audited = access is not KeyScope.READ
-        # What MLflow's store may change: not reads, and not the admin-scope GETs
-        # (workspaces, MLflow's webhooks), which are audited but change nothing.
-        changes = audited and method not in SAFE_METHODS
-        effect = write_effect(mlflow_path, api_body, query_string) if changes else NOTHING
+        effect = (
+            write_effect(mlflow_path, api_body, query_string, workspace) if changes else NOTHING
+        )
         announced = False
 
         async def announce_change() -> None:
@@ -471,6 +509,7 @@ class Gateway:
                         path=mlflow_path,
                         status=status,
                         client=exchange.client,
+                        workspace=workspace,
                     ),
                 )
 
@@ -484,6 +523,7 @@ class Gateway:
                     query_string=query_string,
                     headers=scope["headers"],
                     identity=(key.id, key.owner),
+                    workspace=workspace,
                     request_id=exchange.request_id,
                     body=body,
                     transfer=transfer,
@@ -570,6 +610,7 @@ class Gateway:
         key: KeyRecord,
         scope: Scope,
         headers: dict[bytes, bytes],
+        workspace: str,
     ) -> KeyScope:
         decision = classify(method, mlflow_path)
         route = decision.route
@@ -595,16 +636,25 @@ class Gateway:
                 f"{method} {mlflow_path} is not exposed by this gateway: {route.access.reason}.",
                 reason="not_exposed",
             )
-        if not key.scope.allows(route.access):
-            self.metrics.auth_failures.labels("scope").inc()
-            raise GatewayError(
-                ErrorCode.PERMISSION_DENIED,
-                f"{method} {mlflow_path} needs the '{route.access.value}' scope; API key "
-                f"{key.display_prefix}… ({key.id}) has '{key.scope.value}'. Ask an admin for a "
-                f"key with the '{route.access.value}' scope.",
-                reason="scope",
-            )
+        authorization.check_role(key, route.access, f"{method} {mlflow_path}", workspace)
         return route.access
+
+    async def _workspace_settings(self, name: str) -> WorkspaceRecord | None:
+        """A workspace's platform settings (protected aliases, the promotion gate)."""
+
+        def read() -> WorkspaceRecord | None:
+            with self.engine.connect() as conn:
+                return workspace_store.get_workspace(conn, name=name)
+
+        try:
+            return await anyio.to_thread.run_sync(read)
+        except SQLAlchemyError:
+            raise GatewayError(
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
+                "The auth store is unavailable; nothing was changed, try again.",
+                headers={"Retry-After": "1"},
+                reason="auth_store_unavailable",
+            ) from None
 
     async def _rate_limit(self, key: KeyRecord) -> None:
         wait = await self.key_limiter.acquire(key.id)
@@ -701,7 +751,10 @@ class Gateway:
     def _observe(self, exchange: Exchange) -> None:
         elapsed = time.perf_counter() - exchange.started_at
         status = exchange.status or 499  # the client went away before any answer
-        self.metrics.requests.labels(exchange.route_class, exchange.method, str(status)).inc()
+        workspace = (exchange.key.workspace or "platform") if exchange.key else ""
+        self.metrics.requests.labels(
+            exchange.route_class, exchange.method, str(status), workspace
+        ).inc()
         self.metrics.latency.labels(exchange.route_class).observe(elapsed)
         if exchange.upstream_seconds is not None:
             self.metrics.upstream_latency.labels(exchange.route_class).observe(
@@ -727,6 +780,13 @@ class Gateway:
                     }
                 },
             )
+
+
+def _header_text(value: bytes | None) -> str | None:
+    """A header's value as MLflow reads it (trimmed; empty is none)."""
+    if value is None:
+        return None
+    return value.decode("latin-1").strip() or None
 
 
 async def _send_cached(send: Send, answer: CachedAnswer) -> None:

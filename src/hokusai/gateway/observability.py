@@ -46,8 +46,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hokusai_requests",
-            "Requests answered, by route class, method and status.",
-            ["route_class", "method", "status"],
+            "Requests answered, by route class, method, status and the key's workspace "
+            "('platform' for a platform admin key, empty before a key is known).",
+            ["route_class", "method", "status", "workspace"],
             registry=self.registry,
         )
         self.latency = Histogram(

@@ -48,6 +48,8 @@ _DROP_REQUEST = {
     b"authorization",
     b"x-api-key",
     b"cookie",
+    # Set from the key's workspace, never taken from the client.
+    b"x-mlflow-workspace",
     b"x-request-id",
     b"x-hokusai-key-id",
     b"x-hokusai-owner",
@@ -185,6 +187,7 @@ class MlflowProxy:
         query_string: bytes,
         headers: list[tuple[bytes, bytes]],
         identity: tuple[str, str],
+        workspace: str,
         request_id: str,
         body: bytes | AsyncIterator[bytes] | None,
         transfer: bool,
@@ -220,6 +223,7 @@ class MlflowProxy:
             (b"x-request-id", request_id.encode()),
             (b"x-hokusai-key-id", key_id.encode()),
             (b"x-hokusai-owner", quote(owner, safe="@.-_ ").encode()),
+            (b"x-mlflow-workspace", workspace.encode("latin-1")),
         ]
         started = time.perf_counter()
         try:

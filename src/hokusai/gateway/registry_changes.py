@@ -34,6 +34,7 @@ from sqlalchemy import Engine, delete, func, select, text
 from hokusai.db.schema import registry_changes
 from hokusai.gateway.resolution_cache import ResolutionCache, WriteEffect
 from hokusai.timestamps import utcnow
+from hokusai.workspaces.records import DEFAULT_WORKSPACE
 
 log = logging.getLogger("hokusai.gateway.registry_changes")
 
@@ -51,13 +52,21 @@ def record(engine: Engine, effect: WriteEffect, origin: str) -> None:
     if effect.none:
         return
     now = utcnow()
-    models: list[str | None] = [None] if effect.everything else [*sorted(effect.models)]
+    # An index is ``workspace/name`` (resolution_cache.model_index): kept as two columns.
+    scoped: list[tuple[str | None, str | None]] = (
+        [(None, None)]
+        if effect.everything
+        else [(ws, name) for ws, _, name in (m.partition("/") for m in sorted(effect.models))]
+    )
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("LOCK TABLE registry_changes IN EXCLUSIVE MODE"))
         conn.execute(
             registry_changes.insert(),
-            [{"model": m, "origin": origin, "recorded_at": now} for m in models],
+            [
+                {"workspace": ws, "model": name, "origin": origin, "recorded_at": now}
+                for ws, name in scoped
+            ],
         )
         newest = conn.execute(select(func.max(registry_changes.c.seq))).scalar_one()
         conn.execute(delete(registry_changes).where(registry_changes.c.seq <= newest - KEEP))
@@ -72,12 +81,24 @@ def changes_after(engine: Engine, seq: int) -> list[tuple[int, str | None, str]]
     """Up to ``BATCH`` recorded changes after ``seq``, oldest first."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(registry_changes.c.seq, registry_changes.c.model, registry_changes.c.origin)
+            select(
+                registry_changes.c.seq,
+                registry_changes.c.workspace,
+                registry_changes.c.model,
+                registry_changes.c.origin,
+            )
             .where(registry_changes.c.seq > seq)
             .order_by(registry_changes.c.seq)
             .limit(BATCH)
         ).all()
-    return [(int(row.seq), row.model, row.origin) for row in rows]
+    return [
+        (
+            int(row.seq),
+            None if row.model is None else f"{row.workspace or DEFAULT_WORKSPACE}/{row.model}",
+            row.origin,
+        )
+        for row in rows
+    ]
 
 
 class ChangeFollower:

@@ -42,9 +42,6 @@ CACHED_READS = frozenset(
         f"{V2}/model-versions/get-download-uri",
     }
 )
-# MLflow answers per workspace when it runs with workspaces; a request naming one is not
-# cached until the workspace is part of ``ReadKey``.
-WORKSPACE_HEADER = b"x-mlflow-workspace"
 # Parameters MLflow reads as a list (get-latest-versions' ``stages``); any other one given
 # twice is ambiguous (MLflow takes the first) and such a read is not cached.
 _LIST_PARAMETERS = frozenset({"stages"})
@@ -82,24 +79,23 @@ def api_path(mlflow_path: str) -> str:
     return mlflow_path
 
 
-def model_index(name: str) -> str:
-    """The form a model name is indexed under for invalidation.
+def model_index(workspace: str, name: str) -> str:
+    """The form a model is indexed under for invalidation: ``workspace/name``.
 
-    Some MLflow stores compare names without regard to case or trailing spaces (MySQL's
-    default collation): folding here makes a write to "LSCOR" also drop a read of
-    "lscor ", which costs a refetch at worst.
+    Two workspaces may both have "LSCOR"; a workspace name has no ``/``, so the first one
+    separates them. Some MLflow stores compare names without regard to case or trailing
+    spaces (MySQL's default collation): folding here makes a write to "LSCOR" also drop
+    a read of "lscor ", which costs a refetch at worst.
     """
-    return name.casefold().rstrip(" ")
+    return f"{workspace}/{name.casefold().rstrip(' ')}"
 
 
 @dataclass(frozen=True)
 class ReadKey:
-    """What identifies one cached answer: the handler's path and the sorted query.
+    """What identifies one cached answer: the workspace (MLflow answers per workspace),
+    the handler's path and the sorted query. :func:`cacheable_read` builds every key."""
 
-    The one place a new dimension of an answer joins (the MLflow workspace header, when
-    workspaces come): :func:`cacheable_read` builds every key.
-    """
-
+    workspace: str
     path: str
     query: tuple[tuple[str, str], ...]
 
@@ -111,15 +107,14 @@ class CacheableRead:
 
 
 def cacheable_read(
-    method: str, mlflow_path: str, query_string: bytes, headers: Iterable[tuple[bytes, bytes]]
+    method: str, mlflow_path: str, query_string: bytes, workspace: str
 ) -> CacheableRead | None:
-    """The cache key of a read this cache answers, or None for any other request."""
+    """The cache key of a read this cache answers in ``workspace`` (the one the gateway
+    sends MLflow), or None for any other request."""
     if method != "GET":
         return None
     path = api_path(mlflow_path)
     if path not in CACHED_READS:
-        return None
-    if any(name.lower() == WORKSPACE_HEADER for name, _ in headers):
         return None
     if not query_string.isascii():
         # MLflow decodes raw bytes as UTF-8 and this parser would not: the model name
@@ -139,7 +134,7 @@ def cacheable_read(
         return None
     # Sorted by parameter name only: a list parameter keeps its values' order.
     query = tuple(sorted(pairs, key=lambda pair: pair[0]))
-    return CacheableRead(ReadKey(path, query), model_index(names[0]))
+    return CacheableRead(ReadKey(workspace, path, query), model_index(workspace, names[0]))
 
 
 @dataclass(frozen=True)
@@ -158,8 +153,8 @@ EVERYTHING = WriteEffect(everything=True)
 NOTHING = WriteEffect()
 
 
-def write_effect(mlflow_path: str, body: bytes, query_string: bytes) -> WriteEffect:
-    """The answers a write (any method but a read) may change.
+def write_effect(mlflow_path: str, body: bytes, query_string: bytes, workspace: str) -> WriteEffect:
+    """The answers a write (any method but a read) in ``workspace`` may change.
 
     A registry write names its model in ``name`` (rename: also ``new_name``), in the JSON
     body or the query: those models. A registry write whose model cannot be told, and any
@@ -168,7 +163,9 @@ def write_effect(mlflow_path: str, body: bytes, query_string: bytes) -> WriteEff
     path = api_path(mlflow_path)
     if path.startswith(_REGISTRY_WRITES):
         names = _written_models(body, query_string)
-        return WriteEffect(names) if names else EVERYTHING
+        if not names:
+            return EVERYTHING
+        return WriteEffect(frozenset(model_index(workspace, name) for name in names))
     if path.startswith(_UNRELATED_WRITES):
         return NOTHING
     return EVERYTHING
@@ -196,7 +193,7 @@ def _written_models(body: bytes, query_string: bytes) -> frozenset[str]:
     if not any(isinstance(s.get("name"), str) and s.get("name") for s in sources):
         return frozenset()
     return frozenset(
-        model_index(value)
+        value
         for s in sources
         for field_name in ("name", "new_name")
         if isinstance(value := s.get(field_name), str) and value

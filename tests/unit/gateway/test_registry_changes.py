@@ -29,7 +29,7 @@ READY = json.dumps({"model_version": {"status": "READY"}}).encode()
 
 def read(name: str) -> CacheableRead:
     found = cacheable_read(
-        "GET", "/api/2.0/mlflow/model-versions/get", f"name={name}&version=1".encode(), []
+        "GET", "/api/2.0/mlflow/model-versions/get", f"name={name}&version=1".encode(), "default"
     )
     assert found is not None
     return found
@@ -55,8 +55,8 @@ def test_changes_of_other_replicas_drop_the_models_they_name(engine: Engine) -> 
     cache, follower = followed(engine)
     assert cache.in_sync
     fill(cache, "A", "B", "C")
-    record(engine, WriteEffect(frozenset({"a"})), ELSEWHERE)
-    record(engine, WriteEffect(frozenset({"b"})), ELSEWHERE)
+    record(engine, WriteEffect(frozenset({"default/a"})), ELSEWHERE)
+    record(engine, WriteEffect(frozenset({"default/b"})), ELSEWHERE)
     anyio.run(follower.poll)
     assert (cached(cache, "A"), cached(cache, "B"), cached(cache, "C")) == (False, False, True)
     anyio.run(follower.poll)  # nothing new: nothing dropped
@@ -92,7 +92,7 @@ def test_old_rows_are_pruned_and_a_follower_that_far_behind_empties_its_cache(
             registry_changes.insert(),
             [{"model": "x", "origin": ELSEWHERE, "recorded_at": utcnow()} for _ in range(KEEP + 5)],
         )
-    record(engine, WriteEffect(frozenset({"y"})), ELSEWHERE)
+    record(engine, WriteEffect(frozenset({"default/y"})), ELSEWHERE)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(registry_changes)).scalar() == KEEP
     anyio.run(follower.poll)

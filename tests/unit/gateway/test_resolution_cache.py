@@ -40,7 +40,7 @@ def version(number: int, status: str = "READY", name: str = "LSCOR") -> bytes:
 
 def read(name: str = "LSCOR", number: int = 1) -> CacheableRead:
     found = cacheable_read(
-        "GET", f"{V2}/model-versions/get", f"name={name}&version={number}".encode(), []
+        "GET", f"{V2}/model-versions/get", f"name={name}&version={number}".encode(), "default"
     )
     assert found is not None
     return found
@@ -67,24 +67,32 @@ def fill(cache: ResolutionCache, entry: CacheableRead, body: bytes | None = None
 
 
 def test_the_key_is_the_handler_path_and_the_query_sorted_by_parameter() -> None:
-    one = cacheable_read("GET", f"{V2}/registered-models/alias", b"name=LSCOR&alias=production", [])
+    one = cacheable_read(
+        "GET", f"{V2}/registered-models/alias", b"name=LSCOR&alias=production", "default"
+    )
     two = cacheable_read(
-        "GET", "/ajax-api/2.0/mlflow/registered-models/alias", b"alias=production&name=LSCOR", []
+        "GET",
+        "/ajax-api/2.0/mlflow/registered-models/alias",
+        b"alias=production&name=LSCOR",
+        "default",
     )
     assert one is not None and two is not None
     assert one.key == two.key
     assert one.key.query == (("alias", "production"), ("name", "LSCOR"))
-    assert one.model == "lscor"
+    assert one.model == "default/lscor"
     # A list parameter keeps its values in the order given.
     latest = cacheable_read(
-        "GET", f"{V2}/registered-models/get-latest-versions", b"stages=b&name=M&stages=a", []
+        "GET",
+        f"{V2}/registered-models/get-latest-versions",
+        b"stages=b&name=M&stages=a",
+        "default",
     )
     assert latest is not None
     assert latest.key.query == (("name", "M"), ("stages", "b"), ("stages", "a"))
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "query", "headers"),
+    ("method", "path", "query", "_"),
     [
         ("POST", f"{V2}/registered-models/get-latest-versions", b"name=M", []),
         ("HEAD", f"{V2}/registered-models/get", b"name=M", []),
@@ -94,13 +102,23 @@ def test_the_key_is_the_handler_path_and_the_query_sorted_by_parameter() -> None
         ("GET", f"{V2}/model-versions/get", b"name=M&version=1&version=2", []),
         ("GET", f"{V2}/registered-models/get", "name=é".encode(), []),  # raw UTF-8
         ("GET", f"{V2}/registered-models/get", b"name=%FF", []),  # not UTF-8
-        ("GET", f"{V2}/registered-models/get", b"name=M", [(b"X-MLflow-Workspace", b"team")]),
     ],
 )
 def test_reads_it_does_not_answer(
-    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+    method: str, path: str, query: bytes, _: list[tuple[bytes, bytes]]
 ) -> None:
-    assert cacheable_read(method, path, query, headers) is None
+    assert cacheable_read(method, path, query, "default") is None
+
+
+def test_two_workspaces_answers_are_apart() -> None:
+    """Two teams may both have LSCOR: their answers and their invalidations differ."""
+    a = cacheable_read("GET", f"{V2}/registered-models/get", b"name=LSCOR", "team-a")
+    b = cacheable_read("GET", f"{V2}/registered-models/get", b"name=LSCOR", "team-b")
+    assert a is not None and b is not None
+    assert a.key != b.key
+    assert (a.model, b.model) == ("team-a/lscor", "team-b/lscor")
+    write = write_effect(f"{V2}/registered-models/alias", b'{"name": "LSCOR"}', b"", "team-b")
+    assert write.models == {"team-b/lscor"}
 
 
 def test_every_cached_read_is_a_read_route_of_the_policy() -> None:
@@ -112,16 +130,20 @@ def test_every_cached_read_is_a_read_route_of_the_policy() -> None:
 
 
 def test_a_registry_write_drops_the_models_it_names() -> None:
-    alias = write_effect(f"{V2}/registered-models/alias", b'{"name": "LSCOR", "alias": "p"}', b"")
-    assert alias == WriteEffect(frozenset({"lscor"}))
-    rename = write_effect(
-        f"{V2}/registered-models/rename", b'{"name": "Old", "new_name": "New"}', b""
+    alias = write_effect(
+        f"{V2}/registered-models/alias", b'{"name": "LSCOR", "alias": "p"}', b"", "default"
     )
-    assert rename.models == {"old", "new"}
-    by_query = write_effect(f"{V2}/registered-models/delete", b"", b"name=Gone")
-    assert by_query.models == {"gone"}
-    ajax = write_effect("/ajax-api/2.0/mlflow/model-versions/set-tag", b'{"name": "M"}', b"")
-    assert ajax.models == {"m"}
+    assert alias == WriteEffect(frozenset({"default/lscor"}))
+    rename = write_effect(
+        f"{V2}/registered-models/rename", b'{"name": "Old", "new_name": "New"}', b"", "default"
+    )
+    assert rename.models == {"default/old", "default/new"}
+    by_query = write_effect(f"{V2}/registered-models/delete", b"", b"name=Gone", "default")
+    assert by_query.models == {"default/gone"}
+    ajax = write_effect(
+        "/ajax-api/2.0/mlflow/model-versions/set-tag", b'{"name": "M"}', b"", "default"
+    )
+    assert ajax.models == {"default/m"}
 
 
 @pytest.mark.parametrize(
@@ -131,15 +153,18 @@ def test_a_registry_write_drops_the_models_it_names() -> None:
 def test_a_registry_write_whose_model_cannot_be_told_drops_everything(
     body: bytes, query: bytes
 ) -> None:
-    assert write_effect(f"{V2}/model-versions/create", body, query) == EVERYTHING
+    assert write_effect(f"{V2}/model-versions/create", body, query, "default") == EVERYTHING
 
 
 def test_writes_outside_the_registry() -> None:
-    assert write_effect(f"{V2}/runs/log-metric", b'{"run_id": "r"}', b"") == NOTHING
-    assert write_effect("/api/2.0/mlflow-artifacts/artifacts/1/a/model.pkl", b"", b"") == NOTHING
+    assert write_effect(f"{V2}/runs/log-metric", b'{"run_id": "r"}', b"", "default") == NOTHING
+    assert (
+        write_effect("/api/2.0/mlflow-artifacts/artifacts/1/a/model.pkl", b"", b"", "default")
+        == NOTHING
+    )
     # Workspaces, or anything not known to leave the registry alone: everything.
-    assert write_effect("/api/3.0/mlflow/workspaces/team", b"", b"") == EVERYTHING
-    assert write_effect("/api/2.0/mlflow/something-new", b"", b"") == EVERYTHING
+    assert write_effect("/api/3.0/mlflow/workspaces/team", b"", b"", "default") == EVERYTHING
+    assert write_effect("/api/2.0/mlflow/something-new", b"", b"", "default") == EVERYTHING
 
 
 def test_every_write_route_of_the_policy_has_a_known_effect() -> None:
@@ -148,10 +173,10 @@ def test_every_write_route_of_the_policy_has_a_known_effect() -> None:
     for route in ROUTES:
         if route.access is Scope.READ or isinstance(route.access, Hidden):
             continue
-        effect = write_effect(route.template, b'{"name": "M"}', b"")
+        effect = write_effect(route.template, b'{"name": "M"}', b"", "default")
         registry = "registered-models" in route.template or "model-versions" in route.template
         if registry:
-            assert effect.models == {"m"}, route.template
+            assert effect.models == {"default/m"}, route.template
         elif "workspaces" in route.template:
             assert effect == EVERYTHING
 
@@ -252,7 +277,9 @@ def test_invalidating_a_model_drops_its_answers_only() -> None:
     other = read("Other", 1)
     for entry in [*lscor, other]:
         assert fill(cache, entry)
-    cache.invalidate(write_effect(f"{V2}/registered-models/alias", b'{"name": "lscor"}', b""))
+    cache.invalidate(
+        write_effect(f"{V2}/registered-models/alias", b'{"name": "lscor"}', b"", "default")
+    )
     assert all(cache.get(e.key) is None for e in lscor)
     assert cache.get(other.key) is not None
     cache.invalidate(EVERYTHING)

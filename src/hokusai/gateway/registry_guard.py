@@ -1,0 +1,313 @@
+"""What a registry write must satisfy before it reaches MLflow, beyond the route's role.
+
+The gateway gathers the facts here — which models a write names, which alias it moves
+and to which version, where a new version's source lives — and
+:mod:`hokusai.authorization` decides:
+
+- a write key limited to model-name patterns changes only the models they match;
+- a workspace's protected aliases need the ``promote`` role, and with the workspace's
+  promotion gate on may only name a version whose measured metric meets its baseline;
+- a model version's source must be the workspace's own: its run, its logged model, its
+  registered model, or the registry's artifact store under that run or model. MLflow
+  checks that a ``runs:/`` source matches the request's ``run_id`` but not that the run
+  is in the caller's workspace, and takes an ``s3://``-style source as given: either
+  made a version that read another team's artifacts.
+
+Facts that need MLflow (does this run exist in the workspace? what does this version
+carry?) are asked of MLflow with the caller's workspace header, so MLflow's own
+isolation answers them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+
+from hokusai import authorization
+from hokusai.errors import ErrorCode, PermissionDenied
+from hokusai.gateway.errors import GatewayError
+from hokusai.gateway.resolution_cache import api_path
+from hokusai.keys.records import KeyRecord
+from hokusai.timestamps import utcnow
+from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+
+V2 = "/api/2.0/mlflow"
+REGISTRY_WRITES = (f"{V2}/registered-models/", f"{V2}/model-versions/")
+ALIAS = f"{V2}/registered-models/alias"
+CREATE_VERSION = f"{V2}/model-versions/create"
+WORKSPACE_HEADER = "X-MLflow-Workspace"
+# What MLflow itself stores as the source of a prompt version (no artifacts behind it).
+PROMPT_SOURCES = frozenset({"dummy-source"})
+# How long a question to MLflow may take before the write is refused as unavailable.
+PROBE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class RequestFields:
+    """The string fields of a request, from its JSON body and its query alike (which one
+    MLflow reads depends on the method); a field given twice with different values is
+    ambiguous and kept as all its values."""
+
+    values: dict[str, tuple[str, ...]]
+    parsed: bool
+
+    def all(self, name: str) -> tuple[str, ...]:
+        return self.values.get(name, ())
+
+    def one(self, name: str) -> str | None:
+        found = self.values.get(name, ())
+        return found[0] if len(set(found)) == 1 else None
+
+
+def request_fields(body: bytes, query_string: bytes) -> RequestFields:
+    values: dict[str, list[str]] = {}
+    parsed = True
+    if body:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            for name, value in document.items():
+                if isinstance(value, str | int) and not isinstance(value, bool):
+                    values.setdefault(name, []).append(str(value))
+        else:
+            parsed = False
+    try:
+        pairs = parse_qsl(query_string.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except ValueError:
+        pairs, parsed = [], False
+    for name, value in pairs:
+        values.setdefault(name, []).append(value)
+    return RequestFields({k: tuple(v) for k, v in values.items()}, parsed)
+
+
+def is_registry_write(mlflow_path: str) -> bool:
+    return api_path(mlflow_path).startswith(REGISTRY_WRITES)
+
+
+class RegistryGuard:
+    """The checks of one gateway; ``client`` talks to MLflow, ``workspace_settings``
+    reads a workspace's settings from the auth store (None when it has no row)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        upstream_url: str,
+        workspace_settings: Callable[[str], Awaitable[WorkspaceRecord | None]],
+    ) -> None:
+        self._client = client
+        self._upstream = upstream_url.rstrip("/")
+        self._settings = workspace_settings
+
+    async def check(
+        self,
+        key: KeyRecord,
+        workspace: str,
+        method: str,
+        mlflow_path: str,
+        body: bytes,
+        query_string: bytes,
+    ) -> None:
+        """Raise :class:`PermissionDenied` (or a :class:`GatewayError`) for a registry
+        write ``key`` may not make in ``workspace``; return for any other request."""
+        path = api_path(mlflow_path)
+        what = f"{method} {mlflow_path}"
+        fields = request_fields(body, query_string)
+        if key.models:
+            names = {*fields.all("name"), *fields.all("new_name")}
+            if not names or not fields.parsed:
+                raise PermissionDenied(
+                    f"{what}: the model it changes cannot be told from the request, and "
+                    f"API key {key.display_prefix}… ({key.id}) may only change models "
+                    f"matching {', '.join(repr(p) for p in key.models)}.",
+                    needed=key.scope.value,
+                    reason=authorization.MODEL_PATTERN,
+                    details={
+                        "refused_by": authorization.MODEL_PATTERN,
+                        "patterns": list(key.models),
+                        "workspace": workspace,
+                        "granted_by": authorization.granted_by(workspace),
+                    },
+                )
+            authorization.check_models(key, sorted(names), what, workspace)
+        if path == ALIAS:
+            await self._check_alias(key, workspace, method, what, fields)
+        elif path == CREATE_VERSION:
+            await self._check_source(key, workspace, fields)
+
+    # ---- protected aliases --------------------------------------------------------------
+
+    async def _check_alias(
+        self, key: KeyRecord, workspace: str, method: str, what: str, fields: RequestFields
+    ) -> None:
+        settings = await self._settings(workspace) or _defaults(workspace)
+        model = fields.one("name") or ""
+        aliases = fields.all("alias")
+        for alias in aliases:
+            authorization.check_alias(key, settings, model=model, alias=alias, what=what)
+        if method != "POST" or not settings.promotion_gate:
+            return
+        version_number = fields.one("version")
+        for alias in aliases:
+            if not settings.protects(alias):
+                continue
+            version = None
+            if model and version_number:
+                version = await self._get(
+                    workspace,
+                    "/model-versions/get",
+                    {"name": model, "version": version_number},
+                )
+            if version is None:
+                return  # no such version: MLflow refuses the alias itself, readably
+            authorization.check_alias(
+                key,
+                settings,
+                model=model,
+                alias=alias,
+                what=what,
+                version=version.get("model_version", {}),
+            )
+
+    # ---- sources ----------------------------------------------------------------------
+
+    async def _check_source(self, key: KeyRecord, workspace: str, fields: RequestFields) -> None:
+        source = fields.one("source")
+        if source is None:
+            return  # missing or ambiguous: MLflow refuses it as invalid
+        if source in PROMPT_SOURCES:
+            return
+        run_ids = set(fields.all("run_id")) - {""}
+        model_ids = set(fields.all("model_id")) - {""}
+        parts = urlsplit(source)
+        scheme = parts.scheme.lower()
+        if scheme == "runs":
+            run_id = parts.path.lstrip("/").split("/", 1)[0]
+            if parts.netloc or not run_id:
+                raise authorization.refuse_source(
+                    key, source, "it is not runs:/<run_id>/<path>", workspace
+                )
+            run_ids.add(run_id)
+        elif scheme == "models":
+            if parts.netloc:
+                raise authorization.refuse_source(
+                    key, source, "it names another registry", workspace
+                )
+            reference = parts.path.lstrip("/")
+            if reference.startswith("m-") and "/" not in reference.rstrip("/"):
+                model_ids.add(reference.rstrip("/"))
+            else:
+                name = _registered_model_name(reference)
+                if (
+                    not name
+                    or await self._get(workspace, "/registered-models/get", {"name": name}) is None
+                ):
+                    raise authorization.refuse_source(
+                        key, source, f"workspace '{workspace}' has no model '{name}'", workspace
+                    )
+        elif scheme == "mlflow-artifacts":
+            if parts.netloc:
+                raise authorization.refuse_source(
+                    key, source, "it names another artifact server", workspace
+                )
+            first = parts.path.lstrip("/").split("/")
+            if first[0] == "workspaces" and (len(first) < 2 or first[1] != workspace):
+                owner = first[1] if len(first) > 1 else "?"
+                raise authorization.refuse_source(
+                    key, source, f"it lies in workspace '{owner}'s artifacts", workspace
+                )
+            if not run_ids and not model_ids:
+                raise authorization.refuse_source(
+                    key,
+                    source,
+                    "an artifact source must name the run_id or model_id it belongs to",
+                    workspace,
+                )
+        else:
+            raise authorization.refuse_source(
+                key,
+                source,
+                "only runs:/, models:/ and mlflow-artifacts: sources of the registry's own "
+                "store are accepted",
+                workspace,
+            )
+        for run_id in sorted(run_ids):
+            if await self._get(workspace, "/runs/get", {"run_id": run_id}) is None:
+                raise authorization.refuse_source(
+                    key, source, f"run {run_id} is not in workspace '{workspace}'", workspace
+                )
+        for model_id in sorted(model_ids):
+            if await self._get(workspace, f"/logged-models/{quote(model_id, safe='')}") is None:
+                raise authorization.refuse_source(
+                    key,
+                    source,
+                    f"logged model {model_id} is not in workspace '{workspace}'",
+                    workspace,
+                )
+
+    # ---- asking MLflow ---------------------------------------------------------------
+
+    async def _get(
+        self, workspace: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """MLflow's answer in ``workspace``; None when MLflow says it does not exist."""
+        try:
+            answer = await self._client.get(
+                f"{self._upstream}{V2}{path}",
+                params=params,
+                headers={WORKSPACE_HEADER: workspace},
+                timeout=PROBE_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise GatewayError(
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
+                "MLflow could not be asked whether this write belongs to the workspace "
+                f"({type(exc).__name__}); nothing was changed, try again.",
+                headers={"Retry-After": "1"},
+                reason="registry_guard_unavailable",
+            ) from None
+        if answer.status_code == 200:
+            try:
+                document = answer.json()
+            except ValueError:
+                document = None
+            if isinstance(document, dict):
+                return document
+        if answer.status_code in (400, 404):
+            # MLflow's answer to a run, model or version that is not in this workspace
+            # (some handlers answer an unknown id with INVALID_PARAMETER_VALUE).
+            return None
+        raise GatewayError(
+            ErrorCode.TEMPORARILY_UNAVAILABLE,
+            f"MLflow answered {answer.status_code} when asked whether this write belongs to "
+            "the workspace; nothing was changed, try again.",
+            headers={"Retry-After": "1"},
+            reason="registry_guard_unavailable",
+        )
+
+
+def _registered_model_name(reference: str) -> str:
+    """The model of ``NAME/VERSION``, ``NAME/STAGE`` or ``NAME@ALIAS``."""
+    if "@" in reference:
+        return reference.rpartition("@")[0]
+    return reference.rpartition("/")[0] if "/" in reference else reference
+
+
+def _defaults(workspace: str) -> WorkspaceRecord:
+    """The settings of a workspace MLflow has and the auth store does not (made outside
+    the platform): the default protection, no gate."""
+    now = utcnow()
+    return WorkspaceRecord(
+        name=workspace,
+        description="",
+        protected_aliases=DEFAULT_PROTECTED_ALIASES,
+        promotion_gate=False,
+        created_at=now,
+        updated_at=now,
+    )
