@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 # An authenticated request the gateway answers itself: the count does not wait on MLflow.
 LIST_KEYS = "/api/v1/keys"
 ADMIN_OK = re.compile(
-    r'^hokusai_requests_total\{method="GET",route_class="admin",status="200"\} (\S+)$', re.M
+    r'^hokusai_requests_total\{method="GET",route_class="admin",status="200",'
+    r'workspace="platform"\} (\S+)$',
+    re.M,
 )
 REQUESTS = 60
 
@@ -37,6 +39,7 @@ def count_in_file(path: Path) -> float:
                 "method": "GET",
                 "route_class": "admin",
                 "status": "200",
+                "workspace": "platform",  # the first start's key is a platform admin key
             }:
                 return float(sample.value)
     return 0.0

@@ -86,13 +86,18 @@ def test_an_artifact_location_outside_the_root_is_refused(
     assert not exists(gateway, key, name)
     assert not (tmp_path / "any").exists()
 
-    # Under the root, or left out (the normal case): created.
-    for location in (None, "mlflow-artifacts:/team-a/place"):
-        name = f"loc-{uuid.uuid4().hex[:8]}"
-        extra = {} if location is None else {"artifact_location": location}
-        response = create(gateway, key, name, **extra)
-        assert response.status_code == 200, response.text
-        assert exists(gateway, key, name)
+    # Left out (the normal case): created.
+    name = f"loc-{uuid.uuid4().hex[:8]}"
+    response = create(gateway, key, name)
+    assert response.status_code == 200, response.text
+    assert exists(gateway, key, name)
+    # Under the root: the gateway lets it through, and MLflow with workspaces refuses any
+    # chosen location itself (each workspace's artifacts live under its own root).
+    name = f"loc-{uuid.uuid4().hex[:8]}"
+    response = create(gateway, key, name, artifact_location="mlflow-artifacts:/team-a/place")
+    assert response.status_code == 400, response.text
+    assert "workspaces are enabled" in response.json()["message"]
+    assert not exists(gateway, key, name)
 
 
 def test_admins_may_be_allowed_any_location(mlflow_server: MlflowProcess, tmp_path: Path) -> None:
@@ -111,7 +116,11 @@ def test_admins_may_be_allowed_any_location(mlflow_server: MlflowProcess, tmp_pa
         assert create(running, writer, name, artifact_location=location).status_code == 400
         admin = running.create_key(Scope.ADMIN)
         response = create(running, admin, name, artifact_location=location)
-        assert response.status_code == 200, response.text
+        # The gateway let the admin's choice through: MLflow with workspaces answers it
+        # (and refuses any chosen location itself), not the gateway's root rule.
+        assert response.status_code == 400, response.text
+        assert "workspaces are enabled" in response.json()["message"]
+        assert "mlflow-artifacts:/" not in response.json()["message"]
     finally:
         running.stop()
 

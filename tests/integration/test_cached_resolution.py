@@ -87,14 +87,24 @@ def write(base: str, key: str, method: str, endpoint: str, body: dict[str, objec
 def model_with_versions(base: str, key: str, versions: int = 2) -> str:
     name = "cache-" + uuid.uuid4().hex[:8]
     write(base, key, "POST", "registered-models/create", {"name": name})
+    # A version's source must be a run of the key's workspace.
+    experiment = write(base, key, "POST", "experiments/create", {"name": name})
+    run = write(base, key, "POST", "runs/create", {"experiment_id": experiment["experiment_id"]})
+    run_id = run["run"]["info"]["run_id"]
     for _ in range(versions):
-        write(base, key, "POST", "model-versions/create", {"name": name, "source": "s3://m/x"})
+        write(
+            base,
+            key,
+            "POST",
+            "model-versions/create",
+            {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
+        )
     write(
         base,
         key,
         "POST",
         "registered-models/alias",
-        {"name": name, "alias": "production", "version": "1"},
+        {"name": name, "alias": "stable", "version": "1"},
     )
     return name
 
@@ -103,7 +113,7 @@ def reads(name: str) -> list[str]:
     """One read of each cached endpoint (MLflow path and query)."""
     return [
         f"registered-models/get?name={name}",
-        f"registered-models/alias?name={name}&alias=production",
+        f"registered-models/alias?name={name}&alias=stable",
         f"registered-models/get-latest-versions?name={name}",
         f"model-versions/get?name={name}&version=1",
         f"model-versions/get-download-uri?name={name}&version=1",
@@ -198,7 +208,7 @@ def test_the_rate_limit_comes_before_the_cache(
     try:
         name = model_with_versions(limited.url, limited.create_key(Scope.WRITE), versions=1)
         reader = limited.create_key(Scope.READ)
-        read = f"registered-models/alias?name={name}&alias=production"
+        read = f"registered-models/alias?name={name}&alias=stable"
         before = hits(limited)
         answers = [through(limited, reader, read) for _ in range(7)]
         assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
@@ -212,7 +222,7 @@ def test_a_write_through_the_gateway_is_seen_by_the_very_next_read(
     running: RunningGateway, mlflow_server: MlflowProcess, writer: str, reader: str
 ) -> None:
     name = model_with_versions(running.url, writer)
-    alias_read = f"registered-models/alias?name={name}&alias=production"
+    alias_read = f"registered-models/alias?name={name}&alias=stable"
     version_read = f"model-versions/get?name={name}&version=1"
     model_read = f"registered-models/get?name={name}"
 
@@ -228,7 +238,7 @@ def test_a_write_through_the_gateway_is_seen_by_the_very_next_read(
         writer,
         "POST",
         "registered-models/alias",
-        {"name": name, "alias": "production", "version": "2"},
+        {"name": name, "alias": "stable", "version": "2"},
     )
     answer = assert_as_mlflow(running, mlflow_server, reader, alias_read)
     assert answer.json()["model_version"]["version"] == "2"
@@ -237,7 +247,7 @@ def test_a_write_through_the_gateway_is_seen_by_the_very_next_read(
     response = httpx.request(
         "DELETE",
         running.url + PREFIX + "registered-models/alias",
-        json={"name": name, "alias": "production"},
+        json={"name": name, "alias": "stable"},
         headers=auth(writer),
     )
     assert response.status_code == 200, response.text
@@ -295,7 +305,7 @@ def test_a_write_through_one_replica_reaches_the_other_within_half_a_second(
         httpx.Client(headers=auth(key), timeout=5) as at_b,  # kept alive: reads ms apart
     ):
         name = model_with_versions(a.url, key)
-        alias_read = b.url + PREFIX + f"registered-models/alias?name={name}&alias=production"
+        alias_read = b.url + PREFIX + f"registered-models/alias?name={name}&alias=stable"
 
         def version_at_b() -> str:
             answer = at_b.get(alias_read)
@@ -320,7 +330,7 @@ def test_a_write_through_one_replica_reaches_the_other_within_half_a_second(
             key,
             "POST",
             "registered-models/alias",
-            {"name": name, "alias": "production", "version": "2"},
+            {"name": name, "alias": "stable", "version": "2"},
         )
         answered_at = time.monotonic()
         stale_answers, stale_until = 0, 0.0

@@ -99,12 +99,22 @@ def test_read_key_on_write_endpoint_names_scope_and_changes_nothing(
         json={"name": name},
         headers={"Authorization": f"Bearer {read_key}"},
     )
-    assert_error(response, 403, "PERMISSION_DENIED", "'write' scope", "has 'read'")
+    assert_error(response, 403, "PERMISSION_DENIED", "'write' role", "has 'read'")
+    assert response.json()["details"] == {
+        "refused_by": "role",
+        "needed": "write",
+        "role": "read",
+        "workspace": "default",
+        "key_workspace": "default",
+        "granted_by": "an admin of workspace 'default' or a platform admin",
+    }
     assert not registered_model_exists(gateway, name)
-    # The refused attempt is in the audit log under the read key.
+    # The refused attempt is in the audit log under the read key, with what refused it.
     read_id = gateway.gateway.keys.resolve(read_key).id
     denied = [e for e in gateway.gateway.audit.read(key_id=read_id) if e["action"] == "denied"]
     assert [(e["method"], e["path"], e["status"]) for e in denied] == [("POST", CREATE_MODEL, 403)]
+    assert denied[0]["detail"] == response.json()["details"]
+    assert denied[0]["workspace"] == "default"
     # The read key still reads.
     response = httpx.get(gateway.url + GET_BY_NAME, headers={"Authorization": f"Bearer {read_key}"})
     assert response.status_code == 200
@@ -117,7 +127,7 @@ def test_write_key_cannot_configure_mlflow_webhooks(gateway: RunningGateway) -> 
         json={},
         headers={"Authorization": f"Bearer {key}"},
     )
-    assert_error(response, 403, "PERMISSION_DENIED", "'admin' scope")
+    assert_error(response, 403, "PERMISSION_DENIED", "platform admin key", "'write' in")
 
 
 def test_wrong_prefix_names_the_tracking_uri(gateway: RunningGateway) -> None:

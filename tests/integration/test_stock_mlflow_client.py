@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 def test_register_and_load_through_gateway(
     gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = gateway.create_key(Scope.WRITE)
+    # A promote key: the default workspace protects the "champion" alias set below.
+    key = gateway.create_key(Scope.PROMOTE)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", key)
     mlflow.set_tracking_uri(None)  # re-read the environment

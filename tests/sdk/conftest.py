@@ -46,13 +46,15 @@ def sdk_gateway(
 
 
 @pytest.fixture
-def write_key(sdk_gateway: RunningGateway) -> str:
-    return sdk_gateway.create_key(Scope.WRITE)
+def team_key(sdk_gateway: RunningGateway) -> str:
+    """A team member's key: registers and promotes (``promote`` ⊃ ``write``; the
+    default workspace protects ``production`` and ``champion``)."""
+    return sdk_gateway.create_key(Scope.PROMOTE)
 
 
 @pytest.fixture
-def registry(sdk_gateway: RunningGateway, write_key: str) -> Iterator[ModelRegistry]:
-    with ModelRegistry(api_key=write_key, api_url=sdk_gateway.url, max_retry_time=10) as client:
+def registry(sdk_gateway: RunningGateway, team_key: str) -> Iterator[ModelRegistry]:
+    with ModelRegistry(api_key=team_key, api_url=sdk_gateway.url, max_retry_time=10) as client:
         yield client
 
 

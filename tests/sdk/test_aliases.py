@@ -124,7 +124,7 @@ def test_a_read_key_cannot_promote(
     reader = ModelRegistry(api_key=sdk_gateway.create_key(Scope.READ), api_url=sdk_gateway.url)
     with pytest.raises(PermissionDeniedError) as raised:
         reader.promote(two_versions, 2)
-    assert "'write' scope" in str(raised.value)
+    assert "'promote' role" in str(raised.value)
     with pytest.raises(PermissionDeniedError):
         reader.delete_alias(two_versions, "baseline")
     assert registered_aliases(mlflow_rest, two_versions) == {"baseline": "1"}
@@ -146,8 +146,8 @@ def test_aliases_are_checked_before_any_call(dead_url: str) -> None:
 
 
 @pytest.fixture
-def cli_env(sdk_gateway: RunningGateway, write_key: str) -> dict[str, str]:
-    return {"HOKUSAI_API_URL": sdk_gateway.url, "HOKUSAI_API_KEY": write_key, "COLUMNS": "250"}
+def cli_env(sdk_gateway: RunningGateway, team_key: str) -> dict[str, str]:
+    return {"HOKUSAI_API_URL": sdk_gateway.url, "HOKUSAI_API_KEY": team_key, "COLUMNS": "250"}
 
 
 def test_cli_promote_then_the_readme_example(
@@ -197,7 +197,22 @@ def test_cli_alias_with_a_read_key(
     env = {**cli_env, "HOKUSAI_API_KEY": sdk_gateway.create_key(Scope.READ)}
     result = hokusai(env, "models", "promote", two_versions, "1")
     assert result.exit_code == 3
-    assert "'write' scope" in result.stderr.replace("\n", "")
+    assert "'write' role" in result.stderr.replace("\n", "")
+
+
+def test_a_write_key_cannot_move_a_protected_alias(
+    sdk_gateway: RunningGateway, two_versions: str, mlflow_rest: MlflowRest
+) -> None:
+    """promote() and `models promote` meet the workspace's protected aliases: a write key
+    may move any other alias, and learns what refused it and who can grant it."""
+    writer = ModelRegistry(api_key=sdk_gateway.create_key(Scope.WRITE), api_url=sdk_gateway.url)
+    with pytest.raises(PermissionDeniedError) as raised:
+        writer.promote(two_versions, 2)
+    assert "alias 'production' is protected in workspace 'default'" in str(raised.value)
+    assert raised.value.details["refused_by"] == "protected_alias"
+    assert "an admin of workspace 'default'" in raised.value.details["granted_by"]
+    writer.set_alias(two_versions, "candidate", 2)
+    assert registered_aliases(mlflow_rest, two_versions) == {"baseline": "1", "candidate": "2"}
 
 
 def test_models_list_shows_aliases(

@@ -94,8 +94,8 @@ def test_mlflow_server_instead_of_the_gateway(mlflow_server: MlflowProcess) -> N
         assert raised.value.status_code == 404
 
 
-def test_wrong_prefix(sdk_gateway: RunningGateway, write_key: str) -> None:
-    registry = ModelRegistry(api_key=write_key, api_url=sdk_gateway.url + "/mlflow")
+def test_wrong_prefix(sdk_gateway: RunningGateway, team_key: str) -> None:
+    registry = ModelRegistry(api_key=team_key, api_url=sdk_gateway.url + "/mlflow")
     with pytest.raises(EndpointNotFoundError) as raised:
         registry.list_models_by_token("LSCOR")
     error = raised.value
@@ -132,11 +132,11 @@ def test_missing_key_is_a_configuration_error_before_any_call(dead_url: str) -> 
 )
 def test_bad_key_names_the_reason(
     sdk_gateway: RunningGateway,
-    write_key: str,
+    team_key: str,
     make_key: Callable[[str], str],
     phrases: list[str],
 ) -> None:
-    key = make_key(write_key)
+    key = make_key(team_key)
     registry = ModelRegistry(api_key=key, api_url=sdk_gateway.url, max_retry_time=5)
     started = time.monotonic()
     with pytest.raises(AuthenticationError) as raised:
@@ -185,7 +185,7 @@ def test_read_key_cannot_register(
     assert error.request_id
     assert "failed at step 'experiment'" in str(error)
     assert isinstance(error.cause, PermissionDeniedError)
-    assert "needs the 'write' scope" in str(error)
+    assert "needs the 'write' role" in str(error)
     assert "has 'read'" in str(error)
     assert error.left_behind == {}
     assert "Nothing was left behind." in str(error)

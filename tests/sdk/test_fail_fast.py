@@ -140,10 +140,10 @@ def test_the_default_url_says_it_was_the_default(
 
 
 def test_https_against_the_plain_http_gateway_is_not_retried(
-    sdk_gateway: RunningGateway, write_key: str
+    sdk_gateway: RunningGateway, team_key: str
 ) -> None:
     url = sdk_gateway.url.replace("http://", "https://")
-    registry = ModelRegistry(api_key=write_key, api_url=url)
+    registry = ModelRegistry(api_key=team_key, api_url=url)
     error, elapsed = timed(registry)
     assert isinstance(error, RegistryUnavailableError)
     assert elapsed < FAST

@@ -294,8 +294,9 @@ def test_get_latest_model_order(
     assert latest.version == "1"
     assert "champion" in latest.aliases
 
-    # Production wins over champion; set with the stock MLflow client through the gateway.
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", sdk_gateway.create_key(Scope.WRITE))
+    # Production wins over champion; set with the stock MLflow client through the gateway
+    # (a promote key: the default workspace protects production).
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", sdk_gateway.create_key(Scope.PROMOTE))
     MlflowClient(tracking_uri=sdk_gateway.tracking_uri).set_registered_model_alias(
         w.name, "production", "2"
     )

@@ -322,7 +322,7 @@ def test_register_with_a_read_key_fails_before_measuring(
         )
         assert result.exit_code == 3, result.output
         said = result.stderr.replace("\n", "")
-        assert "needs the 'write' scope" in said
+        assert "needs the 'write' role" in said
         assert "has 'read'" in said
         # Checked before the model was loaded or measured, and said once.
         assert "measured" not in said

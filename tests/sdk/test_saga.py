@@ -209,7 +209,7 @@ def test_cleanup_removes_only_abandoned_registrations(
     mlflow_rest: MlflowRest,
     saved_lead_model: Path,
     sdk_gateway: RunningGateway,
-    write_key: str,
+    team_key: str,
 ) -> None:
     def register(fault: tuple[str, BaseException] | None) -> str:
         """Register under a new id, failing as told; the registration id."""
@@ -273,7 +273,7 @@ def test_cleanup_removes_only_abandoned_registrations(
     result = CliRunner().invoke(
         app,
         ["gc", "--older-than", "1s", "--dry-run", "--json"],
-        env={"HOKUSAI_API_URL": sdk_gateway.url, "HOKUSAI_API_KEY": write_key},
+        env={"HOKUSAI_API_URL": sdk_gateway.url, "HOKUSAI_API_KEY": team_key},
     )
     assert result.exit_code == 0, result.output
     listed = json.loads(result.stdout)

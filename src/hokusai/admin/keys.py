@@ -191,7 +191,7 @@ class KeyAdmin:
 
     def validate(self, actor: Actor, key: str) -> KeyCheck:
         """Check a key another service was handed; the answer never contains the key."""
-        permit(self._engine, actor, Action.KEYS_VALIDATE)
+        permit(self._engine, actor, Action.KEYS_VALIDATE, actor.workspace)
         with store_errors():
             try:
                 record = self._verifier.authenticate(key)

@@ -108,7 +108,15 @@ class AuthenticationError(APIError):
 
 
 class PermissionDeniedError(APIError):
-    """403: the key is valid but its scope does not allow this."""
+    """403: the key is valid but may not do this. :attr:`details` says what refused it
+    (``refused_by``: role, workspace, model_pattern, protected_alias, promotion_gate or
+    source) and who can grant it (``granted_by``), when the gateway said so."""
+
+    @property
+    def details(self) -> dict[str, Any]:
+        body = self.body if isinstance(self.body, dict) else {}
+        found = body.get("details")
+        return dict(found) if isinstance(found, dict) else {}
 
 
 class EndpointNotFoundError(APIError):
