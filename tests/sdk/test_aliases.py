@@ -124,7 +124,7 @@ def test_a_read_key_cannot_promote(
     reader = ModelRegistry(api_key=sdk_gateway.create_key(Scope.READ), api_url=sdk_gateway.url)
     with pytest.raises(PermissionDeniedError) as raised:
         reader.promote(two_versions, 2)
-    assert "'promote' role" in str(raised.value)
+    assert "'write' role" in str(raised.value)
     with pytest.raises(PermissionDeniedError):
         reader.delete_alias(two_versions, "baseline")
     assert registered_aliases(mlflow_rest, two_versions) == {"baseline": "1"}

@@ -46,7 +46,7 @@ MODEL_NAME = re.compile(r"^[^/\x00-\x1f]{1,256}$")
 REGISTRATION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 DEFAULT_EXPERIMENT = "hokusai-registrations"
 LATEST_ALIASES = ("production", "champion")
-SCOPE_ORDER = ("read", "write", "admin")
+SCOPE_ORDER = ("read", "write", "promote", "admin")
 # MLflow's rule for aliases: letters, digits, _ and -; not "latest", not v<digits>.
 ALIAS = re.compile(r"^(?!latest$)(?![vV]\d+$)[A-Za-z0-9_-]{1,255}$")
 READY_TIMEOUT = 120.0
@@ -127,16 +127,16 @@ class ModelRegistry:
         return self._transport.json("GET", "/api/v1/whoami")
 
     def require_scope(self, scope: str) -> dict[str, Any]:
-        """Check that this key has ``scope`` (``read`` < ``write`` < ``admin``) before work
-        that would be wasted without it; the key's identity. Raises
-        :class:`PermissionDeniedError` naming the key's scope."""
+        """Check that this key has the role ``scope`` (``read`` < ``write`` < ``promote`` <
+        ``admin``) before work that would be wasted without it; the key's identity. Raises
+        :class:`PermissionDeniedError` naming the key's role."""
         identity = self.check()
         have = str(identity.get("scope"))
         if SCOPE_ORDER.index(scope) > (SCOPE_ORDER.index(have) if have in SCOPE_ORDER else -1):
             raise PermissionDeniedError(
-                f"this needs the {scope!r} scope; API key {identity.get('display_prefix')}… "
-                f"({identity.get('id')}) has {have!r}. Ask an admin for a key with the "
-                f"{scope!r} scope.",
+                f"this needs the {scope!r} role; API key {identity.get('display_prefix')}… "
+                f"({identity.get('id')}) has {have!r}. Ask an admin of its workspace for a "
+                f"key with the {scope!r} role.",
                 status_code=403,
                 error_code="PERMISSION_DENIED",
             )
