@@ -98,8 +98,8 @@ class WorkspaceAdmin:
                     updated_at=now,
                 )
                 try:
-                    with unit.conn.begin_nested():
-                        store.insert_workspace(unit.conn, record=record)
+                    # A concurrent create of the same name: the rollback undoes this one.
+                    store.insert_workspace(unit.conn, record=record)
                 except IntegrityError:
                     raise Conflict(f"workspace {name!r} already exists") from None
                 mlflow = self._mlflow()
