@@ -202,7 +202,7 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     def respond(request: Request, error: GatewayError) -> Response:
         return Response(
-            error_body(error.error_code, error.message, request.state.request_id),
+            error_body(error.error_code, error.message, request.state.request_id, error.details),
             status_code=error.status,
             headers=error.headers,
             media_type="application/json",
