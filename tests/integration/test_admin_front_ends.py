@@ -209,7 +209,9 @@ def test_a_key_without_admin_scope_gets_the_http_refusal_and_a_nonzero_exit(
     assert gateway.gateway.services.keys.list(operator()) == [
         k for k in gateway.gateway.services.keys.list(operator()) if k.name != "x"
     ]
-    assert last_audit(front, "denied")["detail"] == {"wanted": "keys.create", "needed": "admin"}
+    detail = last_audit(front, "denied")["detail"]
+    assert detail == {"wanted": "keys.create", **over_http.json()["details"]}
+    assert (detail["needed"], detail["role"], detail["refused_by"]) == ("admin", "write", "role")
 
 
 def test_without_a_store_or_a_key_admin_commands_refuse(

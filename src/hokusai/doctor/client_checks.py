@@ -306,7 +306,8 @@ class ClientDoctor:
                 lines += ["  " + explain_denial(d, me.get("granted_by") or []) for d in denials]
             else:
                 lines.append("no recent refusals")
-        return "\n".join(lines)
+        # One line, as every hop's finding (scripts read the report line by line).
+        return "; ".join(lines)
 
     def check_proxy_read(self) -> str:
         response = self._get(
