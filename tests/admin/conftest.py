@@ -28,16 +28,49 @@ class Admin:
     verifier: KeyService
     operator: Actor
     revoked: list[str] = field(default_factory=list)
-    keys: dict[Scope, str] = field(default_factory=dict)  # scope -> the plain key
+    # (scope, workspace; None: a platform admin key) -> the plain key
+    keys: dict[tuple[Scope, str | None], str] = field(default_factory=dict)
 
-    def key_actor(self, scope: Scope, path: str = "/api/v1/keys") -> Actor:
-        """An HTTP caller holding a key of ``scope`` (made once per scope)."""
-        if scope not in self.keys:
-            issued = self.services.keys.create(self.operator, name=f"{scope} key", scope=scope)
-            self.keys[scope] = issued.key
-        record = self.verifier.authenticate(self.keys[scope])
+    def key_actor(
+        self, scope: Scope, path: str = "/api/v1/keys", workspace: str = "default"
+    ) -> Actor:
+        """An HTTP caller holding a key of ``scope`` in ``workspace`` (made once each)."""
+        return self._actor(scope, workspace, path)
+
+    def platform_actor(self, path: str = "/api/v1/keys") -> Actor:
+        """An HTTP caller holding a platform admin key (every workspace)."""
+        return self._actor(Scope.ADMIN, None, path)
+
+    def workspace(self, name: str) -> None:
+        """Add workspace ``name`` to the store (the platform's row only: MLflow's side is
+        the workspace service's, tested against a real MLflow)."""
+        from hokusai.timestamps import utcnow
+        from hokusai.workspaces import store
+        from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+
+        now = utcnow()
+        with self.engine.begin() as conn:
+            store.insert_workspace(
+                conn,
+                record=WorkspaceRecord(name, "", DEFAULT_PROTECTED_ALIASES, False, now, now),
+            )
+
+    def _actor(self, scope: Scope, workspace: str | None, path: str) -> Actor:
+        if (scope, workspace) not in self.keys:
+            issued = self.services.keys.create(
+                self.operator,
+                name=f"{scope} key of {workspace or 'the platform'}",
+                scope=scope,
+                workspace=workspace,
+                platform=workspace is None,
+            )
+            self.keys[scope, workspace] = issued.key
+        record = self.verifier.authenticate(self.keys[scope, workspace])
         origin = Origin.http(
-            request_id="req-" + scope.value, method="POST", path=path, client="127.0.0.1"
+            request_id=f"req-{scope.value}-{workspace}",
+            method="POST",
+            path=path,
+            client="127.0.0.1",
         )
         return Actor.for_key(record, origin)
 

@@ -11,12 +11,11 @@ from admin.conftest import Admin
 from hokusai.audit_records import AuditRecord
 from hokusai.db.schema import audit_log
 from hokusai.errors import InvalidInput
-from hokusai.keys.scopes import Scope
 from hokusai.timestamps import utcnow
 
 
 def test_query_filters_by_key_action_since_and_limit(admin: Admin) -> None:
-    actor = admin.key_actor(Scope.ADMIN)  # its creation is audited under the operator
+    actor = admin.platform_actor()  # its creation is audited under the operator
     one = admin.services.keys.create(actor, name="one")
     admin.services.keys.revoke(actor, one.record.id)
     admin.services.webhooks.add(actor, "https://hooks.example.com/in")

@@ -1,9 +1,10 @@
-"""One authorizer for every admin operation: a key without the admin scope is refused with
-PermissionDenied naming the scope, and nothing changes (the refusal itself is logged)."""
+"""One authorizer for every admin operation: a key without the admin role is refused with
+PermissionDenied naming the role, and nothing changes (the refusal itself is logged)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -12,7 +13,7 @@ import pytest
 from admin.conftest import Admin
 from hokusai.admin.actor import Actor
 from hokusai.authorization import NEEDED, Action, authorize
-from hokusai.db.schema import api_keys, deliveries, events, webhook_endpoints
+from hokusai.db.schema import api_keys, deliveries, events, webhook_endpoints, workspaces
 from hokusai.errors import PermissionDenied
 from hokusai.keys.scopes import Scope
 from hokusai.webhooks import outbox
@@ -46,7 +47,16 @@ OPERATIONS: dict[Action, Operation] = {
         actor, event_id=t["event"]
     ),
     Action.AUDIT_READ: lambda a, actor, t: a.services.audit.query(actor),
+    Action.WORKSPACES_CREATE: lambda a, actor, t: a.services.workspaces.create(actor, "sneaky"),
+    Action.WORKSPACES_UPDATE: lambda a, actor, t: a.services.workspaces.update(
+        actor, "default", promotion_gate=True
+    ),
+    Action.WORKSPACES_DELETE: lambda a, actor, t: a.services.workspaces.delete(
+        actor, t["workspace"]
+    ),
 }
+# Platform-wide: only a platform admin key (or the operator) may.
+PLATFORM_WIDE = {Action.WORKSPACES_CREATE, Action.WORKSPACES_DELETE}
 
 
 def test_every_action_has_a_rule_and_an_operation_here() -> None:
@@ -60,11 +70,18 @@ def targets(admin: Admin) -> dict[str, str]:
     endpoint = admin.services.webhooks.add(admin.operator, "https://hooks.example.com/in")
     event = Event(MODEL_VERSION_CREATED, {"name": "LSCOR", "version": "1"})
     outbox.emit(admin.engine, [event])
-    return {"key": key.record.id, "endpoint": endpoint.endpoint.id, "event": event.id}
+    admin.workspace("team-a")
+    return {
+        "key": key.record.id,
+        "endpoint": endpoint.endpoint.id,
+        "event": event.id,
+        "workspace": "team-a",
+    }
 
 
 def snapshot(admin: Admin) -> list[list[dict[str, Any]]]:
-    return [admin.rows(t) for t in (api_keys, webhook_endpoints, deliveries, events)]
+    tables = (api_keys, webhook_endpoints, deliveries, events, workspaces)
+    return [admin.rows(t) for t in tables]
 
 
 @pytest.mark.parametrize("scope", [Scope.READ, Scope.WRITE], ids=str)
@@ -81,10 +98,22 @@ def test_a_key_without_admin_is_refused_and_nothing_changes(
             operation(admin, actor, targets)
 
         assert refused.value.needed == "admin", action
-        assert refused.value.message == (
-            f"POST /api/v1/some-admin-path needs the 'admin' scope; API key "
-            f"{actor.key.display_prefix}… ({actor.key_id}) has '{scope.value}'."
-        ), action
+        message = refused.value.message
+        who = f"API key {actor.key.display_prefix}… ({actor.key_id}) has '{scope.value}' in "
+        if action in PLATFORM_WIDE:
+            assert message == (
+                "POST /api/v1/some-admin-path is platform-wide: it needs a platform admin key; "
+                f"{who}workspace 'default'. Ask a platform admin."
+            ), action
+        elif action.value.startswith(("keys.", "workspaces.", "audit.")):
+            assert message == (
+                "POST /api/v1/some-admin-path needs the 'admin' role in workspace 'default'; "
+                f"{who}workspace 'default'. Ask an admin of workspace 'default' or a "
+                "platform admin."
+            ), action
+        else:  # the webhooks' own wording, whichever workspace they are scoped to
+            assert message.startswith("POST /api/v1/some-admin-path "), action
+            assert who in message and "Ask " in message, action
         assert refused.value.http_status == 403
         assert snapshot(admin) == before, action
         # The one row the refusal adds is the refusal itself.
@@ -92,7 +121,11 @@ def test_a_key_without_admin_is_refused_and_nothing_changes(
         assert len(entries) == audit_before + 1, action
         denied = entries[0]
         assert (denied.action, denied.key_id, denied.status) == ("denied", actor.key_id, 403)
-        assert denied.detail == {"wanted": action.value, "needed": "admin"}
+        assert denied.detail is not None
+        assert denied.detail["wanted"] == action.value, action
+        assert (denied.detail["needed"], denied.detail["role"]) == ("admin", scope.value)
+        assert denied.detail["key_workspace"] == "default"
+        assert denied.detail["granted_by"] == refused.value.details["granted_by"]
 
 
 def test_the_operator_and_admin_keys_are_allowed_everything() -> None:
@@ -105,6 +138,26 @@ def test_the_operator_and_admin_keys_are_allowed_everything() -> None:
     record = KeyRecord("key_1", "hk_live_abcdef", "n", "o", Scope.READ, "live",
                        None, None, None, None, None)  # type: ignore[arg-type]  # fmt: skip
     reader = Actor.for_key(record, Origin.command("keys validate"))
-    authorize(reader, Action.KEYS_VALIDATE)
-    with pytest.raises(PermissionDenied, match=r"^keys\.list needs the 'admin' scope; API key"):
+    authorize(reader, Action.KEYS_VALIDATE, "default")
+    with pytest.raises(
+        PermissionDenied, match=r"^keys\.list needs the 'admin' role in workspace 'default'; API"
+    ):
+        authorize(reader, Action.KEYS_LIST, "default")
+    with pytest.raises(PermissionDenied, match=r"^keys\.list is platform-wide"):
         authorize(reader, Action.KEYS_LIST)
+    # A platform admin key may do everything, in every workspace and platform-wide.
+    platform = Actor.for_key(
+        replace(record, scope=Scope.ADMIN, workspace=None), Origin.command("keys list")
+    )
+    for action in Action:
+        authorize(platform, action)
+        authorize(platform, action, "team-b")
+    # A workspace's admin is an admin there only.
+    team_admin = Actor.for_key(
+        replace(record, scope=Scope.ADMIN, workspace="team-a"), Origin.command("keys list")
+    )
+    authorize(team_admin, Action.KEYS_CREATE, "team-a")
+    with pytest.raises(PermissionDenied, match="in workspace 'team-b'"):
+        authorize(team_admin, Action.KEYS_CREATE, "team-b")
+    with pytest.raises(PermissionDenied, match="platform-wide"):
+        authorize(team_admin, Action.WORKSPACES_CREATE)

@@ -95,7 +95,7 @@ def test_errors_are_also_the_builtin_they_mean() -> None:
 
 def test_extra_fields() -> None:
     denied = PermissionDenied("needs admin", needed="admin")
-    assert (denied.needed, denied.reason) == ("admin", "scope")
+    assert (denied.needed, denied.reason) == ("admin", "role")
     assert RateLimited("slow down", retry_after=2.5).retry_after == 2.5
     assert NotFound("x").reason == "resource_does_not_exist"
     assert DomainError(ErrorCode.BAD_REQUEST, "odd").http_status == 400

@@ -41,7 +41,9 @@ def test_create_stores_a_typed_record_and_its_audit_row(admin: Admin) -> None:
         "target": issued.record.id,
         "created": issued.record.id,
         "scope": "read",
+        "workspace": "default",
     }
+    assert entry.workspace == "default" and issued.record.workspace == "default"
     assert (entry.method, entry.path, entry.status) == ("POST", "/api/v1/keys", 201)
     # The secret itself is never in the log.
     assert issued.key not in json.dumps([e.public() for e in admin.audit()])

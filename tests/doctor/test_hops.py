@@ -36,7 +36,7 @@ from hokusai.server.mlflow_process import MlflowProcess
 
 pytestmark = pytest.mark.integration
 
-CLIENT_HOPS = ["config", "dns", "connect", "health", "auth", "proxy_read"]
+CLIENT_HOPS = ["config", "dns", "connect", "health", "auth", "access", "proxy_read"]
 REQUESTS = "hokusai_requests_total"
 AUTH_FAILURES = "hokusai_auth_failures_total"
 UPSTREAM_ERRORS = "hokusai_upstream_errors_total"
@@ -106,7 +106,9 @@ def test_healthy_gateway_passes_every_hop(
     assert "127.0.0.1" in details["dns"]
     assert "Hokusai gateway" in details["health"]
     record = hop_gateway.gateway.keys.resolve(admin)
-    assert record.id in details["auth"] and "scope admin" in details["auth"]
+    assert record.id in details["auth"] and "role admin" in details["auth"]
+    assert "platform admin key: role admin in every workspace" in details["access"]
+    assert "no recent refusals" in details["access"]
     assert "scratch run" in details["write"]
     assert "delivered" in details["webhooks"] and "204" in details["webhooks"]
     # The test event really reached the receiver, signed.

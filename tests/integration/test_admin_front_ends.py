@@ -205,11 +205,13 @@ def test_a_key_without_admin_scope_gets_the_http_refusal_and_a_nonzero_exit(
     result = front.cli("keys", "create", "--name", "x", code=4)
     message = " ".join(result.stderr.split())
     assert message == "error: " + over_http.json()["message"]
-    assert "needs the 'admin' scope" in message
+    assert "needs the 'admin' role in workspace 'default'" in message
     assert gateway.gateway.services.keys.list(operator()) == [
         k for k in gateway.gateway.services.keys.list(operator()) if k.name != "x"
     ]
-    assert last_audit(front, "denied")["detail"] == {"wanted": "keys.create", "needed": "admin"}
+    detail = last_audit(front, "denied")["detail"]
+    assert detail == {"wanted": "keys.create", **over_http.json()["details"]}
+    assert (detail["needed"], detail["role"], detail["refused_by"]) == ("admin", "write", "role")
 
 
 def test_without_a_store_or_a_key_admin_commands_refuse(

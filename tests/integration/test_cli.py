@@ -514,7 +514,7 @@ def test_every_listing_command_has_json() -> None:
 @pytest.mark.parametrize(
     ("args", "choices"),
     [
-        (["keys", "create"], ["<live|test>", "<read|write|admin>"]),
+        (["keys", "create"], ["<live|test>", "<read|write|promote|admin>"]),
         (["webhooks", "deliveries"], ["<pending|failed|delivered|dead>"]),
     ],
 )

@@ -92,6 +92,7 @@ def test_an_entry_is_read_back_as_written(log: AuditLog) -> None:
         "status": 200,
         "client": "192.0.2.10",
         "detail": {"revoked": "key_fedcba9876543210", "reason": "rotated", "n": 3},
+        "workspace": None,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -32,6 +33,26 @@ MAX_TEXT = 200
 # A replacement that inherits its lifetime gets at least this long: a key rotated because
 # its very short lifetime ran out must not be born (all but) expired again.
 MIN_INHERITED_LIFETIME = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class KeyAccess:
+    """A key's workspace (None: a platform admin key), that workspace's protected aliases
+    and promotion gate, and who can grant it more: the owners of the workspace's active
+    admin keys, and any platform admin."""
+
+    workspace: str | None
+    protected_aliases: tuple[str, ...]
+    promotion_gate: bool
+    granted_by: tuple[str, ...]
+
+    def public(self) -> dict[str, object]:
+        return {
+            "workspace": self.workspace,
+            "protected_aliases": list(self.protected_aliases),
+            "promotion_gate": self.promotion_gate,
+            "granted_by": list(self.granted_by),
+        }
 
 
 class KeyAdmin:
@@ -82,7 +103,7 @@ class KeyAdmin:
             if workspace is not None:
                 raise InvalidInput("a platform admin key belongs to no workspace: drop one")
             if scope is not Scope.ADMIN:
-                raise InvalidInput("a platform key must have the admin scope")
+                raise InvalidInput("a platform key must have the admin role (--scope admin)")
             if patterns:
                 raise InvalidInput("a platform admin key cannot be limited to models")
             target: str | None = None
@@ -189,8 +210,32 @@ class KeyAdmin:
         self._revoked(old.id)
         return issued
 
+    def access(self, actor: Actor) -> KeyAccess:
+        """What the acting key may do where, and who can grant it more (``whoami``,
+        ``hokusai doctor``). Needs no role: it tells a key only about itself and its
+        workspace."""
+        workspace = actor.workspace
+        with store_errors(), self._engine.connect() as conn:
+            settings = workspace_store.get_workspace(conn, name=workspace) if workspace else None
+            admins = (
+                store.list_keys(conn, include_revoked=False, workspace=workspace)
+                if workspace
+                else []
+            )
+        now = utcnow()
+        owners = sorted(
+            {k.owner for k in admins if k.scope is Scope.ADMIN and k.state(now) == "active"}
+        )
+        return KeyAccess(
+            workspace=workspace,
+            protected_aliases=settings.protected_aliases if settings else (),
+            promotion_gate=bool(settings and settings.promotion_gate),
+            granted_by=(*owners, "any platform admin"),
+        )
+
     def validate(self, actor: Actor, key: str) -> KeyCheck:
         """Check a key another service was handed; the answer never contains the key."""
+        # Any key may check one, in its own workspace (a platform key: platform-wide).
         permit(self._engine, actor, Action.KEYS_VALIDATE, actor.workspace)
         with store_errors():
             try:

@@ -14,10 +14,12 @@ from sqlalchemy import Engine
 from hokusai.admin.audit import AuditReader
 from hokusai.admin.keys import KeyAdmin
 from hokusai.admin.webhooks import WebhookAdmin
+from hokusai.admin.workspaces import WorkspaceAdmin
 from hokusai.keys.service import KeyService
 from hokusai.settings import Settings
 from hokusai.webhooks.signing import SecretBox
 from hokusai.webhooks.worker import dispatcher_settings
+from hokusai.workspaces.mlflow_api import MlflowWorkspaces
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class AdminServices:
     keys: KeyAdmin
     webhooks: WebhookAdmin
     audit: AuditReader
+    workspaces: WorkspaceAdmin
 
 
 def build_services(
@@ -33,13 +36,19 @@ def build_services(
     verifier: KeyService,
     *,
     on_revoked: Callable[[str], None] | None = None,
+    mlflow_url: Callable[[], str] | None = None,
 ) -> AdminServices:
     """The services on ``engine``; ``verifier`` is the deployment's key verifier (it holds
-    the server secret that key hashes are made with)."""
+    the server secret that key hashes are made with). ``mlflow_url`` finds the MLflow
+    server whose workspaces to manage, when one is needed (default: ``settings.mlflow_url``)."""
+    find_mlflow = mlflow_url or (lambda: settings.mlflow_url)
     return AdminServices(
         keys=KeyAdmin(engine, verifier, on_revoked=on_revoked),
         webhooks=WebhookAdmin(
             engine, SecretBox(settings.resolved_secret), dispatcher_settings(settings)
         ),
         audit=AuditReader(engine),
+        workspaces=WorkspaceAdmin(
+            engine, lambda: MlflowWorkspaces(find_mlflow()), on_revoked=on_revoked
+        ),
     )

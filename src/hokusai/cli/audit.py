@@ -28,6 +28,12 @@ def audit(
     since: Annotated[
         str | None, typer.Option("--since", help="A duration back (e.g. 1h, 7d) or an ISO time.")
     ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace", help="Only this workspace's entries (a workspace admin: always its own)."
+        ),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="At most this many entries.")
     ] = 50,
@@ -41,7 +47,7 @@ def audit(
     start = since_option(since)
     on = admin("audit", data_dir, api_url, api_key, profile)
     found = on.services.audit.query(
-        on.actor, key_id=key_id, action=action, since=start, limit=limit
+        on.actor, key_id=key_id, action=action, since=start, limit=limit, workspace=workspace
     )
     entries = [e.public() for e in found]
     if as_json:
@@ -51,6 +57,7 @@ def audit(
         [
             str(e["at"])[:19],
             str(e["key_id"]),
+            str(e["workspace"] or "-"),
             str(e["action"]),
             str(e["method"]),
             str(e["path"]),
@@ -59,5 +66,5 @@ def audit(
         ]
         for e in entries
     ]
-    columns = ["at", "key", "action", "method", "path", "status", "request id"]
+    columns = ["at", "key", "workspace", "action", "method", "path", "status", "request id"]
     print_table(columns, rows, whole=["at", "key", "status", "request id"])

@@ -34,7 +34,7 @@ from hokusai.cli.console import fail
 from hokusai.cli.errors import exit_with
 from hokusai.cli.lazy_commands import server_extra
 from hokusai.durations import parse_duration, parse_since
-from hokusai.errors import DomainError, InvalidInput, Unauthenticated
+from hokusai.errors import DomainError, InvalidInput, Unauthenticated, Unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -126,12 +126,31 @@ def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
     return engine, settings
 
 
+def local_mlflow_url(settings: Settings) -> str:
+    """The MLflow server of the store's deployment, for the commands that change MLflow's
+    workspaces: ``HOKUSAI_MLFLOW_URL``, else the one the running ``hokusai serve``
+    recorded in its runtime file; else a clear refusal (the default URL could be another
+    server's)."""
+    from hokusai.server.runtime_file import read_runtime
+
+    if "mlflow_url" in settings.model_fields_set:
+        return settings.mlflow_url
+    runtime = read_runtime(settings.home)
+    if runtime is not None and runtime.running:
+        return runtime.mlflow_url
+    raise Unavailable(
+        "this needs the server's MLflow, and no running `hokusai serve` recorded one in "
+        f"{settings.home}: start the server (`hokusai serve`), or set HOKUSAI_MLFLOW_URL "
+        "to its MLflow URL"
+    )
+
+
 def local_services(engine: Engine, settings: Settings) -> AdminServices:
     from hokusai.admin.services import build_services
     from hokusai.keys.service import KeyService
 
     verifier = KeyService(engine, settings.resolved_secret, cache_seconds=0)
-    return build_services(engine, settings, verifier)
+    return build_services(engine, settings, verifier, mlflow_url=lambda: local_mlflow_url(settings))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,10 @@ def _print_issued(issued: IssuedKey, as_json: bool) -> None:
 def create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
     scope: Annotated[
-        Scope, typer.Option("--scope", help="What the key may do: read ⊂ write ⊂ admin.")
+        Scope,
+        typer.Option(
+            "--scope", help="The key's role in its workspace: read ⊂ write ⊂ promote ⊂ admin."
+        ),
     ] = Scope.WRITE,
     expires_in: Annotated[
         str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30d, 12h (default: none).")
@@ -57,6 +60,27 @@ def create(
     owner: Annotated[
         str | None, typer.Option("--owner", help="Who holds the key (default: you).")
     ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            help="The workspace it belongs to (default: yours; on the store: 'default').",
+        ),
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models",
+            help="Limit its registry writes to models matching this pattern ('LSCOR*'); "
+            "repeatable.",
+        ),
+    ] = None,
+    platform: Annotated[
+        bool,
+        typer.Option(
+            "--platform", help="A platform admin key (with --scope admin): every workspace."
+        ),
+    ] = False,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -67,7 +91,15 @@ def create(
     lifetime = duration_option(expires_in)
     on = admin("keys create", data_dir, api_url, api_key, profile)
     issued = on.services.keys.create(
-        on.actor, name=name, owner=owner, scope=scope, env=env, expires_in=lifetime
+        on.actor,
+        name=name,
+        owner=owner,
+        scope=scope,
+        env=env,
+        expires_in=lifetime,
+        workspace=workspace,
+        platform=platform,
+        models=models or [],
     )
     _print_issued(issued, as_json)
 
@@ -76,18 +108,22 @@ def create(
 @domain_errors
 def list_keys(
     include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    workspace: Annotated[
+        str | None,
+        typer.Option("--workspace", help="Only this workspace's keys (a platform admin)."),
+    ] = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
     profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List keys (never the keys themselves: their display prefixes)."""
+    """List keys (never the keys themselves: their display prefixes). A workspace's
+    admin sees its workspace's keys."""
     on = admin("keys list", data_dir, api_url, api_key, profile)
     now = utcnow()
-    records = [
-        k.public(now) for k in on.services.keys.list(on.actor, include_revoked=include_revoked)
-    ]
+    found = on.services.keys.list(on.actor, include_revoked=include_revoked, workspace=workspace)
+    records = [k.public(now) for k in found]
     if as_json:
         print(json.dumps(records, indent=2))
         return
@@ -98,14 +134,28 @@ def list_keys(
             str(r["name"]),
             str(r["owner"]),
             str(r["scope"]),
+            str(r["workspace"] or "(platform)"),
+            ",".join(r["models"]) or "*",  # type: ignore[arg-type]
             str(r["state"]),
             str(r["expires_at"] or "never")[:16],
             str(r["last_used_at"] or "never")[:16],
         ]
         for r in records
     ]
-    columns = ["id", "prefix", "name", "owner", "scope", "state", "expires", "last used"]
-    print_table(columns, rows, whole=["id", "prefix", "scope", "state", "expires", "last used"])
+    columns = [
+        "id",
+        "prefix",
+        "name",
+        "owner",
+        "scope",
+        "workspace",
+        "models",
+        "state",
+        "expires",
+        "last used",
+    ]
+    whole = ["id", "prefix", "scope", "workspace", "state", "expires", "last used"]
+    print_table(columns, rows, whole=whole)
 
 
 @app.command()

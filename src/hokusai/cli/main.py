@@ -16,6 +16,7 @@ COMMANDS = (
     LazyCommand("serve", "hokusai.cli.serve", "serve"),
     LazyCommand("keys", "hokusai.cli.keys", "app"),
     LazyCommand("audit", "hokusai.cli.audit", "audit"),
+    LazyCommand("workspaces", "hokusai.cli.workspaces", "app"),
     LazyCommand("login", "hokusai.cli.account", "login"),
     LazyCommand("whoami", "hokusai.cli.account", "whoami"),
     LazyCommand("models", "hokusai.cli.models", "models_app"),

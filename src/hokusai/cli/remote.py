@@ -1,10 +1,11 @@
 """The admin services of a remote gateway, over ``/api/v1``, as the CLI calls them.
 
 Each class has the method names and arguments of its local service (``KeyAdmin``,
-``WebhookAdmin``, ``AuditReader``) and returns the same typed records, so a command does
-not know which one it called: same output, same ``--json``. An error answer becomes
-the same :class:`~hokusai.errors.DomainError` the local service would have raised
-(:func:`hokusai.errors.from_answer`), so the same message and exit code.
+``WebhookAdmin``, ``AuditReader``, ``WorkspaceAdmin``) and returns the same typed
+records, so a command does not know which one it called: same output, same
+``--json``. An error answer becomes the same :class:`~hokusai.errors.DomainError`
+the local service would have raised (:func:`hokusai.errors.from_answer`), so the
+same message and exit code.
 
 Over HTTP the key is the actor: the gateway builds it from the key it authenticates.
 The ``actor`` argument is there so both kinds of services are called the same way; it is
@@ -36,6 +37,7 @@ from hokusai.webhooks.records import (
     EndpointSecret,
     EventRecord,
 )
+from hokusai.workspaces.records import WorkspaceRecord
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -74,7 +76,12 @@ class Api:
             data = None
         if answer.is_error:
             if isinstance(data, dict) and "error_code" in data and "message" in data:
-                raise from_answer(str(data["error_code"]), str(data["message"]))
+                details = data.get("details")
+                raise from_answer(
+                    str(data["error_code"]),
+                    str(data["message"]),
+                    details if isinstance(details, dict) else None,
+                )
             raise InternalError(f"the gateway at {self.url} answered HTTP {answer.status_code}")
         if data is None:
             raise InternalError(f"the gateway at {self.url} answered without JSON")
@@ -105,6 +112,19 @@ def key_record(data: dict[str, Any]) -> KeyRecord:
         revoked_at=_time(data["revoked_at"]),
         last_used_at=_time(data["last_used_at"]),
         rotated_from=data["rotated_from"],
+        workspace=data.get("workspace"),
+        models=tuple(data.get("models") or ()),
+    )
+
+
+def workspace_record(data: dict[str, Any]) -> WorkspaceRecord:
+    return WorkspaceRecord(
+        name=data["name"],
+        description=data["description"],
+        protected_aliases=tuple(data["protected_aliases"]),
+        promotion_gate=bool(data["promotion_gate"]),
+        created_at=_required_time(data["created_at"]),
+        updated_at=_required_time(data["updated_at"]),
     )
 
 
@@ -183,6 +203,7 @@ def _audit(data: dict[str, Any]) -> AuditRecord:
         status=int(data["status"]),
         client=data["client"],
         detail=data["detail"],
+        workspace=data.get("workspace"),
     )
 
 
@@ -225,6 +246,9 @@ class RemoteKeys:
         owner: str | None = None,
         env: str = "live",
         expires_in: timedelta | str | None = None,
+        workspace: str | None = None,
+        platform: bool = False,
+        models: builtins.list[str] | tuple[str, ...] = (),
     ) -> IssuedKey:
         body = {
             "name": name,
@@ -232,11 +256,17 @@ class RemoteKeys:
             "owner": owner,
             "env": env,
             "expires_in": _duration_text(expires_in),
+            "workspace": workspace,
+            "platform": platform,
+            "models": list(models),
         }
         return _issued(self._api.call("POST", "/keys", body=body))
 
-    def list(self, actor: Actor, *, include_revoked: bool = False) -> builtins.list[KeyRecord]:
-        found = self._api.call("GET", "/keys", params={"include_revoked": include_revoked})
+    def list(
+        self, actor: Actor, *, include_revoked: bool = False, workspace: str | None = None
+    ) -> builtins.list[KeyRecord]:
+        params = {"include_revoked": include_revoked, "workspace": workspace}
+        found = self._api.call("GET", "/keys", params=params)
         return [key_record(k) for k in found["keys"]]
 
     def get(self, actor: Actor, reference: str) -> KeyRecord:
@@ -277,6 +307,7 @@ def key_record_part(found: dict[str, Any]) -> KeyRecord | None:
         revoked_at=None,
         last_used_at=None,
         rotated_from=None,
+        workspace=found.get("workspace"),
     )
 
 
@@ -383,14 +414,69 @@ class RemoteAudit:
         action: str | None = None,
         since: datetime | str | None = None,
         limit: int = 100,
+        workspace: str | None = None,
     ) -> list[AuditRecord]:
         params = {
             "key_id": key_id,
             "action": action,
             "since": _since_text(since),
             "limit": limit,
+            "workspace": workspace,
         }
         return [_audit(e) for e in self._api.call("GET", "/audit", params=params)["entries"]]
+
+    def denials(self, actor: Actor, *, limit: int = 20) -> list[AuditRecord]:
+        found = self._api.call("GET", "/whoami/denials", params={"limit": limit})
+        return [_audit(e) for e in found["denials"]]
+
+
+class RemoteWorkspaces:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    def create(
+        self,
+        actor: Actor,
+        name: str,
+        *,
+        description: str = "",
+        protected_aliases: builtins.list[str] | tuple[str, ...] | None = None,
+        promotion_gate: bool = False,
+    ) -> WorkspaceRecord:
+        body = {
+            "name": name,
+            "description": description,
+            "protected_aliases": None if protected_aliases is None else list(protected_aliases),
+            "promotion_gate": promotion_gate,
+        }
+        return workspace_record(self._api.call("POST", "/workspaces", body=body))
+
+    def list(self, actor: Actor) -> builtins.list[WorkspaceRecord]:
+        found = self._api.call("GET", "/workspaces")
+        return [workspace_record(w) for w in found["workspaces"]]
+
+    def get(self, actor: Actor, name: str) -> WorkspaceRecord:
+        return workspace_record(self._api.call("GET", f"/workspaces/{_segment(name)}"))
+
+    def update(
+        self,
+        actor: Actor,
+        name: str,
+        *,
+        description: str | None = None,
+        protected_aliases: builtins.list[str] | tuple[str, ...] | None = None,
+        promotion_gate: bool | None = None,
+    ) -> WorkspaceRecord:
+        body = {
+            "description": description,
+            "protected_aliases": None if protected_aliases is None else list(protected_aliases),
+            "promotion_gate": promotion_gate,
+        }
+        path = f"/workspaces/{_segment(name)}"
+        return workspace_record(self._api.call("PATCH", path, body=body))
+
+    def delete(self, actor: Actor, name: str) -> WorkspaceRecord:
+        return workspace_record(self._api.call("DELETE", f"/workspaces/{_segment(name)}"))
 
 
 @dataclass(frozen=True)
@@ -400,11 +486,12 @@ class RemoteServices:
     keys: RemoteKeys
     webhooks: RemoteWebhooks
     audit: RemoteAudit
+    workspaces: RemoteWorkspaces
 
     @classmethod
     def connect(cls, config: ClientConfig) -> RemoteServices:
         api = Api(config)
-        return cls(RemoteKeys(api), RemoteWebhooks(api), RemoteAudit(api))
+        return cls(RemoteKeys(api), RemoteWebhooks(api), RemoteAudit(api), RemoteWorkspaces(api))
 
 
 def _segment(value: str) -> str:

@@ -57,6 +57,7 @@ class ClientDoctor:
         self.address: tuple[str, int] | None = None
         self.http: httpx.Client | None = None
         self.tls: ssl.SSLContext | None = None
+        self.me: dict[str, Any] = {}
 
     def run(self) -> Report:
         report = Report()
@@ -66,6 +67,7 @@ class ClientDoctor:
             ("connect", self.check_connect),
             ("health", self.check_health),
             ("auth", self.check_auth),
+            ("access", self.check_access),
             ("proxy_read", self.check_proxy_read),
         ]
         if self.write:
@@ -253,7 +255,8 @@ class ClientDoctor:
         )
         if response.status_code == 200:
             me = response.json()
-            return f"key {me['id']} of {me['owner']}, scope {me['scope']}, {me['state']}"
+            self.me = me
+            return f"key {me['id']} of {me['owner']}, role {me['scope']}, {me['state']}"
         message = _message(response)
         if response.status_code == 401:
             fix = (
@@ -276,6 +279,35 @@ class ClientDoctor:
             f"{response.status_code} {message}",
             f"Check the gateway's log for the request id {response.headers.get('x-request-id')}.",
         )
+
+    def check_access(self) -> str:
+        """What the key may do where, and each of its recent refusals explained: the role,
+        model pattern, protected alias or gate that refused it, and who can grant it."""
+        me = self.me
+        workspace = me.get("workspace")
+        if "workspace" not in me:  # a gateway from before workspaces
+            return f"role {me.get('scope')} (this gateway has no workspaces)"
+        if workspace is None:
+            lines = [f"platform admin key: role {me['scope']} in every workspace"]
+        else:
+            patterns = ", ".join(me.get("models") or []) or "every model"
+            aliases = ", ".join(me.get("protected_aliases") or []) or "none"
+            gate = "on" if me.get("promotion_gate") else "off"
+            lines = [
+                f"workspace {workspace}, role {me['scope']}, may write {patterns}; protected "
+                f"aliases: {aliases}; promotion gate {gate}; more access from: "
+                f"{_anyone(me.get('granted_by') or [])}"
+            ]
+        response = self._get("/api/v1/whoami/denials", "Check the gateway's log.", limit=5)
+        if response.status_code == 200:
+            denials = response.json().get("denials") or []
+            if denials:
+                lines.append(f"{len(denials)} recent refusal(s), newest first:")
+                lines += ["  " + explain_denial(d, me.get("granted_by") or []) for d in denials]
+            else:
+                lines.append("no recent refusals")
+        # One line, as every hop's finding (scripts read the report line by line).
+        return "; ".join(lines)
 
     def check_proxy_read(self) -> str:
         response = self._get(
@@ -359,3 +391,47 @@ class ClientDoctor:
             "Fix the receiver (it must answer 2xx within the timeout), then `hokusai webhooks "
             "replay --since 1h --endpoint " + str(self.webhook) + "` for what it missed.",
         )
+
+
+def _anyone(names: list[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names) or "a platform admin"
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def explain_denial(entry: dict[str, Any], owners: list[str]) -> str:
+    """One line: which request was refused, by what, and who can grant it.
+
+    ``owners`` are whom whoami names for the key's own workspace (its admins' owners and
+    any platform admin); a refusal in another workspace, or platform-wide, names the
+    granter the refusal itself recorded."""
+    d = entry.get("detail") or {}
+    what = f"{entry.get('method')} {entry.get('path')} was refused"
+    workspace, role, needed = d.get("workspace"), d.get("role"), d.get("needed")
+    within = workspace is not None and workspace == d.get("key_workspace", workspace)
+    ask = _anyone(owners) if within and owners else (d.get("granted_by") or "a platform admin")
+    by = d.get("refused_by")
+    if by == "protected_alias":
+        why = (
+            f"alias '{d.get('alias')}' is protected in workspace '{workspace}' and needs "
+            f"the 'promote' role (the key has '{role}')"
+        )
+    elif by == "promotion_gate":
+        why = (
+            f"workspace '{workspace}' gates alias '{d.get('alias')}' on the version's metric, "
+            f"and version {d.get('version')} of '{d.get('model')}' does not meet its baseline "
+            f"(measured {d.get('measured_value')}, baseline {d.get('benchmark_value')})"
+        )
+    elif by == "model_pattern":
+        patterns = ", ".join(f"'{p}'" for p in d.get("patterns") or [])
+        why = f"model '{d.get('model')}' is outside the key's patterns {patterns}"
+    elif by == "workspace":
+        why = f"the key belongs to workspace '{d.get('key_workspace')}', not '{workspace}'"
+    elif by == "source":
+        why = f"source {d.get('source')!r} is not workspace '{workspace}''s own"
+    elif workspace is None and needed:
+        why = f"it is platform-wide and needs a platform admin key (the key has '{role}')"
+    else:
+        where = f" in workspace '{workspace}'" if workspace else ""
+        why = f"it needs the '{needed}' role{where} (the key has '{role}')"
+    return f"{what}: {why}; ask {ask}."

@@ -1,4 +1,5 @@
-"""The Hokusai API under ``/api/v1``: whoami, keys, key validation and the audit log.
+"""The Hokusai API under ``/api/v1``: whoami, keys, key validation and the audit log
+(webhooks and workspaces have routers of their own, included here).
 
 Routes only parse: each calls one service operation (:mod:`hokusai.admin`) with the
 calling key as its actor, and renders the typed record it returns. Who may do what, the
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -22,6 +23,7 @@ from hokusai.gateway.api_docs import documented_api
 from hokusai.gateway.deps import CurrentActor, CurrentKey, Services, Since
 from hokusai.gateway.errors import GatewayError, domain_answer, error_body
 from hokusai.gateway.webhooks_api import router as webhooks_router
+from hokusai.gateway.workspaces_api import router as workspaces_router
 from hokusai.keys.records import IssuedKey, KeyRecord
 from hokusai.keys.scopes import Scope
 from hokusai.timestamps import utcnow
@@ -34,6 +36,20 @@ class CreateKey(BaseModel):
     owner: str | None = Field(default=None, max_length=200)
     expires_in: str | None = Field(default=None, description="e.g. 30d, 12h; omit: no expiry")
     env: str = Field(default="live", pattern="^(live|test)$")
+    workspace: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The workspace the key belongs to (default: the caller's, else 'default')",
+    )
+    models: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Model-name patterns ('*', '?') its registry writes are limited to",
+    )
+    platform: bool = Field(
+        default=False,
+        description="A platform admin key (scope admin, no workspace): acts in every workspace",
+    )
 
 
 class RotateKey(BaseModel):
@@ -56,17 +72,35 @@ def issued_answer(issued: IssuedKey) -> dict[str, Any]:
     return {"key": issued.key, "record": issued.record.public(utcnow())}
 
 
-@router.get("/whoami", summary="The calling key: id, owner, scope and state")
-def whoami(key: CurrentKey) -> dict[str, Any]:
-    return key.public(utcnow())
+@router.get(
+    "/whoami",
+    summary="The calling key: id, owner, role, workspace, model patterns, state; its "
+    "workspace's protected aliases and promotion gate; who can grant more",
+)
+def whoami(key: CurrentKey, services: Services, actor: CurrentActor) -> dict[str, Any]:
+    return {**key.public(utcnow()), **services.keys.access(actor).public()}
 
 
-@router.get("/keys", summary="List keys (admin)")
+@router.get(
+    "/whoami/denials",
+    summary="The calling key's own most recent refusals, with what refused each",
+)
+def whoami_denials(
+    services: Services, actor: CurrentActor, limit: int = Query(default=20, ge=1, le=100)
+) -> dict[str, Any]:
+    found = services.audit.denials(actor, limit=limit)
+    return {"denials": [entry.public() for entry in found]}
+
+
+@router.get("/keys", summary="List keys (admin; a workspace admin: its workspace's)")
 def list_keys(
-    services: Services, actor: CurrentActor, include_revoked: bool = False
+    services: Services,
+    actor: CurrentActor,
+    include_revoked: bool = False,
+    workspace: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
-    found = services.keys.list(actor, include_revoked=include_revoked)
+    found = services.keys.list(actor, include_revoked=include_revoked, workspace=workspace)
     return {"keys": [k.public(now) for k in found]}
 
 
@@ -79,6 +113,9 @@ def create_key(body: CreateKey, services: Services, actor: CurrentActor) -> dict
         scope=body.scope,
         env=body.env,
         expires_in=body.expires_in or None,
+        workspace=body.workspace or None,
+        platform=body.platform,
+        models=body.models,
     )
     return issued_answer(issued)
 
@@ -113,7 +150,10 @@ def rotate_key(
     return issued_answer(services.keys.rotate(actor, reference, expires_in=expires_in))
 
 
-@router.get("/audit", summary="The audit log, newest first (admin)")
+@router.get(
+    "/audit",
+    summary="The audit log, newest first (admin; a workspace admin: its workspace's)",
+)
 def read_audit(
     services: Services,
     actor: CurrentActor,
@@ -121,8 +161,11 @@ def read_audit(
     action: str | None = None,
     since: Since | None = None,
     limit: int = 100,
+    workspace: str | None = None,
 ) -> dict[str, Any]:
-    found = services.audit.query(actor, key_id=key_id, action=action, since=since, limit=limit)
+    found = services.audit.query(
+        actor, key_id=key_id, action=action, since=since, limit=limit, workspace=workspace
+    )
     return {"entries": [entry.public() for entry in found]}
 
 
@@ -130,7 +173,16 @@ def _identity(record: KeyRecord) -> dict[str, Any]:
     public = record.public(utcnow())
     return {
         k: public[k]
-        for k in ("id", "display_prefix", "owner", "scope", "env", "state", "expires_at")
+        for k in (
+            "id",
+            "display_prefix",
+            "owner",
+            "scope",
+            "env",
+            "state",
+            "expires_at",
+            "workspace",
+        )
     }
 
 
@@ -140,6 +192,7 @@ def build_admin_api(services: AdminServices) -> FastAPI:
     api.state.services = services
     api.include_router(router)
     api.include_router(webhooks_router)
+    api.include_router(workspaces_router)
     _install_error_handlers(api)
     return api
 
@@ -149,7 +202,7 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     def respond(request: Request, error: GatewayError) -> Response:
         return Response(
-            error_body(error.error_code, error.message, request.state.request_id),
+            error_body(error.error_code, error.message, request.state.request_id, error.details),
             status_code=error.status,
             headers=error.headers,
             media_type="application/json",
