@@ -247,8 +247,8 @@ def test_write_hop_names_the_write_scope(
 
     code, report = doctor.json("--write", url=hop_gateway.url, key=key)
 
-    failed = assert_failed(code, report, "write", "PERMISSION_DENIED", "'write' scope")
-    assert "'write' scope" in failed["fix"]
+    failed = assert_failed(code, report, "write", "PERMISSION_DENIED", "'write' role")
+    assert "'write' role" in failed["fix"]
     assert [h["name"] for h in report["hops"]] == [*CLIENT_HOPS, "write"]
     assert metric(hop_gateway.url, AUTH_FAILURES, reason="scope") == scope_failures + 1
     assert metric(hop_gateway.url, REQUESTS, route_class="tracking", status="403") == forbidden + 1
@@ -259,7 +259,7 @@ def test_write_hop_names_the_write_scope(
         key,
         lambda client: client.create_experiment(f"doctor-denied-{uuid.uuid4().hex[:8]}"),
     )
-    assert "PERMISSION_DENIED" in shown and "'write' scope" in shown and "has 'read'" in shown
+    assert "PERMISSION_DENIED" in shown and "'write' role" in shown and "has 'read'" in shown
 
 
 # ---- connect and dns: no gateway at all ---------------------------------------------------
@@ -333,11 +333,11 @@ def test_terminal_output_of_a_failing_walk(doctor: Doctor, hop_gateway: RunningG
     lines = hop_lines(output)
     assert [line["name"] for line in lines] == [*CLIENT_HOPS, "write"], output
     assert [line["mark"] for line in lines] == ["✓"] * len(CLIENT_HOPS) + ["✗"], output
-    assert "'write' scope" in lines[-1]["detail"]
+    assert "'write' role" in lines[-1]["detail"]
     text_lines = output.splitlines()
     write_at = next(i for i, line in enumerate(text_lines) if line.startswith("✗ write"))
     fix = text_lines[write_at + 1]
-    assert fix.lstrip().startswith("fix: ") and "'write' scope" in fix, output
+    assert fix.lstrip().startswith("fix: ") and "'write' role" in fix, output
     assert sum("fix:" in line for line in text_lines) == 1, output
     assert text_lines[-1] == "failed at 'write'", output
 
