@@ -363,7 +363,10 @@ class ClientDoctor:
         message = _message(response)
         fix = f"See the message; request id {response.headers.get('x-request-id')}."
         if response.status_code == 403:
-            fix = "This key cannot write: ask an admin of its workspace for a key with the 'write' role."
+            fix = (
+                "This key cannot write: ask an admin of its workspace for a key with the "
+                "'write' role."
+            )
         raise HopFailed(f"{what}: {message}", fix)
 
     def check_webhook(self) -> str:
