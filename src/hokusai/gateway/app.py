@@ -27,8 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
 from hokusai.admin.services import build_services
+from hokusai.authorization import request_workspace
 from hokusai.db.engine import make_engine
-from hokusai.errors import ErrorCode
+from hokusai.errors import ErrorCode, PermissionDenied
 from hokusai.gateway import client_address, credentials, registry_changes, urlspace
 from hokusai.gateway.admin_api import build_admin_api
 from hokusai.gateway.artifact_locations import check_locations, location_fields
@@ -40,7 +41,12 @@ from hokusai.gateway.body import (
     read_body,
     stream_body,
 )
-from hokusai.gateway.errors import GatewayError, send_error, unformatted_server_error
+from hokusai.gateway.errors import (
+    GatewayError,
+    domain_answer,
+    send_error,
+    unformatted_server_error,
+)
 from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
 from hokusai.gateway.observability import Metrics, access_log, route_class
@@ -442,6 +448,11 @@ class Gateway:
         captured = captured_endpoint(method, mlflow_path)
         inspect = None
         if captured is not None:
+            asked = dict(scope["headers"]).get(b"x-mlflow-workspace")
+            try:
+                workspace = request_workspace(key, asked.decode("latin-1") if asked else None)
+            except PermissionDenied as refusal:
+                raise domain_answer(refusal) from None
 
             async def inspect(status: int, request_body: bytes, response_body: bytes) -> None:
                 await self.events.record(
@@ -453,6 +464,7 @@ class Gateway:
                     request_body,
                     response_body,
                     self.proxy.client,
+                    workspace=workspace,
                 )
 
         async def before_answer(status: int) -> None:
