@@ -138,7 +138,6 @@ def test_webhooks_need_the_admin_role(strict: Hooks) -> None:
                 assert answer["error_code"] == "PERMISSION_DENIED"
                 assert "needs the 'admin' role in workspace 'default'" in answer["message"]
                 assert f"has '{scope}' in workspace 'default'" in answer["message"]
-                assert answer["details"]["refused_by"] == "role"
     unauthenticated = httpx.get(strict.url + "/api/v1/webhooks", timeout=10)
     assert unauthenticated.status_code == 401
     assert unauthenticated.json()["error_code"] == "UNAUTHENTICATED"
