@@ -81,9 +81,10 @@ def test_add_returns_a_record_and_the_secret_once_and_audits(admin: Admin) -> No
     stored = admin.rows(webhook_endpoints)[0]
     assert created.secret not in json.dumps(stored, default=str)
     assert created.secret not in json.dumps([e.public() for e in admin.audit()])
-    # The JSON view is what the API has always shown for an endpoint.
+    # The JSON view is what the API has always shown for an endpoint, and its workspace.
+    assert endpoint.workspace == "default"
     assert set(endpoint.public()) == {
-        "id", "url", "description", "event_types", "model_filter", "enabled",
+        "id", "workspace", "url", "description", "event_types", "model_filter", "enabled",
         "disabled_reason", "created_at", "updated_at", "secret_rotation_until",
     }  # fmt: skip
 
@@ -208,7 +209,8 @@ def test_deliveries_and_events_are_typed_and_filtered(admin: Admin) -> None:
         service.deliveries(admin.operator, status="lost")
     [found] = service.events(admin.operator, since="1h", model_name="LSCOR")
     assert isinstance(found, EventRecord) and found.id == event.id
-    assert found.payload["data"] == {"name": "LSCOR", "version": "1"}
+    assert found.payload["data"] == {"name": "LSCOR", "version": "1", "workspace": "default"}
+    assert found.workspace == delivery.workspace == "default"
     with pytest.raises(InvalidInput, match="out of range"):
         service.events(admin.operator, since="9999-12-31T12:00")
 
@@ -288,21 +290,22 @@ def test_records_show_the_fields_the_api_has_always_shown(
     admin: Admin, hooks: WebhookAdmin, receiver: Receiver
 ) -> None:
     """The typed records' JSON views keep the fields the HTTP API and CLI have always
-    printed (the store's dict views they replaced had exactly these)."""
+    printed (the store's dict views they replaced had exactly these), and the workspace
+    each belongs to."""
     endpoint = hooks.add(admin.operator, receiver.url("/ok")).endpoint
     hooks.rotate_secret(admin.operator, endpoint.id)
     anyio.run(hooks.test, admin.operator, endpoint.id)
     emit(admin)
     [shown] = [e.public() for e in hooks.list(admin.operator)]
     assert list(shown) == [
-        "id", "url", "description", "event_types", "model_filter", "enabled",
+        "id", "workspace", "url", "description", "event_types", "model_filter", "enabled",
         "disabled_reason", "created_at", "updated_at", "secret_rotation_until",
     ]  # fmt: skip
     assert shown["secret_rotation_until"] is not None
     # The test delivery: the one with an attempt.
     [delivery] = [d.public() for d in hooks.deliveries(admin.operator) if d.attempt_log]
     assert list(delivery) == [
-        "id", "event_seq", "event_id", "endpoint_id", "status", "attempts",
+        "id", "event_seq", "event_id", "workspace", "endpoint_id", "status", "attempts",
         "next_attempt_at", "lease_until", "last_status_code", "last_error", "created_at",
         "updated_at", "event_type", "model_name", "model_version", "attempt_log",
     ]  # fmt: skip
@@ -312,5 +315,5 @@ def test_records_show_the_fields_the_api_has_always_shown(
     event = hooks.events(admin.operator)[0].public()
     assert set(event) == {
         "seq", "id", "type", "occurred_at", "key_id", "model_name", "model_version",
-        "payload", "dedupe_key", "source",
+        "payload", "dedupe_key", "source", "workspace",
     }  # fmt: skip

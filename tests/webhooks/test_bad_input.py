@@ -115,7 +115,7 @@ def test_api_refuses_with_mlflow_errors_and_stores_nothing(strict: Hooks) -> Non
     assert "pending, failed, delivered, dead" in bad_status.json()["message"]
 
 
-def test_webhooks_need_the_admin_scope(strict: Hooks) -> None:
+def test_webhooks_need_the_admin_role(strict: Hooks) -> None:
     endpoint, _ = strict.add_endpoint("https://hooks.example.com/registry")
     before = strict.rows(webhook_endpoints)
     keys = {"write": strict.write_key, "read": strict.running.create_key(Scope.READ)}
@@ -136,8 +136,8 @@ def test_webhooks_need_the_admin_scope(strict: Hooks) -> None:
                 assert response.status_code == 403, (method, path, response.text)
                 answer = response.json()
                 assert answer["error_code"] == "PERMISSION_DENIED"
-                assert "needs the 'admin' scope" in answer["message"]
-                assert f"has '{scope}'" in answer["message"]
+                assert "needs the 'admin' role in workspace 'default'" in answer["message"]
+                assert f"has '{scope}' in workspace 'default'" in answer["message"]
     unauthenticated = httpx.get(strict.url + "/api/v1/webhooks", timeout=10)
     assert unauthenticated.status_code == 401
     assert unauthenticated.json()["error_code"] == "UNAUTHENTICATED"

@@ -83,15 +83,17 @@ def test_stock_mlflow_client_registration(
         assert payload["id"].startswith("evt_")
         assert payload["key_id"] == hooks.write_key_id
         assert payload["data"]["name"] == name
+        assert payload["data"]["workspace"] == "default"
     created, alias_set, tag_set, alias_deleted = (p["data"] for p in payloads[1:])
     assert created["version"] == version.version == "1"
     assert created["run_id"] == run.info.run_id
     assert created["source"] == stored.source
     assert created["tags"] == {} and stored.tags == {"validated_by": "ci"}
     assert created["token_id"] is None
-    assert alias_set == {"name": name, "alias": "champion", "version": "1"}
-    assert tag_set == {"name": name, "version": "1", "key": "validated_by", "value": "ci"}
-    assert alias_deleted == {"name": name, "alias": "champion"}
+    here = {"workspace": "default"}
+    assert alias_set == {"name": name, "alias": "champion", "version": "1", **here}
+    assert tag_set == {"name": name, "version": "1", "key": "validated_by", "value": "ci", **here}
+    assert alias_deleted == {"name": name, "alias": "champion", **here}
 
     [only_created] = verified(receiver.wait_for("/created", 1, settle=0.2), created_secret)
     assert only_created == payloads[1], "the same event, byte for byte"

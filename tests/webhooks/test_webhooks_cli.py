@@ -22,8 +22,12 @@ from typer.testing import CliRunner
 from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.cli.main import app
 from hokusai.db.schema import webhook_endpoints
+from hokusai.keys.scopes import Scope
 from hokusai.settings import Settings
+from hokusai.timestamps import utcnow
 from hokusai.webhooks.signing import SecretBox
+from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+from hokusai.workspaces.store import insert_workspace
 from webhooks.receiver import Answer, Receiver, always
 from webhooks.support import wait_until
 
@@ -211,3 +215,37 @@ def test_webhooks_cli(cli: Cli, dispatcher_on: RunningGateway, receiver: Receive
     assert ("webhooks.rotate_secret", endpoint_id, "CLI", None) in changes
     assert ("webhooks.replay", outcome["event_id"], "CLI", None) in changes
     assert sum(1 for c in changes if c[0] == "webhooks.test") == 4
+
+
+def test_webhooks_cli_in_workspaces(cli: Cli, dispatcher_on: RunningGateway) -> None:
+    """On the store the operator works in every workspace and names one with
+    --workspace; through a gateway a workspace's admin key sees only its own."""
+    now = utcnow()
+    with dispatcher_on.gateway.engine.begin() as conn:
+        insert_workspace(
+            conn, record=WorkspaceRecord("team-a", "", DEFAULT_PROTECTED_ALIASES, False, now, now)
+        )
+    team = cli.json("webhooks", "add", "https://a.example.com/hooks", "--workspace", "team-a")
+    assert team["endpoint"]["workspace"] == "team-a"
+    added = cli("webhooks", "add", "https://default.example.com/hooks")
+    assert "in workspace 'default'" in text_of(added)
+    everyone = cli.json("webhooks", "list")
+    assert [e["workspace"] for e in everyone] == ["team-a", "default"]
+    [only] = cli.json("webhooks", "list", "--workspace", "team-a")
+    assert only["id"] == team["endpoint"]["id"]
+    assert "team-a" in cli("webhooks", "list").stdout
+    unknown = cli("webhooks", "add", "https://x.example.com/", "--workspace", "nope", code=1)
+    assert "no workspace 'nope'" in text_of(unknown)
+
+    # Through the gateway, with team-a's admin key: its own endpoint, nothing else.
+    key = dispatcher_on.create_key(Scope.ADMIN, workspace="team-a")
+    remote = ["--api-url", dispatcher_on.url, "--api-key", key]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["webhooks", "list", *remote, "--json"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    assert [e["id"] for e in json.loads(listed.stdout)] == [only["id"]]
+    other = runner.invoke(
+        app, ["webhooks", "list", *remote, "--workspace", "default"], env={"COLUMNS": "250"}
+    )
+    assert other.exit_code == 4  # permission denied
+    assert "needs the 'admin' role in workspace 'default'" in text_of(other)

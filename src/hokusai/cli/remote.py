@@ -131,6 +131,7 @@ def workspace_record(data: dict[str, Any]) -> WorkspaceRecord:
 def endpoint_record(data: dict[str, Any]) -> EndpointRecord:
     return EndpointRecord(
         id=data["id"],
+        workspace=data["workspace"],
         url=data["url"],
         description=data["description"],
         event_types=tuple(data["event_types"]),
@@ -162,6 +163,7 @@ def _delivery(data: dict[str, Any]) -> DeliveryRecord:
         event_type=data["event_type"],
         model_name=data["model_name"],
         model_version=data["model_version"],
+        workspace=data["workspace"],
         endpoint_id=data["endpoint_id"],
         status=data["status"],
         attempts=int(data["attempts"]),
@@ -187,6 +189,7 @@ def _event(data: dict[str, Any]) -> EventRecord:
         payload=data["payload"],
         dedupe_key=data["dedupe_key"],
         source=data["source"],
+        workspace=data["workspace"],
     )
 
 
@@ -323,17 +326,20 @@ class RemoteWebhooks:
         event_types: builtins.list[str] | None = None,
         model_filter: str | None = None,
         description: str = "",
+        workspace: str | None = None,
     ) -> EndpointSecret:
         body = {
             "url": url,
             "event_types": list(event_types or []),
             "model_filter": model_filter,
             "description": description,
+            "workspace": workspace,
         }
         return _secret(self._api.call("POST", "/webhooks", body=body))
 
-    def list(self, actor: Actor) -> builtins.list[EndpointRecord]:
-        return [endpoint_record(e) for e in self._api.call("GET", "/webhooks")["endpoints"]]
+    def list(self, actor: Actor, *, workspace: str | None = None) -> builtins.list[EndpointRecord]:
+        found = self._api.call("GET", "/webhooks", params={"workspace": workspace})
+        return [endpoint_record(e) for e in found["endpoints"]]
 
     def get(self, actor: Actor, endpoint_id: str) -> EndpointRecord:
         return endpoint_record(self._api.call("GET", f"/webhooks/{_segment(endpoint_id)}"))
@@ -368,12 +374,14 @@ class RemoteWebhooks:
         status: str | None = None,
         endpoint_id: str | None = None,
         event_id: str | None = None,
+        workspace: str | None = None,
         limit: int = 100,
     ) -> builtins.list[DeliveryRecord]:
         params = {
             "status": status,
             "endpoint_id": endpoint_id,
             "event_id": event_id,
+            "workspace": workspace,
             "limit": limit,
         }
         found = self._api.call("GET", "/deliveries", params=params)
@@ -385,9 +393,15 @@ class RemoteWebhooks:
         *,
         since: datetime | str | None = None,
         model_name: str | None = None,
+        workspace: str | None = None,
         limit: int = 100,
     ) -> builtins.list[EventRecord]:
-        params = {"since": _since_text(since), "model_name": model_name, "limit": limit}
+        params = {
+            "since": _since_text(since),
+            "model_name": model_name,
+            "workspace": workspace,
+            "limit": limit,
+        }
         return [_event(e) for e in self._api.call("GET", "/events", params=params)["events"]]
 
     def replay(
@@ -397,8 +411,14 @@ class RemoteWebhooks:
         event_id: str | None = None,
         since: datetime | str | None = None,
         endpoint_id: str | None = None,
+        workspace: str | None = None,
     ) -> int:
-        body = {"event_id": event_id, "since": _since_text(since), "endpoint_id": endpoint_id}
+        body = {
+            "event_id": event_id,
+            "since": _since_text(since),
+            "endpoint_id": endpoint_id,
+            "workspace": workspace,
+        }
         return int(self._api.call("POST", "/replay", body=body)["queued"])
 
 

@@ -1,5 +1,9 @@
 """``hokusai webhooks``: endpoints, deliveries and replays, through a gateway or on the
-server's own store (see :mod:`hokusai.cli.context` for which). Every change is audited."""
+server's own store (see :mod:`hokusai.cli.context` for which). Every change is audited.
+
+An endpoint belongs to a workspace and receives only its events. A workspace admin key
+works in its own workspace; a platform admin key (and the operator on the store) names
+one with ``--workspace``, or sees every workspace's."""
 
 from __future__ import annotations
 
@@ -33,6 +37,13 @@ DeliveryStatus = Literal["pending", "failed", "delivered", "dead"]
 assert set(get_args(DeliveryStatus)) == set(DELIVERY_STATUSES)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 EndpointId = Annotated[str, typer.Argument(help="Endpoint id (wh_…).")]
+WorkspaceFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace",
+        help="Only this workspace's (platform admins; a workspace's key sees its own).",
+    ),
+]
 
 
 def _print(value: Any) -> None:
@@ -64,6 +75,14 @@ def add(
     description: Annotated[
         str, typer.Option("--description", help="A note for whoever reads the list.")
     ] = "",
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            help="The workspace whose events it receives (platform admins; default: "
+            "the key's own workspace, else 'default').",
+        ),
+    ] = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -73,18 +92,27 @@ def add(
     """Add an endpoint. Prints its signing secret (whsec_…) once."""
     on = _admin("add", data_dir, api_url, api_key, profile)
     created = on.services.webhooks.add(
-        on.actor, url, event_types=event or [], model_filter=model, description=description
+        on.actor,
+        url,
+        event_types=event or [],
+        model_filter=model,
+        description=description,
+        workspace=workspace,
     )
     if as_json:
         _print({"endpoint": created.endpoint.public(), "secret": created.secret})
         return
-    err.print(f"added {created.endpoint.id} → {url}; its signing secret (shown once):")
+    err.print(
+        f"added {created.endpoint.id} → {url} in workspace '{created.endpoint.workspace}'; "
+        "its signing secret (shown once):"
+    )
     print(created.secret)
 
 
 @app.command("list")
 @domain_errors
 def list_endpoints(
+    workspace: WorkspaceFilter = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -93,13 +121,14 @@ def list_endpoints(
 ) -> None:
     """List endpoints (never their secrets)."""
     on = _admin("list", data_dir, api_url, api_key, profile)
-    found = [e.public() for e in on.services.webhooks.list(on.actor)]
+    found = [e.public() for e in on.services.webhooks.list(on.actor, workspace=workspace)]
     if as_json:
         _print(found)
         return
     rows = [
         [
             str(e["id"]),
+            str(e["workspace"]),
             str(e["url"]),
             ", ".join(e["event_types"]) or "all",
             str(e["model_filter"] or "*"),
@@ -108,8 +137,8 @@ def list_endpoints(
         ]
         for e in found
     ]
-    columns = ["id", "url", "events", "model", "enabled", "note"]
-    print_table(columns, rows, whole=["id", "enabled"])
+    columns = ["id", "workspace", "url", "events", "model", "enabled", "note"]
+    print_table(columns, rows, whole=["id", "workspace", "enabled"])
 
 
 @app.command()
@@ -214,6 +243,7 @@ def deliveries(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="At most this many deliveries.")
     ] = 50,
+    workspace: WorkspaceFilter = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -225,7 +255,7 @@ def deliveries(
     found = [
         d.public()
         for d in on.services.webhooks.deliveries(
-            on.actor, status=status, endpoint_id=endpoint, limit=limit
+            on.actor, status=status, endpoint_id=endpoint, workspace=workspace, limit=limit
         )
     ]
     if as_json:
@@ -261,6 +291,7 @@ def replay(
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="Only to this endpoint.")
     ] = None,
+    workspace: WorkspaceFilter = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -273,7 +304,7 @@ def replay(
     start = since_option(since)
     on = _admin("replay", data_dir, api_url, api_key, profile)
     queued = on.services.webhooks.replay(
-        on.actor, event_id=event_id, since=start, endpoint_id=endpoint
+        on.actor, event_id=event_id, since=start, endpoint_id=endpoint, workspace=workspace
     )
     if as_json:
         _print({"queued": queued, "event_id": event_id, "since": start, "endpoint": endpoint})

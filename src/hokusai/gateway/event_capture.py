@@ -1,7 +1,8 @@
 """From a successful registry write to events in the outbox, before the client's answer.
 
 Runs only for the few registry endpoints that produce events (``events.CAPTURED``);
-every other request streams through untouched.
+every other request streams through untouched. The events belong to the workspace the
+request acted in, so only that workspace's endpoints receive them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from hokusai.webhooks import events as ev
 from hokusai.webhooks.outbox import emit
 
 log = logging.getLogger("hokusai.gateway.events")
+
+# MLflow's workspace header: a read made for an event must look in the write's workspace.
+WORKSPACE_HEADER = "X-MLflow-Workspace"
 
 
 class EventCapture:
@@ -36,6 +40,8 @@ class EventCapture:
         request_body: bytes,
         response_body: bytes,
         client: httpx.AsyncClient,
+        *,
+        workspace: str,
     ) -> None:
         if not 200 <= status < 300:
             return
@@ -46,8 +52,10 @@ class EventCapture:
             response = {}
         current = None
         if endpoint == "model-versions/set-tag" and request.get("key") in ev.TOKEN_TAGS:
-            current = await self._current_version(client, request)
-        found = ev.events_for_write(endpoint, method, request, response, key_id, current)
+            current = await self._current_version(client, request, workspace)
+        found = ev.events_for_write(
+            endpoint, method, request, response, key_id, current, workspace=workspace
+        )
         if not found:
             return
         # The answer waits for this write: an answered registry write always has its
@@ -61,12 +69,13 @@ class EventCapture:
             self.metrics.events_emitted.labels(event.type).inc()
 
     async def _current_version(
-        self, client: httpx.AsyncClient, request: dict[str, Any]
+        self, client: httpx.AsyncClient, request: dict[str, Any], workspace: str
     ) -> dict[str, Any] | None:
         try:
             answer = await client.get(
                 self.upstream_url + "/api/2.0/mlflow/model-versions/get",
                 params={"name": request.get("name"), "version": request.get("version")},
+                headers={WORKSPACE_HEADER: workspace},
             )
             answer.raise_for_status()
             return dict(answer.json()["model_version"])

@@ -1,7 +1,9 @@
 """``/api/v1/webhooks``, ``/api/v1/deliveries``, ``/api/v1/events``: webhooks for admins.
 
 Routes only parse: each calls one :class:`~hokusai.admin.webhooks.WebhookAdmin` operation
-with the calling key as its actor and renders the typed record it returns.
+with the calling key as its actor and renders the typed record it returns. ``workspace``
+(on add, and as a filter of the listings and replays) is for platform admin keys; a
+workspace's key works in its own.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ class AddEndpoint(BaseModel):
     event_types: list[str] = Field(default_factory=list)
     model_filter: str | None = None
     description: str = Field(default="", max_length=1000)
+    workspace: str | None = Field(default=None, max_length=63)
 
 
 class Replay(BaseModel):
     event_id: str | None = None
     since: Since | None = None
     endpoint_id: str | None = None
+    workspace: str | None = Field(default=None, max_length=63)
 
 
 router = APIRouter(prefix="/api/v1")
@@ -44,13 +48,17 @@ def add(body: AddEndpoint, services: Services, actor: CurrentActor) -> dict[str,
         event_types=body.event_types,
         model_filter=body.model_filter,
         description=body.description,
+        workspace=body.workspace,
     )
     return secret_answer(created)
 
 
 @router.get("/webhooks", summary="List endpoints")
-def list_endpoints(services: Services, actor: CurrentActor) -> dict[str, Any]:
-    return {"endpoints": [e.public() for e in services.webhooks.list(actor)]}
+def list_endpoints(
+    services: Services, actor: CurrentActor, workspace: str | None = None
+) -> dict[str, Any]:
+    found = services.webhooks.list(actor, workspace=workspace)
+    return {"endpoints": [e.public() for e in found]}
 
 
 @router.get("/webhooks/{endpoint_id}", summary="One endpoint")
@@ -95,10 +103,16 @@ def deliveries(
     status: str | None = None,
     endpoint_id: str | None = None,
     event_id: str | None = None,
+    workspace: str | None = None,
     limit: int = 100,
 ) -> dict[str, Any]:
     found = services.webhooks.deliveries(
-        actor, status=status, endpoint_id=endpoint_id, event_id=event_id, limit=limit
+        actor,
+        status=status,
+        endpoint_id=endpoint_id,
+        event_id=event_id,
+        workspace=workspace,
+        limit=limit,
     )
     return {"deliveries": [d.public() for d in found]}
 
@@ -109,15 +123,22 @@ def list_events(
     actor: CurrentActor,
     since: Since | None = None,
     model_name: str | None = None,
+    workspace: str | None = None,
     limit: int = 100,
 ) -> dict[str, Any]:
-    found = services.webhooks.events(actor, since=since, model_name=model_name, limit=limit)
+    found = services.webhooks.events(
+        actor, since=since, model_name=model_name, workspace=workspace, limit=limit
+    )
     return {"events": [e.public() for e in found]}
 
 
 @router.post("/replay", summary="Deliver one event, or every event since a time, again")
 def replay(body: Replay, services: Services, actor: CurrentActor) -> dict[str, Any]:
     queued = services.webhooks.replay(
-        actor, event_id=body.event_id, since=body.since, endpoint_id=body.endpoint_id
+        actor,
+        event_id=body.event_id,
+        since=body.since,
+        endpoint_id=body.endpoint_id,
+        workspace=body.workspace,
     )
     return {"queued": queued}

@@ -1,4 +1,6 @@
-"""Webhook endpoints: adding (with validation), listing, enabling, rotating, testing."""
+"""Webhook endpoints: adding (with validation), listing, enabling, rotating, testing.
+
+An endpoint belongs to one workspace and receives only that workspace's events."""
 
 from __future__ import annotations
 
@@ -158,6 +160,7 @@ def new_endpoint_row(
     description: str,
     sealed_secret: str,
     allow_private: bool,
+    workspace: str,
 ) -> dict[str, Any]:
     """A validated ``webhook_endpoints`` row; :class:`EndpointError` says what is wrong."""
     url = validate_url(url, allow_private=allow_private)
@@ -168,6 +171,7 @@ def new_endpoint_row(
     now = utcnow()
     return {
         "id": "wh_" + secrets.token_hex(8),
+        "workspace": workspace,
         "url": url,
         "description": description,
         "event_types": json.dumps(types),
@@ -193,8 +197,11 @@ def endpoint_row(conn: Connection, *, endpoint_id: str) -> dict[str, Any] | None
     return dict(row._mapping) if row else None
 
 
-def endpoint_rows(conn: Connection) -> list[dict[str, Any]]:
+def endpoint_rows(conn: Connection, *, workspace: str | None = None) -> list[dict[str, Any]]:
+    """Endpoints, oldest first; ``workspace``: only that workspace's."""
     query = select(webhook_endpoints).order_by(webhook_endpoints.c.created_at)
+    if workspace is not None:
+        query = query.where(webhook_endpoints.c.workspace == workspace)
     return [dict(r._mapping) for r in conn.execute(query)]
 
 

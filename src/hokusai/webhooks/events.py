@@ -1,7 +1,9 @@
 """Registry events: their types, and how a successful MLflow write becomes events.
 
-Pure functions, no I/O: the gateway hands over the request and MLflow's answer, and
-gets back the events to put in the outbox.
+Pure functions, no I/O: the gateway hands over the request, MLflow's answer and the
+workspace the request acted in, and gets back the events to put in the outbox. Every
+event belongs to one workspace: only that workspace's endpoints receive it, and its
+payload's ``data`` names it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
+
+from hokusai.workspaces.records import DEFAULT_WORKSPACE
 
 REGISTERED_MODEL_CREATED = "registered_model.created"
 REGISTERED_MODEL_DELETED = "registered_model.deleted"
@@ -78,6 +82,8 @@ class Event:
     dedupe_key: str | None = None
     id: str = field(default_factory=lambda: "evt_" + uuid.uuid4().hex)
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The workspace whose registry changed (a test event: its endpoint's workspace).
+    workspace: str = field(default=DEFAULT_WORKSPACE, kw_only=True)
 
     @property
     def model_name(self) -> str | None:
@@ -89,14 +95,15 @@ class Event:
         return str(version) if version is not None else None
 
     def body(self) -> str:
-        """The JSON a receiver gets (the Standard Webhooks payload shape)."""
+        """The JSON a receiver gets (the Standard Webhooks payload shape); ``data`` names
+        the workspace, so a receiver serving several teams can tell them apart."""
         return json.dumps(
             {
                 "id": self.id,
                 "type": self.type,
                 "timestamp": self.occurred_at.isoformat(),
                 "key_id": self.key_id,
-                "data": self.data,
+                "data": {**self.data, "workspace": self.workspace},
             },
             sort_keys=True,
         )
@@ -162,45 +169,48 @@ def is_ready_for_deploy(data: dict[str, Any]) -> bool:
     return bool(measured <= benchmark if metric.get("lower_is_better") else measured >= benchmark)
 
 
-def instance_key(event_type: str, name: Any, version: Any, created_ms: Any) -> str:
+def scoped_key(workspace: str, key: str) -> str:
+    """A dedupe key within a workspace: two teams may both have version 1 of ``LSCOR``.
+
+    ``default``'s keys keep the form they had before workspaces existed, so that the
+    events of a store that migrated into ``default`` are still recognised (the
+    reconciler emits nothing twice). Workspace names have no ``:``, so no scoped key
+    equals another workspace's."""
+    return key if workspace == DEFAULT_WORKSPACE else f"{workspace}:{key}"
+
+
+def instance_key(
+    event_type: str, name: Any, version: Any, created_ms: Any, *, workspace: str
+) -> str:
     """Dedupe key of a change to one version *instance*: a name and number can come back
     after a deletion, its creation time cannot."""
-    return f"{event_type}:{name}:{version}:{created_ms}"
+    return scoped_key(workspace, f"{event_type}:{name}:{version}:{created_ms}")
 
 
-def token_events(version: dict[str, Any], key_id: str | None, source: str) -> list[Event]:
+def token_events(
+    version: dict[str, Any], key_id: str | None, source: str, *, workspace: str
+) -> list[Event]:
     """``model.registered`` and ``token.ready_for_deploy`` for a version, once each."""
     data = version_data(version)
     created_ms = version.get("creation_timestamp")
     found: list[Event] = []
-    if data.get("token_id"):
-        found.append(
-            Event(
-                MODEL_REGISTERED,
-                data,
-                key_id,
-                source,
-                dedupe_key=instance_key(
-                    MODEL_REGISTERED, data["name"], data["version"], created_ms
-                ),
+    for event_type, wanted in (
+        (MODEL_REGISTERED, bool(data.get("token_id"))),
+        (TOKEN_READY_FOR_DEPLOY, is_ready_for_deploy(data)),
+    ):
+        if wanted:
+            key = instance_key(
+                event_type, data["name"], data["version"], created_ms, workspace=workspace
             )
-        )
-    if is_ready_for_deploy(data):
-        found.append(
-            Event(
-                TOKEN_READY_FOR_DEPLOY,
-                data,
-                key_id,
-                source,
-                dedupe_key=instance_key(
-                    TOKEN_READY_FOR_DEPLOY, data["name"], data["version"], created_ms
-                ),
+            found.append(
+                Event(event_type, data, key_id, source, dedupe_key=key, workspace=workspace)
             )
-        )
     return found
 
 
-def version_created_events(version: dict[str, Any], key_id: str | None, source: str) -> list[Event]:
+def version_created_events(
+    version: dict[str, Any], key_id: str | None, source: str, *, workspace: str
+) -> list[Event]:
     data = version_data(version)
     created = Event(
         MODEL_VERSION_CREATED,
@@ -208,20 +218,29 @@ def version_created_events(version: dict[str, Any], key_id: str | None, source: 
         key_id,
         source,
         dedupe_key=instance_key(
-            MODEL_VERSION_CREATED, data["name"], data["version"], version.get("creation_timestamp")
+            MODEL_VERSION_CREATED,
+            data["name"],
+            data["version"],
+            version.get("creation_timestamp"),
+            workspace=workspace,
         ),
+        workspace=workspace,
     )
-    return [created, *token_events(version, key_id, source)]
+    return [created, *token_events(version, key_id, source, workspace=workspace)]
 
 
-def model_created_event(model: dict[str, Any], key_id: str | None, source: str) -> Event:
+def model_created_event(
+    model: dict[str, Any], key_id: str | None, source: str, *, workspace: str
+) -> Event:
     name = model.get("name")
+    key = f"{REGISTERED_MODEL_CREATED}:{name}:{model.get('creation_timestamp')}"
     return Event(
         REGISTERED_MODEL_CREATED,
         {"name": name, "tags": _tags(model)},
         key_id,
         source,
-        dedupe_key=f"{REGISTERED_MODEL_CREATED}:{name}:{model.get('creation_timestamp')}",
+        dedupe_key=scoped_key(workspace, key),
+        workspace=workspace,
     )
 
 
@@ -232,45 +251,52 @@ def events_for_write(
     response: dict[str, Any],
     key_id: str | None,
     current_version: dict[str, Any] | None = None,
+    *,
+    workspace: str,
 ) -> list[Event]:
-    """The events of a registry write MLflow answered with 2xx.
+    """The events of a registry write MLflow answered with 2xx, in ``workspace`` (the
+    one the request acted in).
 
     ``current_version``: the version as it is after a tag change (fetched by the caller
     when the tag matters for the token events).
     """
     key = (method, endpoint)
+
+    def event(event_type: str, data: dict[str, Any]) -> Event:
+        return Event(event_type, data, key_id, workspace=workspace)
+
     if key == ("POST", "registered-models/create"):
-        return [model_created_event(response.get("registered_model", {}), key_id, "gateway")]
+        model = response.get("registered_model", {})
+        return [model_created_event(model, key_id, "gateway", workspace=workspace)]
     if key == ("DELETE", "registered-models/delete"):
-        return [Event(REGISTERED_MODEL_DELETED, {"name": request.get("name")}, key_id)]
+        return [event(REGISTERED_MODEL_DELETED, {"name": request.get("name")})]
     if key == ("POST", "model-versions/create"):
-        return version_created_events(response.get("model_version", {}), key_id, "gateway")
+        version = response.get("model_version", {})
+        return version_created_events(version, key_id, "gateway", workspace=workspace)
     if key == ("DELETE", "model-versions/delete"):
-        name, version = request.get("name"), str(request.get("version"))
-        return [Event(MODEL_VERSION_DELETED, {"name": name, "version": version}, key_id)]
+        name, number = request.get("name"), str(request.get("version"))
+        return [event(MODEL_VERSION_DELETED, {"name": name, "version": number})]
     if key == ("POST", "registered-models/alias"):
         return [
-            Event(
+            event(
                 MODEL_VERSION_ALIAS_SET,
                 {
                     "name": request.get("name"),
                     "alias": request.get("alias"),
                     "version": str(request.get("version")),
                 },
-                key_id,
             )
         ]
     if key == ("DELETE", "registered-models/alias"):
         return [
-            Event(
+            event(
                 MODEL_VERSION_ALIAS_DELETED,
                 {"name": request.get("name"), "alias": request.get("alias")},
-                key_id,
             )
         ]
     if key == ("POST", "model-versions/set-tag"):
         found = [
-            Event(
+            event(
                 MODEL_VERSION_TAG_SET,
                 {
                     "name": request.get("name"),
@@ -278,23 +304,21 @@ def events_for_write(
                     "key": request.get("key"),
                     "value": request.get("value"),
                 },
-                key_id,
             )
         ]
         if current_version is not None:
-            found += token_events(current_version, key_id, "gateway")
+            found += token_events(current_version, key_id, "gateway", workspace=workspace)
         return found
     if key == ("POST", "model-versions/transition-stage"):
         version = response.get("model_version", {})
         return [
-            Event(
+            event(
                 MODEL_VERSION_STAGE_TRANSITIONED,
                 {
                     "name": request.get("name"),
                     "version": str(request.get("version")),
                     "stage": version.get("current_stage") or request.get("stage"),
                 },
-                key_id,
             )
         ]
     return []

@@ -1,5 +1,8 @@
 """The outbox: events, their fan-out into deliveries, and the delivery bookkeeping.
 
+Events fan out only within their workspace: an event's deliveries go to the enabled
+endpoints of the same workspace (whose filters match), on emit and on replay alike.
+
 Every function here is one transaction. Claiming uses ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so dispatchers in any number of processes never take the same delivery;
 SQLite has one writer at a time, which gives the same guarantee.
@@ -60,10 +63,15 @@ def _insert_event(conn: Connection, event: Event) -> None:
             payload=event.body(),
             dedupe_key=event.dedupe_key,
             source=event.source,
+            workspace=event.workspace,
         )
     )
     seq = result.inserted_primary_key[0]  # type: ignore[index]
-    endpoints = conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.enabled)).all()
+    endpoints = conn.execute(
+        select(webhook_endpoints).where(
+            webhook_endpoints.c.enabled, webhook_endpoints.c.workspace == event.workspace
+        )
+    ).all()
     now = utcnow()
     rows = [
         {
@@ -269,14 +277,22 @@ def replay_on(
     event_id: str | None = None,
     since: datetime | None = None,
     endpoint_id: str | None = None,
+    workspace: str | None = None,
 ) -> int:
-    """:func:`replay` inside the caller's transaction; ``LookupError`` for no such event."""
+    """Queue one event (``event_id``), or every event since a time, again, to the enabled
+    endpoints of its workspace that want it (or only ``endpoint_id``); the count queued.
+    ``workspace``: only that workspace's events (None: every workspace's). Inside the
+    caller's transaction; ``LookupError`` for no such event."""
     now = utcnow()
-    query = select(events.c.seq, events.c.id, events.c.type, events.c.model_name)
+    query = select(
+        events.c.seq, events.c.id, events.c.type, events.c.model_name, events.c.workspace
+    )
     if event_id:
         query = query.where(events.c.id == event_id)
     if since:
         query = query.where(events.c.occurred_at >= since)
+    if workspace is not None:
+        query = query.where(events.c.workspace == workspace)
     chosen = conn.execute(query.order_by(events.c.seq)).all()
     if event_id and not chosen:
         raise LookupError(f"no event {event_id!r}")
@@ -287,6 +303,8 @@ def replay_on(
     queued = 0
     for event in chosen:
         for endpoint in endpoints:
+            if endpoint["workspace"] != event.workspace:
+                continue
             if not endpoint_wants(endpoint, event.type, event.model_name):
                 continue
             reset = conn.execute(
@@ -320,6 +338,12 @@ def replay_on(
     return queued
 
 
+def event_workspace(conn: Connection, *, event_id: str) -> str | None:
+    """The workspace of one event; None when there is no such event."""
+    found = conn.execute(select(events.c.workspace).where(events.c.id == event_id)).scalar()
+    return str(found) if found is not None else None
+
+
 def emit_to_endpoint_on(
     conn: Connection, event: Event, endpoint_id: str, lease: timedelta
 ) -> Claimed:
@@ -336,6 +360,7 @@ def emit_to_endpoint_on(
             payload=event.body(),
             dedupe_key=None,
             source=event.source,
+            workspace=event.workspace,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     delivery_id = conn.execute(
@@ -365,16 +390,19 @@ def delivery_rows(
     status: str | None = None,
     endpoint_id: str | None = None,
     event_id: str | None = None,
+    workspace: str | None = None,
     limit: int = 100,
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Deliveries (with their event's type and model) and each one's attempts, as stored,
-    newest first."""
+    """Deliveries (with their event's type, model and workspace) and each one's attempts,
+    as stored, newest first; ``workspace``: only that workspace's (an event's deliveries
+    are in its workspace, and stay there after their endpoint is removed)."""
     query = (
         select(
             deliveries,
             events.c.type.label("event_type"),
             events.c.model_name,
             events.c.model_version,
+            events.c.workspace,
         )
         .join(events, events.c.id == deliveries.c.event_id)
         .order_by(deliveries.c.id.desc())
@@ -386,6 +414,8 @@ def delivery_rows(
         query = query.where(deliveries.c.endpoint_id == endpoint_id)
     if event_id:
         query = query.where(deliveries.c.event_id == event_id)
+    if workspace is not None:
+        query = query.where(events.c.workspace == workspace)
     rows = [dict(r._mapping) for r in conn.execute(query)]
     attempts: dict[int, list[dict[str, Any]]] = {}
     ids = [r["id"] for r in rows]
@@ -405,12 +435,15 @@ def event_rows(
     *,
     since: datetime | None = None,
     model_name: str | None = None,
+    workspace: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Events as stored, newest first."""
+    """Events as stored, newest first; ``workspace``: only that workspace's."""
     query = select(events).order_by(events.c.seq.desc()).limit(max(1, min(limit, 10_000)))
     if since:
         query = query.where(events.c.occurred_at >= since)
     if model_name:
         query = query.where(events.c.model_name == model_name)
+    if workspace is not None:
+        query = query.where(events.c.workspace == workspace)
     return [dict(r._mapping) for r in conn.execute(query)]

@@ -5,6 +5,11 @@ straight to MLflow, leaves a change without an event. The reconciler compares ML
 registry with the outbox and emits what is missing: creations of models and versions
 (with their token events) and deletions of versions. Changes younger than a grace
 period are left to the gateway, which is about to record them itself.
+
+MLflow answers for one workspace at a time (the ``X-MLflow-Workspace`` header), so a
+pass walks every workspace of the ``workspaces`` table, and tags what it finds with the
+workspace it was found in. A workspace MLflow cannot list this time is skipped whole:
+none of its versions is taken for deleted.
 """
 
 from __future__ import annotations
@@ -19,20 +24,26 @@ from sqlalchemy import Engine, select
 from hokusai.db.schema import events
 from hokusai.webhooks import events as ev
 from hokusai.webhooks.outbox import emit
+from hokusai.workspaces.store import list_workspaces
 
 log = logging.getLogger("hokusai.webhooks.reconciler")
 
 GRACE_SECONDS = 10.0
 MAX_PAGES = 10_000
+WORKSPACE_HEADER = "X-MLflow-Workspace"
 
 
 def _pages(
-    client: httpx.Client, path: str, key: str, params: dict[str, Any]
+    client: httpx.Client, path: str, key: str, params: dict[str, Any], workspace: str
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     token = None
     for _ in range(MAX_PAGES):
-        response = client.get(path, params={**params, **({"page_token": token} if token else {})})
+        response = client.get(
+            path,
+            params={**params, **({"page_token": token} if token else {})},
+            headers={WORKSPACE_HEADER: workspace},
+        )
         response.raise_for_status()
         body = response.json()
         found += body.get(key, [])
@@ -45,7 +56,7 @@ def _pages(
 def reconcile(
     engine: Engine, mlflow_url: str, *, grace_seconds: float = GRACE_SECONDS
 ) -> list[ev.Event]:
-    """One pass; the events it emitted."""
+    """One pass over every workspace; the events it emitted."""
     # Read the outbox first: an event recorded after this point belongs to a change the
     # MLflow listing below also sees, so no live version is ever taken for deleted.
     with engine.connect() as conn:
@@ -56,27 +67,67 @@ def reconcile(
                 events.c.model_version,
                 events.c.dedupe_key,
                 events.c.seq,
+                events.c.workspace,
             )
         ).all()
+        names = [w.name for w in list_workspaces(conn)]
     known = {row.dedupe_key for row in recorded if row.dedupe_key}
-    with httpx.Client(base_url=mlflow_url.rstrip("/"), timeout=30.0) as client:
-        models = _pages(
-            client,
-            "/api/2.0/mlflow/registered-models/search",
-            "registered_models",
-            {"max_results": 1000},
-        )
-        versions = _pages(
-            client,
-            "/api/2.0/mlflow/model-versions/search",
-            "model_versions",
-            {"max_results": 10000},
-        )
     cutoff_ms = (time.time() - grace_seconds) * 1000
+    missing: list[ev.Event] = []
+    failed: list[str] = []
+    with httpx.Client(base_url=mlflow_url.rstrip("/"), timeout=30.0) as client:
+        for workspace in names:
+            try:
+                models, versions = _registry(client, workspace)
+            except (httpx.HTTPError, ValueError) as exc:
+                # Another workspace's changes still get their events this pass.
+                log.warning("reconciler could not list workspace %r: %s", workspace, exc)
+                failed.append(workspace)
+                continue
+            mine = [row for row in recorded if row.workspace == workspace]
+            missing += _missing(workspace, models, versions, mine, known, cutoff_ms)
+    stored = emit(engine, missing)
+    if stored:
+        log.info("reconciler emitted %d missing events", len(stored))
+    if failed and len(failed) == len(names):
+        raise RuntimeError(f"MLflow answered for no workspace ({', '.join(failed)})")
+    return stored
+
+
+def _registry(
+    client: httpx.Client, workspace: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One workspace's registered models and model versions, as MLflow lists them."""
+    models = _pages(
+        client,
+        "/api/2.0/mlflow/registered-models/search",
+        "registered_models",
+        {"max_results": 1000},
+        workspace,
+    )
+    versions = _pages(
+        client,
+        "/api/2.0/mlflow/model-versions/search",
+        "model_versions",
+        {"max_results": 10000},
+        workspace,
+    )
+    return models, versions
+
+
+def _missing(
+    workspace: str,
+    models: list[dict[str, Any]],
+    versions: list[dict[str, Any]],
+    recorded: list[Any],  # the outbox rows of this workspace (Row)
+    known: set[str],
+    cutoff_ms: float,
+) -> list[ev.Event]:
+    """The events one workspace's registry calls for that the outbox does not hold."""
     missing: list[ev.Event] = []
     for model in models:
         if int(model.get("creation_timestamp", 0)) <= cutoff_ms:
-            event = ev.model_created_event(model, None, "reconciler")
+            event = ev.model_created_event(model, None, "reconciler", workspace=workspace)
             if event.dedupe_key not in known:
                 missing.append(event)
     live = set()
@@ -87,13 +138,14 @@ def reconcile(
                 version["name"],
                 version["version"],
                 version.get("creation_timestamp"),
+                workspace=workspace,
             )
         )
         if int(version.get("creation_timestamp", 0)) > cutoff_ms:
             continue
         missing += [
             e
-            for e in ev.version_created_events(version, None, "reconciler")
+            for e in ev.version_created_events(version, None, "reconciler", workspace=workspace)
             if e.dedupe_key not in known
         ]
     # A version instance whose creation was recorded, that MLflow no longer has, and whose
@@ -108,6 +160,7 @@ def reconcile(
             continue
         if last_deleted.get((row.model_name, row.model_version), 0) > row.seq:
             continue
+        # The workspace prefix of a scoped key has no '.', so the type is the first match.
         deleted_key = row.dedupe_key.replace(ev.MODEL_VERSION_CREATED, ev.MODEL_VERSION_DELETED, 1)
         if deleted_key not in known:
             missing.append(
@@ -116,9 +169,7 @@ def reconcile(
                     {"name": row.model_name, "version": row.model_version},
                     source="reconciler",
                     dedupe_key=deleted_key,
+                    workspace=workspace,
                 )
             )
-    stored = emit(engine, missing)
-    if stored:
-        log.info("reconciler emitted %d missing events", len(stored))
-    return stored
+    return missing

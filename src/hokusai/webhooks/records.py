@@ -35,6 +35,7 @@ def _utc(value: Any) -> datetime:
 @dataclass(frozen=True)
 class EndpointRecord:
     id: str
+    workspace: str  # it receives only this workspace's events
     url: str
     description: str
     event_types: tuple[str, ...]  # empty: every event
@@ -50,6 +51,7 @@ class EndpointRecord:
     def from_row(cls, row: dict[str, Any]) -> EndpointRecord:
         return cls(
             id=row["id"],
+            workspace=row["workspace"],
             url=row["url"],
             description=row["description"],
             event_types=tuple(json.loads(row["event_types"])),
@@ -68,6 +70,7 @@ class EndpointRecord:
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "workspace": self.workspace,
             "url": self.url,
             "description": self.description,
             "event_types": list(self.event_types),
@@ -127,6 +130,7 @@ class DeliveryRecord:
     event_type: str
     model_name: str | None
     model_version: str | None
+    workspace: str  # its event's (and endpoint's)
     endpoint_id: str
     status: str
     attempts: int
@@ -147,6 +151,7 @@ class DeliveryRecord:
             event_type=row["event_type"],
             model_name=row["model_name"],
             model_version=row["model_version"],
+            workspace=row["workspace"],
             endpoint_id=row["endpoint_id"],
             status=row["status"],
             attempts=int(row["attempts"]),
@@ -164,6 +169,7 @@ class DeliveryRecord:
             "id": self.id,
             "event_seq": self.event_seq,
             "event_id": self.event_id,
+            "workspace": self.workspace,
             "endpoint_id": self.endpoint_id,
             "status": self.status,
             "attempts": self.attempts,
@@ -192,6 +198,7 @@ class EventRecord:
     payload: dict[str, Any]
     dedupe_key: str | None
     source: str
+    workspace: str
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> EventRecord:
@@ -206,6 +213,7 @@ class EventRecord:
             payload=json.loads(row["payload"]),
             dedupe_key=row["dedupe_key"],
             source=row["source"],
+            workspace=row["workspace"],
         )
 
     def public(self) -> dict[str, Any]:
@@ -220,6 +228,7 @@ class EventRecord:
             "payload": self.payload,
             "dedupe_key": self.dedupe_key,
             "source": self.source,
+            "workspace": self.workspace,
         }
 
 
