@@ -28,7 +28,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hokusai import authorization
 from hokusai.admin.services import build_services
-from hokusai.authorization import request_workspace
 from hokusai.db.engine import make_engine
 from hokusai.errors import ErrorCode, PermissionDenied
 from hokusai.gateway import client_address, credentials, registry_changes, urlspace
@@ -481,11 +480,6 @@ class Gateway:
         captured = captured_endpoint(method, mlflow_path)
         inspect = None
         if captured is not None:
-            asked = dict(scope["headers"]).get(b"x-mlflow-workspace")
-            try:
-                workspace = request_workspace(key, asked.decode("latin-1") if asked else None)
-            except PermissionDenied as refusal:
-                raise domain_answer(refusal) from None
 
             async def inspect(status: int, request_body: bytes, response_body: bytes) -> None:
                 await self.events.record(
