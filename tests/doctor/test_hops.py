@@ -238,11 +238,11 @@ def test_auth_hop_says_which_key_problem(
 # ---- write: a read-only key ---------------------------------------------------------------
 
 
-def test_write_hop_names_the_write_scope(
+def test_write_hop_names_the_write_role(
     doctor: Doctor, hop_gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = hop_gateway.create_key(Scope.READ)
-    scope_failures = metric(hop_gateway.url, AUTH_FAILURES, reason="scope")
+    role_failures = metric(hop_gateway.url, AUTH_FAILURES, reason="role")
     forbidden = metric(hop_gateway.url, REQUESTS, route_class="tracking", status="403")
 
     code, report = doctor.json("--write", url=hop_gateway.url, key=key)
@@ -250,7 +250,7 @@ def test_write_hop_names_the_write_scope(
     failed = assert_failed(code, report, "write", "PERMISSION_DENIED", "'write' role")
     assert "'write' role" in failed["fix"]
     assert [h["name"] for h in report["hops"]] == [*CLIENT_HOPS, "write"]
-    assert metric(hop_gateway.url, AUTH_FAILURES, reason="scope") == scope_failures + 1
+    assert metric(hop_gateway.url, AUTH_FAILURES, reason="role") == role_failures + 1
     assert metric(hop_gateway.url, REQUESTS, route_class="tracking", status="403") == forbidden + 1
 
     shown = stock_client_error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +17,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from helpers import RunningGateway
+from conftest import gateway_settings
+from helpers import RunningGateway, free_port, start_gateway
 from hokusai.keys.scopes import Scope
+from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.timestamps import utcnow
 from hokusai.workspaces import store as workspace_store
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
@@ -289,3 +292,35 @@ def test_the_stock_client_lands_in_its_keys_workspace(
     stolen = b.write.get(f"/api/mlflow/api/2.0/mlflow-artifacts/artifacts/{path}/model/weights.txt")
     assert stolen.status_code in (400, 403, 404), stolen.text
     assert "weights" not in stolen.text
+
+
+def test_an_mlflow_store_from_before_workspaces_is_the_default_workspace(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Models registered before MLflow ran with workspaces are found in ``default``."""
+    database = f"sqlite:///{tmp_path / 'mlflow-before.db'}"
+    before = MlflowClient(tracking_uri=database, registry_uri=database)
+    before.create_registered_model("LSCOR-legacy", description="registered single-tenant")
+    process = MlflowProcess(
+        port=free_port(),
+        backend_store_uri=database,
+        artifacts_destination=str(tmp_path / "artifacts"),
+        workers=1,
+        log_file=tmp_path / "mlflow.log",
+    )
+    try:
+        process.start(wait_seconds=300)
+        running = start_gateway(gateway_settings(store_url, process.url, tmp_path / "home"))
+        try:
+            key = running.create_key(Scope.READ)
+            with httpx.Client(
+                base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ) as reader:
+                model = ok(
+                    reader.get(f"{V2}/registered-models/get", params={"name": "LSCOR-legacy"})
+                )
+            assert model["registered_model"]["description"] == "registered single-tenant"
+        finally:
+            running.stop()
+    finally:
+        process.stop()

@@ -100,13 +100,45 @@ def test_promote_set_and_delete_alias(
 
     # Audited and evented like any registry write (the baseline alias of the registration
     # is the first alias_set event).
+    # Each names its workspace and who moved the alias.
+    by = {"workspace": "default", "by": {"key_id": key_id, "owner": "tests"}}
     assert alias_events(sdk_gateway, name) == [
-        {"type": "model_version.alias_set", "name": name, "alias": "baseline", "version": "1"},
-        {"type": "model_version.alias_set", "name": name, "alias": "production", "version": "1"},
-        {"type": "model_version.alias_set", "name": name, "alias": "champion", "version": "2"},
-        {"type": "model_version.alias_set", "name": name, "alias": "champion", "version": "2"},
-        {"type": "model_version.alias_set", "name": name, "alias": "production", "version": "2"},
-        {"type": "model_version.alias_deleted", "name": name, "alias": "champion"},
+        {
+            "type": "model_version.alias_set",
+            "name": name,
+            "alias": "baseline",
+            "version": "1",
+            **by,
+        },
+        {
+            "type": "model_version.alias_set",
+            "name": name,
+            "alias": "production",
+            "version": "1",
+            **by,
+        },
+        {
+            "type": "model_version.alias_set",
+            "name": name,
+            "alias": "champion",
+            "version": "2",
+            **by,
+        },
+        {
+            "type": "model_version.alias_set",
+            "name": name,
+            "alias": "champion",
+            "version": "2",
+            **by,
+        },
+        {
+            "type": "model_version.alias_set",
+            "name": name,
+            "alias": "production",
+            "version": "2",
+            **by,
+        },
+        {"type": "model_version.alias_deleted", "name": name, "alias": "champion", **by},
     ]
     audited = alias_audit(sdk_gateway, key_id)
     assert audited[-5:] == [

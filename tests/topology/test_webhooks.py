@@ -40,10 +40,19 @@ def add_endpoint(topology: Topology, url: str) -> str:
 def register_versions(http: httpx.Client, name: str, count: int) -> list[str]:
     created = http.post(MLFLOW_API + "registered-models/create", json={"name": name})
     assert created.status_code == 200, created.text
+    # A version's source must be a run of the key's workspace.
+    experiment = http.post(MLFLOW_API + "experiments/create", json={"name": name})
+    assert experiment.status_code == 200, experiment.text
+    run = http.post(
+        MLFLOW_API + "runs/create", json={"experiment_id": experiment.json()["experiment_id"]}
+    )
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
     versions = []
     for _ in range(count):
         response = http.post(
-            MLFLOW_API + "model-versions/create", json={"name": name, "source": "s3://models/x"}
+            MLFLOW_API + "model-versions/create",
+            json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
         )
         assert response.status_code == 200, response.text
         versions.append(response.json()["model_version"]["version"])

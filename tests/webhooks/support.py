@@ -35,6 +35,15 @@ def wait_until(
         time.sleep(interval)
 
 
+def run_source(post: Callable[[str, dict[str, Any]], dict[str, Any]]) -> dict[str, str]:
+    """A new run's ``source`` and ``run_id``, made with ``post(endpoint, body)``: a version's
+    source must be a run of the caller's own workspace."""
+    experiment = post("experiments/create", {"name": unique("exp")})
+    run = post("runs/create", {"experiment_id": experiment["experiment_id"]})
+    run_id = str(run["run"]["info"]["run_id"])
+    return {"source": f"runs:/{run_id}/model", "run_id": run_id}
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -55,6 +64,8 @@ class Hooks:
     client: httpx.Client = field(init=False)  # with the admin key
     writer: httpx.Client = field(init=False)  # with the write key
     runner: CliRunner = field(default_factory=CliRunner)
+    # The run every version is made from (see run_source), made on first use.
+    _run: dict[str, str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         url = self.running.url
@@ -130,10 +141,10 @@ class Hooks:
     def create_model(self, name: str) -> dict[str, Any]:
         return dict(self.mlflow("POST", "registered-models/create", json={"name": name}))
 
-    def create_version(
-        self, name: str, tags: dict[str, str] | None = None, source: str = "s3://models/x"
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": name, "source": source}
+    def create_version(self, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+        if self._run is None:
+            self._run = run_source(lambda e, b: self.mlflow("POST", e, json=b))
+        body: dict[str, Any] = {"name": name, **self._run}
         if tags:
             body["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
         return dict(self.mlflow("POST", "model-versions/create", json=body)["model_version"])

@@ -26,7 +26,7 @@ from standardwebhooks import Webhook
 from helpers import free_port
 from hokusai.server.mlflow_process import MlflowProcess
 from webhooks.receiver import Answer, Receiver, always
-from webhooks.support import MLFLOW_API, auth, unique, wait_until
+from webhooks.support import MLFLOW_API, auth, run_source, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +120,11 @@ class Burst(threading.Thread):
         self.stop = threading.Event()
         self.client = httpx.Client(base_url=url, headers=auth(key), timeout=10)
 
+    def _post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post(MLFLOW_API + endpoint, json=body)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
     def call(self, endpoint: str, body: dict[str, Any]) -> None:
         deadline = time.monotonic() + 90
         while not self.stop.is_set():
@@ -141,11 +146,12 @@ class Burst(threading.Thread):
 
     def run(self) -> None:
         with self.client:
+            source = run_source(self._post)
             for m in range(MODELS):
                 name = f"{self.prefix}-{m}"
                 self.call("registered-models/create", {"name": name})
                 for _ in range(VERSIONS):
-                    self.call("model-versions/create", {"name": name, "source": "s3://models/x"})
+                    self.call("model-versions/create", {"name": name, **source})
                     self.answered += 1
 
 

@@ -58,9 +58,9 @@ def test_stock_mlflow_client_registration(
             )
         version = mlflow.register_model(info.model_uri, name)
         client = MlflowClient()
-        client.set_registered_model_alias(name, "champion", version.version)
+        client.set_registered_model_alias(name, "canary", version.version)
         client.set_model_version_tag(name, version.version, "validated_by", "ci")
-        client.delete_registered_model_alias(name, "champion")
+        client.delete_registered_model_alias(name, "canary")
         stored = client.get_model_version(name, version.version)
     finally:
         mlflow.set_tracking_uri(None)
@@ -91,9 +91,13 @@ def test_stock_mlflow_client_registration(
     assert created["tags"] == {} and stored.tags == {"validated_by": "ci"}
     assert created["token_id"] is None
     here = {"workspace": "default"}
-    assert alias_set == {"name": name, "alias": "champion", "version": "1", **here}
+    # Alias events name who moved the alias.
+    by = alias_set.pop("by")
+    assert by["key_id"] == hooks.write_key_id and by["owner"]
+    assert alias_deleted.pop("by") == by
+    assert alias_set == {"name": name, "alias": "canary", "version": "1", **here}
     assert tag_set == {"name": name, "version": "1", "key": "validated_by", "value": "ci", **here}
-    assert alias_deleted == {"name": name, "alias": "champion", **here}
+    assert alias_deleted == {"name": name, "alias": "canary", **here}
 
     [only_created] = verified(receiver.wait_for("/created", 1, settle=0.2), created_secret)
     assert only_created == payloads[1], "the same event, byte for byte"

@@ -24,7 +24,7 @@ from hokusai.webhooks.reconciler import reconcile
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 from hokusai.workspaces.store import insert_workspace
 from webhooks.receiver import Receiver, Request
-from webhooks.support import MLFLOW_API, Hooks, auth, unique
+from webhooks.support import MLFLOW_API, Hooks, auth, run_source, unique
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,8 @@ def test_each_workspace_receives_only_its_own_events(
     name = unique("LSCOR")
     for each in (a, b):
         each.mlflow("POST", "registered-models/create", json={"name": name})
-        each.mlflow("POST", "model-versions/create", json={"name": name, "source": "s3://m/x"})
+        source = run_source(lambda e, b, each=each: each.mlflow("POST", e, json=b))
+        each.mlflow("POST", "model-versions/create", json={"name": name, **source})
     b.mlflow(
         "POST", "registered-models/alias", json={"name": name, "alias": "canary", "version": "1"}
     )

@@ -492,6 +492,7 @@ class Gateway:
                     response_body,
                     self.proxy.client,
                     workspace=workspace,
+                    owner=key.owner,
                 )
 
         async def before_answer(status: int) -> None:

@@ -42,6 +42,7 @@ class EventCapture:
         client: httpx.AsyncClient,
         *,
         workspace: str,
+        owner: str | None = None,
     ) -> None:
         if not 200 <= status < 300:
             return
@@ -54,7 +55,7 @@ class EventCapture:
         if endpoint == "model-versions/set-tag" and request.get("key") in ev.TOKEN_TAGS:
             current = await self._current_version(client, request, workspace)
         found = ev.events_for_write(
-            endpoint, method, request, response, key_id, current, workspace=workspace
+            endpoint, method, request, response, key_id, current, workspace=workspace, owner=owner
         )
         if not found:
             return

@@ -253,12 +253,15 @@ def events_for_write(
     current_version: dict[str, Any] | None = None,
     *,
     workspace: str,
+    owner: str | None = None,
 ) -> list[Event]:
     """The events of a registry write MLflow answered with 2xx, in ``workspace`` (the
     one the request acted in).
 
     ``current_version``: the version as it is after a tag change (fetched by the caller
-    when the tag matters for the token events).
+    when the tag matters for the token events). ``owner``: the owner of the key that made
+    the write; an alias event names it as ``by`` (with ``key_id``), so a receiver sees who
+    promoted.
     """
     key = (method, endpoint)
 
@@ -284,6 +287,7 @@ def events_for_write(
                     "name": request.get("name"),
                     "alias": request.get("alias"),
                     "version": str(request.get("version")),
+                    "by": {"key_id": key_id, "owner": owner},
                 },
             )
         ]
@@ -291,7 +295,11 @@ def events_for_write(
         return [
             event(
                 MODEL_VERSION_ALIAS_DELETED,
-                {"name": request.get("name"), "alias": request.get("alias")},
+                {
+                    "name": request.get("name"),
+                    "alias": request.get("alias"),
+                    "by": {"key_id": key_id, "owner": owner},
+                },
             )
         ]
     if key == ("POST", "model-versions/set-tag"):
