@@ -227,7 +227,11 @@ class Topology:
     def _mlflow_command(self) -> list[str]:
         port = self.mlflow_url.rsplit(":", 1)[1]
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
-        return [*command, "--port", port, "--serve-artifacts", "--workers", "1"]
+        # Each team is one of MLflow's workspaces: the gateway names one on every request.
+        return [*command, "--port", port, "--serve-artifacts", "--enable-workspaces"] + [
+            "--workers",
+            "1",
+        ]
 
     def _prepare_auth_store(self) -> None:
         """Migrate once, before any replica starts, and issue the first admin key (the

@@ -245,6 +245,20 @@ def test_protected_aliases_need_promote_and_the_gate_needs_the_metric(
         ),
         "protected",
     )
+    # MLflow's older promotion, a version's stage, is protected by the same list.
+    stage = {"name": "LSCOR", "version": version, "archive_existing_versions": False}
+    refused(
+        a.write.post(
+            f"{V2}/model-versions/transition-stage", json={**stage, "stage": "Production"}
+        ),
+        "'production' is protected",
+    )
+    ok(a.write.post(f"{V2}/model-versions/transition-stage", json={**stage, "stage": "Staging"}))
+    ok(
+        a.promote.post(
+            f"{V2}/model-versions/transition-stage", json={**stage, "stage": "Production"}
+        )
+    )
 
     # B gates its protected aliases on the version's measured metric.
     metric = {"benchmark_metric": "auroc", "hokusai_token_id": "LSCOR"}

@@ -277,3 +277,20 @@ def test_models_list_shows_aliases(
     assert [v.aliases for v in registry.list_models_by_token(token)] == [["production"]]
     recent = {v.version: v.aliases for v in registry.list_recent_versions() if v.name == name}
     assert recent == {"1": ["baseline"], "2": ["production"]}
+
+
+def test_a_registration_asking_for_a_protected_alias_fails_before_any_work(
+    sdk_gateway: RunningGateway, saved_lead_model: Path, mlflow_rest: MlflowRest
+) -> None:
+    """A write key registering with alias='production' is told at once, not after the
+    upload at the registration's last step, and nothing is made."""
+    writer = ModelRegistry(api_key=sdk_gateway.create_key(Scope.WRITE), api_url=sdk_gateway.url)
+    experiments = mlflow_rest.experiment_ids()
+    name = unique("PROTECTED")
+    with pytest.raises(PermissionDeniedError) as raised:
+        writer.register_baseline(saved_lead_model, "lead_scoring", name, alias="production")
+    assert "alias 'production' is protected in workspace 'default'" in str(raised.value)
+    assert raised.value.details["refused_by"] == "protected_alias"
+    assert mlflow_rest.experiment_ids() == experiments
+    found = mlflow_rest.call("GET", "registered-models/search", params={"filter": f"name='{name}'"})
+    assert found.get("registered_models", []) == []

@@ -68,7 +68,7 @@ def local_model_files(topology: Topology) -> list[Path]:
 
 
 def test_stock_mlflow_client_over_tls(topology: Topology, tmp_path: Path) -> None:
-    key = topology.create_key(Scope.WRITE, "stock client")
+    key = topology.create_key(Scope.PROMOTE, "stock client")  # it sets champion, a protected alias
     name = f"LSCOR-stock-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
     env.update(
@@ -96,7 +96,7 @@ def test_stock_mlflow_client_over_tls(topology: Topology, tmp_path: Path) -> Non
 
 
 def test_sdk_over_tls(topology: Topology) -> None:
-    key = topology.create_key(Scope.WRITE, "sdk")
+    key = topology.create_key(Scope.PROMOTE, "sdk")  # it registers with champion, a protected alias
     name = f"LSCOR-sdk-{uuid.uuid4().hex[:8]}"
     rng = np.random.default_rng(3)
     features = rng.normal(size=(200, 4))

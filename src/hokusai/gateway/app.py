@@ -724,7 +724,22 @@ class Gateway:
             raise RuntimeError(f"MLflow is not reachable ({type(exc).__name__})") from None
         if response.status_code != 200:
             raise RuntimeError(f"MLflow's health check answered {response.status_code}")
-        return "MLflow answered its health check"
+        # Every request names its key's workspace: an MLflow without workspaces refuses them
+        # all (FEATURE_DISABLED), so it is not ready, and says why.
+        try:
+            info = await self.proxy.client.get(
+                self.proxy.upstream_url + "/api/3.0/mlflow/server-info",
+                timeout=httpx.Timeout(2.0),
+            )
+            enabled = info.status_code == 200 and bool(info.json().get("workspaces_enabled"))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            enabled = False
+        if not enabled:
+            raise RuntimeError(
+                "MLflow runs without workspaces: start it with --enable-workspaces (each "
+                "team is one of its workspaces)"
+            )
+        return "MLflow answered its health check, with workspaces"
 
     # ---- helpers ------------------------------------------------------------------------
 

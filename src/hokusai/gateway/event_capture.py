@@ -67,7 +67,7 @@ class EventCapture:
             log.exception("could not write events to the outbox; the reconciler will")
             return
         for event in stored:
-            self.metrics.events_emitted.labels(event.type).inc()
+            self.metrics.events_emitted.labels(event.type, event.workspace).inc()
 
     async def _current_version(
         self, client: httpx.AsyncClient, request: dict[str, Any], workspace: str

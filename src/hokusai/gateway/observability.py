@@ -85,8 +85,8 @@ class Metrics:
         )
         self.events_emitted = Counter(
             "hokusai_events_emitted",
-            "Registry events written to the outbox, by type.",
-            ["type"],
+            "Registry events written to the outbox, by type and workspace.",
+            ["type", "workspace"],
             registry=self.registry,
         )
         self.webhook_deliveries = Counter(
@@ -145,7 +145,20 @@ class Metrics:
             self.webhook_deliveries.labels(outcome)
         for kind in ("refused", "timeout", "protocol", "5xx"):
             self.upstream_errors.labels(kind)
-        for reason in ("missing", "malformed", "unknown", "revoked", "expired", "scope"):
+        for reason in (
+            "missing",
+            "malformed",
+            "unknown",
+            "revoked",
+            "expired",
+            # What refused a known key (hokusai.authorization's refused_by values).
+            "role",
+            "workspace",
+            "model_pattern",
+            "protected_alias",
+            "promotion_gate",
+            "source",
+        ):
             self.auth_failures.labels(reason)
         for limit in ("key", "auth_failures"):
             self.rate_limited.labels(limit)

@@ -39,6 +39,9 @@ from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecor
 V2 = "/api/2.0/mlflow"
 REGISTRY_WRITES = (f"{V2}/registered-models/", f"{V2}/model-versions/")
 ALIAS = f"{V2}/registered-models/alias"
+# MLflow's older way of promoting: a version's stage. A stage whose name (in lower case)
+# is a protected alias ("Production") is protected the same way.
+TRANSITION_STAGE = f"{V2}/model-versions/transition-stage"
 CREATE_VERSION = f"{V2}/model-versions/create"
 WORKSPACE_HEADER = "X-MLflow-Workspace"
 # What MLflow itself stores as the source of a prompt version (no artifacts behind it).
@@ -138,17 +141,29 @@ class RegistryGuard:
             authorization.check_models(key, sorted(names), what, workspace)
         if path == ALIAS:
             await self._check_alias(key, workspace, method, what, fields)
+        elif path == TRANSITION_STAGE:
+            stages = tuple(stage.lower() for stage in fields.all("stage"))
+            await self._check_alias(key, workspace, "POST", what, fields, aliases=stages)
         elif path == CREATE_VERSION:
             await self._check_source(key, workspace, fields)
 
     # ---- protected aliases --------------------------------------------------------------
 
     async def _check_alias(
-        self, key: KeyRecord, workspace: str, method: str, what: str, fields: RequestFields
+        self,
+        key: KeyRecord,
+        workspace: str,
+        method: str,
+        what: str,
+        fields: RequestFields,
+        *,
+        aliases: tuple[str, ...] | None = None,
     ) -> None:
+        """``aliases``: what the write moves (default: the request's ``alias``); a POST
+        moves it to the request's ``version``, which the gate judges."""
         settings = await self._settings(workspace) or _defaults(workspace)
         model = fields.one("name") or ""
-        aliases = fields.all("alias")
+        aliases = fields.all("alias") if aliases is None else aliases
         for alias in aliases:
             authorization.check_alias(key, settings, model=model, alias=alias, what=what)
         if method != "POST" or not settings.promotion_gate:

@@ -126,19 +126,40 @@ class ModelRegistry:
         """Ask the gateway who this key is: its id, owner, scope and state."""
         return self._transport.json("GET", "/api/v1/whoami")
 
-    def require_scope(self, scope: str) -> dict[str, Any]:
+    def require_scope(self, scope: str, *, alias: str | None = None) -> dict[str, Any]:
         """Check that this key has the role ``scope`` (``read`` < ``write`` < ``promote`` <
-        ``admin``) before work that would be wasted without it; the key's identity. Raises
-        :class:`PermissionDeniedError` naming the key's role."""
+        ``admin``), and may set ``alias`` if one is given (a protected alias of its
+        workspace needs ``promote``), before work that would be wasted without it; the
+        key's identity. Raises :class:`PermissionDeniedError` naming the key's role."""
         identity = self.check()
         have = str(identity.get("scope"))
-        if SCOPE_ORDER.index(scope) > (SCOPE_ORDER.index(have) if have in SCOPE_ORDER else -1):
+        rank = SCOPE_ORDER.index(have) if have in SCOPE_ORDER else -1
+        label = f"API key {identity.get('display_prefix')}… ({identity.get('id')})"
+        if SCOPE_ORDER.index(scope) > rank:
             raise PermissionDeniedError(
-                f"this needs the {scope!r} role; API key {identity.get('display_prefix')}… "
-                f"({identity.get('id')}) has {have!r}. Ask an admin of its workspace for a "
-                f"key with the {scope!r} role.",
+                f"this needs the {scope!r} role; {label} has {have!r}. Ask an admin of its "
+                f"workspace for a key with the {scope!r} role.",
                 status_code=403,
                 error_code="PERMISSION_DENIED",
+            )
+        protected = identity.get("protected_aliases") or []
+        if alias is not None and alias in protected and rank < SCOPE_ORDER.index("promote"):
+            workspace = identity.get("workspace")
+            raise PermissionDeniedError(
+                f"alias {alias!r} is protected in workspace {workspace!r} and needs the "
+                f"'promote' role; {label} has {have!r}. Register with another alias (or "
+                "none) and promote with a promote key, or ask an admin of the workspace.",
+                status_code=403,
+                error_code="PERMISSION_DENIED",
+                body={
+                    "details": {
+                        "refused_by": "protected_alias",
+                        "alias": alias,
+                        "needed": "promote",
+                        "role": have,
+                        "workspace": workspace,
+                    }
+                },
             )
         return identity
 
@@ -352,6 +373,9 @@ class ModelRegistry:
             raise ValidationError("registration_id may hold 1-128 letters, digits and _ . : - only")
         if alias is not None:
             _check_alias(alias)
+            # A protected alias the key may not set would fail the registration's last
+            # step, after the upload: ask first.
+            self.require_scope("write", alias=alias)
         existing_uri = model if _is_model_uri(model) else None
         fmt: str | None = None
         if existing_uri is None:
