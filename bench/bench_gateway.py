@@ -307,6 +307,11 @@ def start_mlflow(root: Path, workers: int, *, basic_auth: bool) -> Server:
         str(workers),
     ]
     headers: dict[str, str] = {}
+    if not basic_auth:
+        # As the platform runs it: the gateway names a workspace on every request, and
+        # direct requests land in the default one. (MLflow's basic-auth server, the other
+        # comparison, runs as its users would run it, without.)
+        command.append("--enable-workspaces")
     if basic_auth:
         # MLflow ships no admin password: it creates the admin user on first start with
         # the one given here. Its user database lives in this run's directory too.

@@ -151,6 +151,7 @@ def main() -> None:
                 f"sqlite:///{root / 'mlflow.db'}",
                 "--artifacts-destination",
                 str(root / "artifacts"),
+                "--enable-workspaces",  # as the platform runs it
                 "--workers",
                 "1",
             ],
