@@ -1,10 +1,13 @@
 """Two teams on one registry, through a real gateway in front of a real MLflow with
 workspaces: each sees only its own models, runs and artifacts, both may have "LSCOR",
 model-name patterns, protected aliases and the promotion gate hold, and no version can
-be made from another team's run. On SQLite and PostgreSQL auth stores."""
+be made from another team's run. Twice: the auth store and MLflow's store both on SQLite,
+and both on PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from conftest import gateway_settings
-from helpers import RunningGateway, free_port, start_gateway
+from helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    postgres_database,
+    start_gateway,
+)
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.timestamps import utcnow
@@ -73,8 +82,46 @@ def team(gateway: RunningGateway, workspace: str) -> Team:
     return Team(workspace, write, client(Scope.PROMOTE)[0], client(Scope.ADMIN)[0], write_key)
 
 
+@pytest.fixture(scope="module")
+def mlflow_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowProcess]:
+    """MLflow with workspaces on a PostgreSQL store of its own."""
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    root = tmp_path_factory.mktemp("mlflow-postgres")
+    with postgres_database() as url:
+        process = MlflowProcess(
+            port=free_port(),
+            backend_store_uri=url,
+            artifacts_destination=str(root / "artifacts"),
+            workers=1,
+            log_file=root / "mlflow.log",
+        )
+        try:
+            process.start(wait_seconds=300)
+            yield process
+        finally:
+            process.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, mlflow_server: MlflowProcess
+) -> Iterator[RunningGateway]:
+    """A gateway whose auth store and MLflow store are both SQLite, or both PostgreSQL."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            store, mlflow_url = f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url
+        else:
+            mlflow_url = request.getfixturevalue("mlflow_on_postgres").url
+            store = stack.enter_context(postgres_database())
+        running = start_gateway(gateway_settings(store, mlflow_url, tmp_path))
+        stack.callback(running.stop)
+        yield running
+
+
 @pytest.fixture
-def teams(gateway: RunningGateway) -> Iterator[tuple[Team, Team]]:
+def teams(stack: RunningGateway) -> Iterator[tuple[Team, Team]]:
+    gateway = stack
     suffix = uuid.uuid4().hex[:6]
     a, b = f"team-a-{suffix}", f"team-b-{suffix}"
     make_workspace(gateway, a)
@@ -188,9 +235,8 @@ def test_no_version_from_another_teams_run_or_storage(teams: tuple[Team, Team]) 
     )
 
 
-def test_model_patterns_limit_a_write_key(
-    gateway: RunningGateway, teams: tuple[Team, Team]
-) -> None:
+def test_model_patterns_limit_a_write_key(stack: RunningGateway, teams: tuple[Team, Team]) -> None:
+    gateway = stack
     a, _ = teams
     key = gateway.create_key(Scope.WRITE, workspace=a.workspace, models=("LSCOR*",))
     with httpx.Client(
@@ -283,8 +329,9 @@ def test_protected_aliases_need_promote_and_the_gate_needs_the_metric(
 
 
 def test_the_stock_client_lands_in_its_keys_workspace(
-    gateway: RunningGateway, teams: tuple[Team, Team], monkeypatch: pytest.MonkeyPatch
+    stack: RunningGateway, teams: tuple[Team, Team], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    gateway = stack
     a, b = teams
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", a.write_key)
@@ -298,8 +345,14 @@ def test_the_stock_client_lands_in_its_keys_workspace(
     assert client.get_registered_model(name).name == name
     assert ok(a.write.get(f"{V2}/registered-models/get", params={"name": name}))
     assert b.write.get(f"{V2}/registered-models/get", params={"name": name}).status_code == 404
-    # A's artifacts cannot be read with B's key, by any path.
+    MlflowClient().create_model_version(
+        name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
+    # A's artifacts and models cannot be read with B's key, by any path.
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", b.write_key)
+    with pytest.raises(MlflowException) as raised:
+        mlflow.pyfunc.load_model(f"models:/{name}/1")
+    assert "RESOURCE_DOES_NOT_EXIST" in str(raised.value) or "not found" in str(raised.value)
     with pytest.raises(MlflowException):
         MlflowClient().download_artifacts(run.info.run_id, "model/weights.txt")
     path = run.info.artifact_uri.removeprefix("mlflow-artifacts:/")
