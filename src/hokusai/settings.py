@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -60,6 +61,14 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=200, description="Requests a key may send at once.")
     auth_failures_per_minute: int = Field(
         default=30, description="Failed authentications per client address before it is slowed."
+    )
+    session_idle_timeout: timedelta = Field(
+        default=timedelta(minutes=30),
+        description="A browser session ends after this long without a request.",
+    )
+    session_lifetime: timedelta = Field(
+        default=timedelta(hours=12),
+        description="A browser session ends this long after sign-in, however busy.",
     )
     key_cache_seconds: float = Field(
         default=0.5,

@@ -45,6 +45,21 @@ api_keys = Table(
     Column("model_patterns", Text, nullable=True),
 )
 
+# Browser sessions: a person signed in with a key (the cookie holds a token; only its keyed
+# hash is stored). The key's state decides on every request: revoking it ends the session.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("key_id", String(32), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    # The absolute end; an idle session ends earlier (HOKUSAI_SESSION_IDLE_TIMEOUT).
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+)
+
 # A workspace is a team: MLflow isolates its experiments, runs, models and artifacts
 # (MLflow's own workspaces); this table holds what the platform adds to each.
 workspaces = Table(

@@ -63,6 +63,8 @@ from hokusai.gateway.resolution_cache import (
     cacheable_read,
     write_effect,
 )
+from hokusai.gateway.sessions import Sessions, same_origin, session_token
+from hokusai.gateway.signin import SignIn, login_redirect
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
 from hokusai.gateway.write_queue import WriteQueue
@@ -103,6 +105,9 @@ class Exchange:
     key: KeyRecord | None = None
     # The workspace the request acts in, once the key is known.
     workspace: str | None = None
+    # Authenticated by a browser session's cookie (not a key header): writes must be
+    # same-origin.
+    via_session: bool = False
     upstream_seconds: float | None = None
     error_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -135,14 +140,28 @@ class Gateway:
             self.metrics.mlflow_writes_waiting,
         )
         self.events = EventCapture(self.engine, settings.mlflow_url, self.metrics)
+        self.sessions = Sessions(
+            self.engine,
+            self.keys,
+            idle=settings.session_idle_timeout,
+            lifetime=settings.session_lifetime,
+            cache_seconds=settings.key_cache_seconds,
+        )
         self.registry_guard = RegistryGuard(
             self.proxy.client, settings.mlflow_url, self._workspace_settings
         )
         self.key_limiter = key_limiter(settings, self.engine, self.metrics)
         self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
-        # A revocation through this gateway takes effect here at once, not within the TTL.
-        self.services = build_services(
-            self.engine, settings, self.keys, on_revoked=self.keys.forget
+        # A revocation through this gateway takes effect here at once, not within the TTL,
+        # for the key and for the browser sessions made with it.
+        self.services = build_services(self.engine, settings, self.keys, on_revoked=self._revoked)
+        self.signin = SignIn(
+            self.sessions,
+            self.keys,
+            self.audit,
+            base_url=self._base_url,
+            failed=self._sign_in_failed,
+            body_idle_timeout=settings.body_idle_timeout,
         )
         self.admin_api = build_admin_api(self.services)
         # The resolution cache and the follower of other replicas' registry writes that
@@ -333,9 +352,17 @@ class Gateway:
                     await anyio.to_thread.run_sync(dispatch_lag_seconds, self.engine)
                 )
             await _send_bytes(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
+        elif target.area is Area.SIGN_IN:
+            if scope["path"] == "/" and not _wants_page(headers):
+                # An API client at the bare host: the hint names the tracking URI.
+                raise urlspace.not_found(scope["path"], self._base_url(scope, headers))
+            await self.signin.handle(
+                scope, receive, send, headers, exchange.request_id, exchange.client
+            )
         elif target.area is Area.ADMIN_API:
             if scope["path"] not in urlspace.DOCS_PATHS:
                 exchange.key = await self._authenticate(headers, exchange)
+                self._check_same_origin(scope, headers, exchange)
                 await self._rate_limit(exchange.key)
             scope.setdefault("state", {})
             scope["state"].update(
@@ -369,7 +396,16 @@ class Gateway:
         raw_mlflow_path: bytes,
     ) -> None:
         method = scope["method"]
-        key = exchange.key = await self._authenticate(headers, exchange)
+        try:
+            key = exchange.key = await self._authenticate(headers, exchange)
+        except GatewayError as refused:
+            if mlflow_path == "/" and method == "GET" and _wants_page(headers):
+                # A person opening the UI without a (live) session: to the sign-in page.
+                exchange.error_reason = refused.reason
+                await login_redirect(exchange.path)(scope, receive, send)
+                return
+            raise
+        self._check_same_origin(scope, headers, exchange)
         try:
             workspace = exchange.workspace = authorization.request_workspace(
                 key, _header_text(headers.get(WORKSPACE_HEADER))
@@ -566,6 +602,12 @@ class Gateway:
         """
         try:
             key = credentials.key_from_headers(headers)
+            token = session_token(headers.get(b"cookie")) if key is None else None
+            if token is not None:
+                # No key header: a browser signed in at /login.
+                signed_in = await anyio.to_thread.run_sync(self.sessions.authenticate, token)
+                exchange.via_session = True
+                return signed_in
             record = self.keys.authenticate_cached(key)
             if record is None:
                 record = await anyio.to_thread.run_sync(self.keys.authenticate, key)
@@ -588,6 +630,32 @@ class Gateway:
                 headers={"Retry-After": "2"},
                 reason="auth_store_unavailable",
             ) from None
+
+    def _check_same_origin(
+        self, scope: Scope, headers: dict[bytes, bytes], exchange: Exchange
+    ) -> None:
+        """A write authenticated by a session cookie must come from this site's pages: a
+        cookie never authenticates another site's request (CSRF)."""
+        if not exchange.via_session or scope["method"] in SAFE_METHODS:
+            return
+        if same_origin(headers, self._base_url(scope, headers)):
+            return
+        self.metrics.auth_failures.labels("cross_site").inc()
+        raise GatewayError(
+            ErrorCode.PERMISSION_DENIED,
+            f"{scope['method']} {exchange.path} came with this site's session cookie from "
+            "another origin (or without Origin and Referer): refused. Writes through a "
+            "browser session must come from this site's own pages; scripts send their API "
+            "key in a header.",
+            reason="cross_site",
+        )
+
+    def _revoked(self, key_id: str) -> None:
+        self.keys.forget(key_id)
+        self.sessions.forget_key(key_id)
+
+    def _sign_in_failed(self, reason: str, message: str) -> None:
+        self.metrics.auth_failures.labels(reason).inc()
 
     def _auth_failed(self, exchange: Exchange, reason: str, message: str) -> None:
         """Count a failure; past the limit, slow the address down (429) instead of 401."""
@@ -797,6 +865,11 @@ class Gateway:
                     }
                 },
             )
+
+
+def _wants_page(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request is a browser navigating (it accepts HTML), not an API call."""
+    return b"text/html" in headers.get(b"accept", b"")
 
 
 def _header_text(value: bytes | None) -> str | None:

@@ -41,7 +41,7 @@ class Route:
 
 
 R, W, A = Scope.READ, Scope.WRITE, Scope.ADMIN
-UI = Hidden("the MLflow web UI is not served through the gateway")
+UI = Hidden("the MLflow UI's usage telemetry and demo data are not part of this registry platform")
 LLM = Hidden("MLflow's AI gateway and LLM features are not part of this registry platform")
 JOBS = Hidden("running server-side jobs is not part of this registry platform")
 
@@ -254,10 +254,12 @@ ROUTES: tuple[Route, ...] = (
     _route("GET POST", f"{V3}/workspaces", A),
     _route("GET PATCH DELETE", f"{V3}/workspaces/<workspace_name>", A),
     _route("GET POST PUT PATCH DELETE", f"{V3}/gateway/<path:rest>", A),  # secrets, endpoints
+    # ---- the MLflow web UI: its page and assets; its calls are the rows above --------
+    # (at the tracking URI, /api/mlflow/, for a person signed in at /login)
+    _route("GET", "/", R),
+    _route("GET", "/static-files/<path:path>", R),
+    _route("GET", "/build/<path:filename>", R),
     # ---- not exposed ------------------------------------------------------------
-    _route("GET", "/", UI),
-    _route("GET", "/static-files/<path:path>", UI),
-    _route("GET", "/build/<path:filename>", UI),
     _route("GET POST", "/ajax-api/3.0/mlflow/ui-telemetry", UI),
     _route("POST", "/ajax-api/3.0/mlflow/demo/generate", UI),
     _route("POST", "/ajax-api/3.0/mlflow/demo/delete", UI),

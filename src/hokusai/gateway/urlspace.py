@@ -36,6 +36,9 @@ DOCS_PATHS = (
     "/docs/static/favicon.png",
 )
 
+# The pages a person signs in and out with (hokusai.gateway.signin).
+SIGN_IN_PATHS = ("/", "/login", "/logout")
+
 # Percent-encodings that would change the path's structure once decoded.
 _ENCODED_STRUCTURE = re.compile(rb"%(2[fFeE]|5[cC]|00|25)")
 # A percent-encoded unreserved character (RFC 3986 2.3): the same as the character itself.
@@ -53,6 +56,7 @@ class Area(Enum):
     METRICS = "metrics"
     MLFLOW = "mlflow"
     ADMIN_API = "admin_api"
+    SIGN_IN = "sign_in"
     NOT_FOUND = "not_found"
 
 
@@ -135,6 +139,8 @@ def locate(path: str) -> Target:
         return Target(Area.READY)
     if path == "/metrics":
         return Target(Area.METRICS)
+    if path in SIGN_IN_PATHS:
+        return Target(Area.SIGN_IN)
     return Target(Area.NOT_FOUND)
 
 

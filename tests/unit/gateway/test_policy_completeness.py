@@ -353,13 +353,17 @@ def test_server_configuration_needs_admin(method: str, path: str) -> None:
     assert access(method, path) is Scope.ADMIN
 
 
+@pytest.mark.parametrize("path", ["/", "/static-files/static/js/main.js", "/build/index.html"])
+def test_the_mlflow_ui_page_and_assets_need_a_read_key(path: str) -> None:
+    """Served at the tracking URI to a signed-in person (or any key): a page that only
+    reads; what it then does goes through the rows of the API it calls."""
+    assert access("GET", path) is Scope.READ
+
+
 @pytest.mark.parametrize(
     ("method", "path", "reason"),
     [
-        ("GET", "/", "web UI"),
-        ("GET", "/static-files/static/js/main.js", "web UI"),
-        ("GET", "/build/index.html", "web UI"),
-        ("POST", "/ajax-api/3.0/mlflow/ui-telemetry", "web UI"),
+        ("POST", "/ajax-api/3.0/mlflow/ui-telemetry", "telemetry"),
         ("POST", "/gateway/openai/v1/chat/completions", "AI gateway"),
         ("GET", "/gateway/mlflow/v1/models", "AI gateway"),
         ("POST", "/gateway/proxy/my-endpoint/v1/embeddings", "AI gateway"),
@@ -371,7 +375,7 @@ def test_server_configuration_needs_admin(method: str, path: str) -> None:
         ("GET", "/ajax-api/3.0/mlflow/jobs/job-1", "jobs"),
     ],
 )
-def test_ui_llm_gateway_and_jobs_are_hidden(method: str, path: str, reason: str) -> None:
+def test_ui_telemetry_llm_gateway_and_jobs_are_hidden(method: str, path: str, reason: str) -> None:
     hidden = access(method, path)
     assert isinstance(hidden, Hidden)
     assert reason in hidden.reason
