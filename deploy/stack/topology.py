@@ -228,10 +228,8 @@ class Topology:
         port = self.mlflow_url.rsplit(":", 1)[1]
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
         # Each team is one of MLflow's workspaces: the gateway names one on every request.
-        return [*command, "--port", port, "--serve-artifacts", "--enable-workspaces"] + [
-            "--workers",
-            "1",
-        ]
+        options = ["--serve-artifacts", "--enable-workspaces", "--workers", "1"]
+        return [*command, "--port", port, *options]
 
     def _prepare_auth_store(self) -> None:
         """Migrate once, before any replica starts, and issue the first admin key (the

@@ -171,10 +171,11 @@ def test_read_key_cannot_register(
     experiment = unique("read-only")
     name = unique("denied")
     caplog.set_level("INFO", logger="hokusai.sdk")
-    # A 403 is a PermissionDeniedError, registration or not ...
+    # A 403 is a PermissionDeniedError, registration or not ... (without an alias to set,
+    # nothing is asked before the registration's first step: that step is refused)
     with pytest.raises(PermissionDeniedError) as raised:
         registry.register_baseline(
-            saved_lead_model, "lead_scoring", name, experiment_name=experiment
+            saved_lead_model, "lead_scoring", name, experiment_name=experiment, alias=None
         )
     error = raised.value
     # ... and still the registration's failure, with its step and what it left.

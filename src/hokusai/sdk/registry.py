@@ -373,9 +373,6 @@ class ModelRegistry:
             raise ValidationError("registration_id may hold 1-128 letters, digits and _ . : - only")
         if alias is not None:
             _check_alias(alias)
-            # A protected alias the key may not set would fail the registration's last
-            # step, after the upload: ask first.
-            self.require_scope("write", alias=alias)
         existing_uri = model if _is_model_uri(model) else None
         fmt: str | None = None
         if existing_uri is None:
@@ -386,6 +383,10 @@ class ModelRegistry:
                 "serialization_format applies to a model object or file, not to an already "
                 f"registered {existing_uri}"
             )
+        if alias is not None:
+            # After the checks that need no server, before any work: a protected alias the
+            # key may not set would otherwise fail the last step, after the upload.
+            self.require_scope("write", alias=alias)
         t = self._transport
         state = SagaState(registration_id=registration_id, model_name=name)
         tags = {**version_tags, TAG_REGISTRATION_ID: registration_id}
