@@ -278,3 +278,34 @@ def test_audit_health_and_workspaces(site: RunningGateway) -> None:
         assert 'id="workspace-default"' in workspaces.text
         assert "production, champion" in workspaces.text
         assert "rory" in workspaces.text and "reader" in workspaces.text
+
+
+def test_a_workspace_admin_sees_their_workspace_only(site: RunningGateway) -> None:
+    platform = site.create_key(Scope.ADMIN, owner="plato")
+    team = "team-" + uuid.uuid4().hex[:8]
+    made = httpx.post(
+        site.url + "/api/v1/workspaces",
+        json={"name": team},
+        headers={"Authorization": f"Bearer {platform}"},
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    with signed_in(site, platform) as person:
+        issued = person.post(
+            "/admin/keys/create", data={"name": "team lead", "role": "admin", "workspace": team}
+        )
+        assert issued.status_code == 201, issued.text
+    team_admin = NEW_KEY.search(issued.text).group(1)  # type: ignore[union-attr]
+    with signed_in(site, team_admin) as person:
+        workspaces = person.get("/admin/workspaces")
+        assert workspaces.status_code == 200
+        assert f'id="workspace-{team}"' in workspaces.text
+        assert 'id="workspace-default"' not in workspaces.text
+        keys = person.get("/admin/keys")
+        assert keys.status_code == 200 and "team lead" in keys.text
+        assert site.gateway.keys.resolve(platform).id not in keys.text
+        elsewhere = person.post(
+            "/admin/keys/create", data={"name": "stray", "role": "read", "workspace": "default"}
+        )
+        assert elsewhere.status_code == 403 and 'id="error"' in elsewhere.text
+        assert person.get("/admin/audit", params={"workspace": "default"}).status_code == 403
