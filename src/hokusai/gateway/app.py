@@ -24,6 +24,7 @@ import anyio
 import httpx
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import RedirectResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from hokusai import authorization
@@ -41,6 +42,7 @@ from hokusai.gateway.body import (
     read_body,
     stream_body,
 )
+from hokusai.gateway.console import Console
 from hokusai.gateway.errors import (
     GatewayError,
     domain_answer,
@@ -164,6 +166,11 @@ class Gateway:
             body_idle_timeout=settings.body_idle_timeout,
         )
         self.admin_api = build_admin_api(self.services)
+        self.console = Console(
+            self.services,
+            readiness=self.readiness,
+            body_idle_timeout=settings.body_idle_timeout,
+        )
         # The resolution cache and the follower of other replicas' registry writes that
         # keeps it in step (started with the lifespan; until then nothing is served).
         self.origin = registry_changes.new_origin()
@@ -369,6 +376,8 @@ class Gateway:
                 key=exchange.key, request_id=exchange.request_id, client=exchange.client
             )
             await self.admin_api(scope, receive, send)
+        elif target.area is Area.CONSOLE:
+            await self._console(scope, receive, send, headers, exchange)
         elif target.area is Area.MLFLOW:
             # In canonical form the prefix is the same characters in the raw path.
             await self._forward(
@@ -382,6 +391,48 @@ class Gateway:
             )
         else:
             raise urlspace.not_found(scope["path"], self._base_url(scope, headers))
+
+    # ---- the admin console ---------------------------------------------------------
+
+    async def _console(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        exchange: Exchange,
+    ) -> None:
+        """The console's pages, for a key header or a session, by the rules of every
+        request: a write through a session must come from this site, and the key's rate
+        limit applies."""
+        path = scope["path"]
+        if not path.startswith(urlspace.CONSOLE_PREFIX):
+            await RedirectResponse(urlspace.CONSOLE_PREFIX, 308)(scope, receive, send)
+            return
+        try:
+            key = exchange.key = await self._authenticate(headers, exchange)
+        except GatewayError as refused:
+            if refused.error_code is ErrorCode.UNAUTHENTICATED and scope["method"] in (
+                "GET",
+                "HEAD",
+            ):
+                # A person opening a page without a (live) session: to the sign-in page,
+                # and back here afterwards.
+                exchange.error_reason = refused.reason
+                query = scope.get("query_string", b"").decode("latin-1")
+                await login_redirect(path + ("?" + query if query else ""))(scope, receive, send)
+                return
+            raise
+        self._check_same_origin(scope, headers, exchange)
+        await self._rate_limit(key)
+        await self.console.handle(
+            scope,
+            receive,
+            send,
+            key=key,
+            request_id=exchange.request_id,
+            client=exchange.client,
+        )
 
     # ---- the MLflow path ----------------------------------------------------------
 

@@ -22,7 +22,7 @@ ROUTE_CLASSES = ("tracking", "registry", "artifacts", "admin", "other")
 
 def route_class(area: str, mlflow_path: str = "") -> str:
     """The coarse class of a request, for metrics: a small, fixed set of label values."""
-    if area == "admin_api":
+    if area in ("admin_api", "console"):
         return "admin"
     if area != "mlflow":
         return "other"

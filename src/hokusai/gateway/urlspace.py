@@ -38,6 +38,9 @@ DOCS_PATHS = (
 
 # The pages a person signs in and out with (hokusai.gateway.signin).
 SIGN_IN_PATHS = ("/", "/login", "/logout")
+# The admin console (hokusai.gateway.console): its pages are under this prefix, and the
+# prefix without its slash is sent there.
+CONSOLE_PREFIX = "/admin/"
 
 # Percent-encodings that would change the path's structure once decoded.
 _ENCODED_STRUCTURE = re.compile(rb"%(2[fFeE]|5[cC]|00|25)")
@@ -57,6 +60,7 @@ class Area(Enum):
     MLFLOW = "mlflow"
     ADMIN_API = "admin_api"
     SIGN_IN = "sign_in"
+    CONSOLE = "console"
     NOT_FOUND = "not_found"
 
 
@@ -141,6 +145,8 @@ def locate(path: str) -> Target:
         return Target(Area.METRICS)
     if path in SIGN_IN_PATHS:
         return Target(Area.SIGN_IN)
+    if path.startswith(CONSOLE_PREFIX) or path == CONSOLE_PREFIX.rstrip("/"):
+        return Target(Area.CONSOLE)
     return Target(Area.NOT_FOUND)
 
 

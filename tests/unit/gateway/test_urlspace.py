@@ -133,6 +133,12 @@ def test_mlflow_paths(path: str, mlflow_path: str) -> None:
         ("/health", Area.HEALTH),
         ("/ready", Area.READY),
         ("/metrics", Area.METRICS),
+        ("/", Area.SIGN_IN),
+        ("/login", Area.SIGN_IN),
+        ("/logout", Area.SIGN_IN),
+        ("/admin", Area.CONSOLE),
+        ("/admin/", Area.CONSOLE),
+        ("/admin/keys", Area.CONSOLE),
     ],
 )
 def test_gateway_areas(path: str, area: Area) -> None:
@@ -144,7 +150,6 @@ def test_gateway_areas(path: str, area: Area) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/",
         "/api/mlflow",  # the tracking URI itself, not an endpoint
         "/api/mlflowx/api/2.0/mlflow/runs/get",
         "/api/2.0/mlflow",
@@ -158,6 +163,8 @@ def test_gateway_areas(path: str, area: Area) -> None:
         "/metrics/x",
         "/get-artifact",
         "/graphql",
+        "/administrator",
+        "/login/",
     ],
 )
 def test_everything_else_is_not_found(path: str) -> None:
