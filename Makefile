@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The browser tests drive Debian's chromium (scripts/setup-test-deps.sh): Playwright must never
+# fetch a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: install test-deps serve test reliability faults soak lint format bench topology clean
 
@@ -15,7 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests need (nginx, for tests/topology/); quick when present.
+# What the tests need beyond Python (nginx for tests/topology/, chromium for tests/browser/);
+# quick when present.
 test-deps:
 	sh scripts/setup-test-deps.sh
 

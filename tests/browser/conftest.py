@@ -1,0 +1,60 @@
+"""Chromium for the browser tests: one headless browser for the whole session (it starts in
+a second or two, and the suite must stay quick), a fresh context for each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from chromium import ACTION_TIMEOUT_MS, VIEWPORT, EgressTrap, is_loopback, launch_options
+
+
+@pytest.fixture(scope="session")
+def egress_trap() -> Iterator[EgressTrap]:
+    """Where every connection the browser tries to make off this machine ends up."""
+    trap = EgressTrap()
+    yield trap
+    trap.close()
+
+
+@pytest.fixture(scope="session")
+def _playwright() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(_playwright: Playwright, egress_trap: EgressTrap) -> Iterator[Browser]:
+    """Headless Chromium, confined to loopback (``chromium.launch_options``)."""
+    browser = _playwright.chromium.launch(**launch_options(egress_trap))
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page_requests() -> list[str]:
+    """The URL of every request the test's page made, in order."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, page_requests: list[str], egress_trap: EgressTrap) -> Iterator[Page]:
+    """A page in a context of its own (no cookies or storage from another test), 1280 by 800.
+
+    Afterwards every request it made must have stayed on loopback, and nothing at all may
+    have tried to leave the machine while the test ran.
+    """
+    attempts_before = len(egress_trap.attempts)
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    context.set_default_navigation_timeout(ACTION_TIMEOUT_MS)
+    context.on("request", lambda request: page_requests.append(request.url))
+    page = context.new_page()
+    yield page
+    context.close()
+    outside = [url for url in page_requests if not is_loopback(url)]
+    assert not outside, f"the page requested addresses off this machine: {outside}"
+    escaped = egress_trap.attempts[attempts_before:]
+    assert not escaped, f"the browser tried to leave this machine: {escaped}"
