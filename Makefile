@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# What the tests need beyond Python (nginx for tests/topology/, chromium for tests/browser/);
-# quick when present.
+# What the tests need beyond Python (nginx for tests/topology/, chromium for tests/browser/,
+# the OpenID provider of tests/oidc/); quick when present.
 test-deps:
 	sh scripts/setup-test-deps.sh
 

@@ -2,7 +2,8 @@
 # What the test suite needs beyond Python, each installed only when it is missing:
 # - nginx, the TLS load balancer of the production-topology tests (tests/topology/);
 # - chromium, the browser of the browser tests (tests/browser/), which Playwright drives
-#   (Playwright's own browser builds are never downloaded).
+#   (Playwright's own browser builds are never downloaded);
+# - the OpenID provider of the single sign-on tests (tests/oidc/), from its package-lock.json.
 # Idempotent and quick when everything is there; the package lists are refreshed only when an
 # install fails without it.
 set -eu
@@ -34,4 +35,15 @@ fi
 
 if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
+fi
+
+# npm writes node_modules/.package-lock.json last: without it (or older than the lock file)
+# the install is missing, unfinished or stale.
+installed=tests/oidc/node_modules/.package-lock.json
+if [ ! -f "$installed" ] || [ tests/oidc/package-lock.json -nt "$installed" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm is missing: the OpenID provider of tests/oidc/ runs under Node.js 20 or later" >&2
+        exit 1
+    fi
+    npm ci --prefix tests/oidc --no-audit --no-fund
 fi

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -184,3 +186,77 @@ def replicas(
     finally:
         for replica in started:
             replica.stop()
+
+
+# ---- the OpenID provider of the single sign-on tests (tests/oidc/provider.mjs) ----------
+
+OIDC_DIR = Path(__file__).parent / "oidc"
+OIDC_STARTUP_SECONDS = 30.0  # under a second usually
+
+
+@dataclass(frozen=True)
+class OidcClient:
+    """The one client the provider knows: confidential, PKCE required."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+
+@dataclass
+class OidcProvider:
+    """oidc-provider under Node.js, in its own session; its one user signs in without a form."""
+
+    issuer: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def start_oidc_provider(
+    port: int,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    *,
+    log: Path,
+    user: dict[str, object] | None = None,
+) -> OidcProvider:
+    """The provider at ``http://127.0.0.1:<port>`` with one confidential client (PKCE
+    required), once its discovery document is served. ``user`` overrides claims of the test
+    user (``ana@example.com``, "Ana Lovelace", groups ``["gtm-admins"]``)."""
+    node = shutil.which("node")
+    if node is None or not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("the OpenID provider needs Node.js and `make test-deps` (npm ci in tests/oidc)")
+    command = [node, str(OIDC_DIR / "provider.mjs"), "--port", str(port)]
+    command += ["--client-id", client_id, "--client-secret", client_secret]
+    command += ["--redirect-uri", redirect_uri]
+    if user is not None:
+        command += ["--user", json.dumps(user)]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    provider = OidcProvider(f"http://127.0.0.1:{port}", process, log)
+    discovery = provider.issuer + "/.well-known/openid-configuration"
+    try:
+        deadline = time.monotonic() + OIDC_STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the OpenID provider exited: {log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(discovery, timeout=5).status_code == 200:
+                    return provider
+            time.sleep(0.1)
+        pytest.fail(f"no discovery document from the OpenID provider in {OIDC_STARTUP_SECONDS:g} s")
+    except BaseException:
+        provider.stop()  # nothing outlives a failed start
+        raise
