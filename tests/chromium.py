@@ -136,6 +136,8 @@ def launch_options(trap: EgressTrap) -> dict[str, Any]:
         # a loopback port that refuses them.
         f"--gaia-url={trap.dead_end_url}",
         f"--component-updater=url-source={trap.dead_end_url}",
+        # Filling a form asks the autofill server about its fields: the same dead end.
+        f"--autofill-server-url={trap.dead_end_url}",
     ]
     return {
         "executable_path": CHROMIUM,

@@ -462,10 +462,28 @@ class Gateway:
                 key, _header_text(headers.get(WORKSPACE_HEADER))
             )
             access = self._authorize(method, mlflow_path, key, scope, headers, workspace)
+            if method == "GET" and key.workspace is not None:
+                seen = _workspace_read(mlflow_path)
+                if seen is not None and seen != _ALL_WORKSPACES:
+                    # One workspace by name: the key's own only.
+                    authorization.request_workspace(key, seen)
         except PermissionDenied as refusal:
             self.metrics.auth_failures.labels(refusal.reason).inc()
             raise domain_answer(refusal) from None
         await self._rate_limit(key)
+        if (
+            method == "GET"
+            and key.workspace is not None
+            and (_workspace_read(mlflow_path) == _ALL_WORKSPACES)
+        ):
+            # MLflow would list every team's workspace: a workspace's key sees its own (the
+            # MLflow UI picks its workspace from this list).
+            settings = await self._workspace_settings(key.workspace)
+            description = settings.description if settings else ""
+            await _send_json(
+                send, 200, {"workspaces": [{"name": key.workspace, "description": description}]}
+            )
+            return
 
         transfer = is_artifact_transfer(mlflow_path)
         upload = is_artifact_upload(mlflow_path)
@@ -916,6 +934,25 @@ class Gateway:
                     }
                 },
             )
+
+
+_ALL_WORKSPACES = ""
+_WORKSPACES_PATH = "/api/3.0/mlflow/workspaces"
+
+
+def _workspace_read(mlflow_path: str) -> str | None:
+    """For a read of MLflow's workspaces: ``_ALL_WORKSPACES`` for the list, the name for
+    one workspace; None for any other path."""
+    path = (
+        "/api/" + mlflow_path[len("/ajax-api/") :]
+        if mlflow_path.startswith("/ajax-api/")
+        else mlflow_path
+    )
+    if path == _WORKSPACES_PATH:
+        return _ALL_WORKSPACES
+    if path.startswith(_WORKSPACES_PATH + "/") and "/" not in path[len(_WORKSPACES_PATH) + 1 :]:
+        return path[len(_WORKSPACES_PATH) + 1 :]
+    return None
 
 
 def _wants_page(headers: dict[bytes, bytes]) -> bool:

@@ -251,8 +251,12 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", f"{V3}/mcp-servers/<path:name>/aliases", W),
     _route("DELETE", f"{V3}/mcp-servers/<path:name>/aliases/<path:alias>", W),
     # ---- server-wide configuration: admins only --------------------------------
-    _route("GET POST", f"{V3}/workspaces", A),
-    _route("GET PATCH DELETE", f"{V3}/workspaces/<workspace_name>", A),
+    # Reading them: a workspace's key sees its own only (the gateway answers the list
+    # itself, app.py); creating and changing them configures the server.
+    _route("GET", f"{V3}/workspaces", R),
+    _route("GET", f"{V3}/workspaces/<workspace_name>", R),
+    _route("POST", f"{V3}/workspaces", A),
+    _route("PATCH DELETE", f"{V3}/workspaces/<workspace_name>", A),
     _route("GET POST PUT PATCH DELETE", f"{V3}/gateway/<path:rest>", A),  # secrets, endpoints
     # ---- the MLflow web UI: its page and assets; its calls are the rows above --------
     # (at the tracking URI, /api/mlflow/, for a person signed in at /login)

@@ -21,6 +21,7 @@ from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.gateway.body import read_body
 from hokusai.gateway.sessions import Sessions, cookie, same_origin, session_token
 from hokusai.keys.service import KeyRejected, KeyService
+from hokusai.workspaces.records import DEFAULT_WORKSPACE
 
 UI_HOME = "/api/mlflow/"
 MAX_FORM_BYTES = 8192
@@ -131,6 +132,10 @@ class SignIn:
                 workspace=record.workspace,
             ),
         )
+        if target == UI_HOME:
+            # MLflow's UI shows a workspace's models once one is chosen; it keeps the one
+            # named in its URL: the key's own (a platform admin starts in the default one).
+            target += "#/?workspace=" + quote(record.workspace or DEFAULT_WORKSPACE, safe="")
         response = RedirectResponse(target, status_code=303)
         response.headers.append(
             "set-cookie", cookie(token, max_age=self._sessions.max_age, secure=secure)

@@ -346,7 +346,8 @@ def test_writes_need_write(method: str, path: str) -> None:
         ("GET", f"{V3}/gateway/secrets/list"),
         ("POST", f"{V3}/gateway/secrets/create"),
         ("GET", "/ajax-api/3.0/mlflow/gateway/secrets/config"),
-        ("GET", f"{V3}/workspaces"),
+        ("POST", f"{V3}/workspaces"),
+        ("DELETE", f"{V3}/workspaces/team-a"),
     ],
 )
 def test_server_configuration_needs_admin(method: str, path: str) -> None:
