@@ -189,3 +189,19 @@ def test_an_admin_manages_keys_and_webhooks_in_the_console(
     expect(page.locator("tr.attempt[data-status-code='200']").first).to_be_visible()
     screenshot(page, "console-deliveries", tmp_path)
     assert receiver.wait_for("/hooks", 1)
+
+
+def test_sign_in_and_the_console_work_by_keyboard(site: RunningGateway, page: Page) -> None:
+    """No mouse: the key field has the focus, Enter signs in; the console's forms are
+    reached with Tab and sent with Enter."""
+    page.goto(site.url + "/login?next=/admin/keys")
+    page.keyboard.type(site.create_key(Scope.ADMIN))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(site.url + "/admin/keys")
+    page.locator("#key-name").focus()
+    page.keyboard.type("keyboard made")
+    page.keyboard.press("Tab")  # to the owner field
+    expect(page.locator("#key-owner")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-new-key]")).to_be_visible()
+    expect(page.get_by_text("keyboard made").first).to_be_visible()
