@@ -136,7 +136,8 @@ def launch_options(trap: EgressTrap) -> dict[str, Any]:
         # a loopback port that refuses them.
         f"--gaia-url={trap.dead_end_url}",
         f"--component-updater=url-source={trap.dead_end_url}",
-        # Filling a form asks the autofill server about its fields: the same dead end.
+        # A page with a password field (the gateway's sign-in page) makes autofill ask
+        # Google about the form: sent to the same dead end.
         f"--autofill-server-url={trap.dead_end_url}",
     ]
     return {

@@ -82,12 +82,13 @@ class RunningGateway:
         self.thread.join(timeout=10)
 
 
-def start_gateway(settings: Settings) -> RunningGateway:
-    """The real gateway on a real loopback socket, served by uvicorn in a thread."""
+def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGateway:
+    """The real gateway on a real loopback socket, served by uvicorn in a thread; on
+    ``port`` when it must be known first (single sign-on's redirect URI names it)."""
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     gateway = Gateway(settings, engine=engine)
-    port = free_port()
+    port = port or free_port()
     config = server_config(gateway, settings, host="127.0.0.1", port=port, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

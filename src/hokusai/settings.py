@@ -12,10 +12,11 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hokusai.networks import Network, parse_networks
+from hokusai.role_map import RoleRule, parse_role_map
 
 SECRET_FILE = "secret.key"
 ADMIN_KEY_FILE = "admin.key"
@@ -220,6 +221,71 @@ class Settings(BaseSettings):
         description="Seconds the oldest due delivery may wait before /ready and "
         "`hokusai doctor --server` report the dispatcher as failing.",
     )
+
+    # Single sign-on (OpenID Connect): off unless an issuer is set.
+    oidc_issuer: str | None = Field(
+        default=None,
+        description=(
+            "OpenID provider for single sign-on (its discovery document is "
+            "<issuer>/.well-known/openid-configuration); unset: sign-in with API keys only."
+        ),
+    )
+    oidc_client_id: str | None = Field(
+        default=None, description="This gateway's client id at the OpenID provider."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="This gateway's client secret at the OpenID provider."
+    )
+    oidc_scopes: str = Field(
+        default="openid email profile",
+        description="Scopes asked of the OpenID provider (space-separated; openid is required).",
+    )
+    oidc_role_map: str = Field(
+        default="[]",
+        description=(
+            "JSON list of rules mapping a person's ID token claims to a workspace and role, "
+            'first match wins, e.g. [{"group": "ml-admins", "workspace": "ml", "role": '
+            '"admin"}, {"email": "*@example.com", "workspace": "default", "role": "read"}]. '
+            "A person no rule matches is not signed in."
+        ),
+    )
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _valid_role_map(cls, value: str) -> str:
+        try:
+            parse_role_map(value)
+        except ValueError as exc:
+            raise ValueError(f"HOKUSAI_OIDC_ROLE_MAP: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _complete_sso(self) -> Settings:
+        if self.oidc_issuer is None:
+            return self
+        missing = [
+            f"HOKUSAI_{name.upper()}"
+            for name in ("oidc_client_id", "oidc_client_secret")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"single sign-on (HOKUSAI_OIDC_ISSUER) needs {' and '.join(missing)}")
+        if not self.oidc_role_rules:
+            raise ValueError(
+                "single sign-on (HOKUSAI_OIDC_ISSUER) needs HOKUSAI_OIDC_ROLE_MAP: without a "
+                "rule nobody could sign in"
+            )
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("HOKUSAI_OIDC_SCOPES must include openid")
+        return self
+
+    @cached_property
+    def oidc_role_rules(self) -> tuple[RoleRule, ...]:
+        return parse_role_map(self.oidc_role_map)
+
+    @property
+    def sso_enabled(self) -> bool:
+        return self.oidc_issuer is not None
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -180,6 +180,12 @@ class KeyAdmin:
         with change(self._engine, actor, Action.KEYS_ROTATE, actor.workspace) as unit:
             old = self._resolve(unit.conn, reference)
             unit.within(old.workspace)
+            if old.is_person:
+                raise InvalidInput(
+                    f"{old.id} is a person who signs in with single sign-on ({old.owner}), not "
+                    "a key: there is nothing to rotate. Revoke it to stop them signing in; "
+                    "create a key if they need one for scripts."
+                )
             if old.revoked_at is not None:
                 raise InvalidInput(f"{old.id} is revoked; create a new key instead of rotating it")
             lifetime: timedelta | None

@@ -43,6 +43,10 @@ api_keys = Table(
     Column("workspace", String(63), nullable=True, index=True),
     # JSON list of model-name patterns a write key is limited to; NULL: every model.
     Column("model_patterns", Text, nullable=True),
+    # A person signed in with single sign-on: the provider's issuer and ``sub``. Such a row
+    # is no key anyone holds (its key_hash is of random bytes nobody kept); NULL for keys.
+    Column("subject", String(300), nullable=True),
+    Index("ix_api_keys_subject", "subject", unique=True),
 )
 
 # Browser sessions: a person signed in with a key (the cookie holds a token; only its keyed
@@ -58,6 +62,24 @@ sessions = Table(
     # The absolute end; an idle session ends earlier (HOKUSAI_SESSION_IDLE_TIMEOUT).
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
+)
+
+# Single sign-on attempts in flight: started at /login/sso, finished once at its callback
+# on any replica. The state is stored hashed (it travels in URLs); the nonce and PKCE
+# verifier must be usable, and live minutes.
+sso_attempts = Table(
+    "sso_attempts",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    # Hash of the random value in the browser's short-lived cookie: the attempt is finished
+    # only by the browser that started it.
+    Column("browser_hash", String(64), nullable=False),
+    Column("nonce", String(128), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("next_path", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),
 )
 
 # A workspace is a team: MLflow isolates its experiments, runs, models and artifacts

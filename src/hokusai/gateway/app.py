@@ -67,6 +67,7 @@ from hokusai.gateway.resolution_cache import (
 )
 from hokusai.gateway.sessions import Sessions, same_origin, session_token
 from hokusai.gateway.signin import SignIn, login_redirect
+from hokusai.gateway.sso import SingleSignOn
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
 from hokusai.gateway.write_queue import WriteQueue
@@ -164,6 +165,18 @@ class Gateway:
             base_url=self._base_url,
             failed=self._sign_in_failed,
             body_idle_timeout=settings.body_idle_timeout,
+            sso=(
+                SingleSignOn(
+                    settings,
+                    self.engine,
+                    self.keys,
+                    self.sessions,
+                    self.audit,
+                    failed=self._sign_in_failed,
+                )
+                if settings.sso_enabled
+                else None
+            ),
         )
         self.admin_api = build_admin_api(self.services)
         self.console = Console(

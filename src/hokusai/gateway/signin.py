@@ -2,9 +2,10 @@
 
 ``/login`` takes an API key pasted into a form, checks it like any request's key, and
 starts a browser session (``gateway/sessions.py``); the key itself never reaches the
-browser's storage. ``/`` sends a signed-in person to the MLflow UI at the tracking URI
-(``/api/mlflow/``), anyone else to ``/login``. Posts to these pages must come from the
-site's own pages (no login or logout forced by another site).
+browser's storage. With an OpenID provider configured it also offers single sign-on
+(``/login/sso``, ``gateway/sso.py``). ``/`` sends a signed-in person to the MLflow UI at
+the tracking URI (``/api/mlflow/``), anyone else to ``/login``. Posts to these pages must
+come from the site's own pages (no login or logout forced by another site).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.gateway.body import read_body
 from hokusai.gateway.sessions import Sessions, cookie, same_origin, session_token
+from hokusai.gateway.sso import CALLBACK_PATH, START_PATH, Refused, SingleSignOn, browser_value
 from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.workspaces.records import DEFAULT_WORKSPACE
 
@@ -47,8 +49,10 @@ class SignIn:
         base_url: Callable[[Scope, dict[bytes, bytes]], str],
         failed: Callable[[str, str], None],
         body_idle_timeout: float,
+        sso: SingleSignOn | None = None,
     ) -> None:
         self._sessions = sessions
+        self._sso = sso
         self._keys = keys
         self._audit = audit
         self._base_url = base_url
@@ -72,7 +76,11 @@ class SignIn:
         base = self._base_url(scope, headers)
         secure = base.startswith("https://")
         response: Response
-        if method in ("GET", "HEAD"):
+        if method == "GET" and path in (START_PATH, CALLBACK_PATH):
+            response = await self._single_sign_on(
+                path, scope, headers, base, secure, request_id, client
+            )
+        elif method in ("GET", "HEAD"):
             response = await self._show(path, scope, headers)
         elif method == "POST" and path in ("/login", "/logout"):
             if not same_origin(headers, base):
@@ -89,6 +97,32 @@ class SignIn:
         else:
             response = Response(status_code=405, headers={"Allow": "GET, HEAD, POST"})
         await response(scope, receive, send)
+
+    async def _single_sign_on(
+        self,
+        path: str,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        base: str,
+        secure: bool,
+        request_id: str,
+        client: str,
+    ) -> Response:
+        query = scope.get("query_string", b"").decode("latin-1")
+        if self._sso is None:
+            return self._page(
+                "login.html", 404, error="Single sign-on is not set up here.", next=UI_HOME
+            )
+        try:
+            if path == START_PATH:
+                target = safe_next(parse_qs(query).get("next", [""])[0])
+                return await self._sso.start(base, target, secure)
+            return await self._sso.finish(
+                query, browser_value(headers.get(b"cookie")), base, secure, request_id, client
+            )
+        except Refused as refused:
+            self._failed(refused.reason, refused.message)
+            return self._page("login.html", refused.status, error=refused.message, next=UI_HOME)
 
     async def _show(self, path: str, scope: Scope, headers: dict[bytes, bytes]) -> Response:
         if path == "/login":
@@ -151,7 +185,7 @@ class SignIn:
         return response
 
     def _page(self, template: str, status: int, **context: object) -> HTMLResponse:
-        html = self._templates.get_template(template).render(**context)
+        html = self._templates.get_template(template).render(sso=self._sso is not None, **context)
         return HTMLResponse(
             html,
             status_code=status,

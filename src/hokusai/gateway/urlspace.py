@@ -37,7 +37,7 @@ DOCS_PATHS = (
 )
 
 # The pages a person signs in and out with (hokusai.gateway.signin).
-SIGN_IN_PATHS = ("/", "/login", "/logout")
+SIGN_IN_PATHS = ("/", "/login", "/logout", "/login/sso", "/login/sso/callback")
 # The admin console (hokusai.gateway.console): its pages are under this prefix, and the
 # prefix without its slash is sent there.
 CONSOLE_PREFIX = "/admin/"

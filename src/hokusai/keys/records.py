@@ -36,6 +36,12 @@ class KeyRecord:
     workspace: str | None = "default"
     # Model-name patterns (``*`` and ``?``) its registry writes are limited to; empty: all.
     models: tuple[str, ...] = field(default=())
+    # A person signed in with single sign-on (issuer and ``sub``), not a key; None: a key.
+    subject: str | None = None
+
+    @property
+    def is_person(self) -> bool:
+        return self.subject is not None
 
     @property
     def is_platform_admin(self) -> bool:

@@ -29,6 +29,7 @@ def _record(row: Row[tuple[object, ...]]) -> KeyRecord:
         rotated_from=m["rotated_from"],
         workspace=m["workspace"],
         models=tuple(json.loads(m["model_patterns"])) if m["model_patterns"] else (),
+        subject=m["subject"],
     )
 
 
@@ -99,3 +100,27 @@ def mark_revoked(conn: Connection, *, key_id: str, at: datetime) -> bool:
 
 def touch_last_used(conn: Connection, *, key_id: str, at: datetime) -> None:
     conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=at))
+
+
+def get_by_subject(conn: Connection, *, subject: str) -> KeyRecord | None:
+    """The row of the person signed in with single sign-on as ``subject``, if any."""
+    row = conn.execute(select(*_COLUMNS).where(api_keys.c.subject == subject)).first()
+    return _record(row) if row else None
+
+
+def update_person(
+    conn: Connection,
+    *,
+    key_id: str,
+    name: str,
+    owner: str,
+    scope: Scope,
+    workspace: str,
+    at: datetime,
+) -> None:
+    """A person's name and access as their provider and the role map say at this sign-in."""
+    conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id)
+        .values(name=name, owner=owner, scope=scope.value, workspace=workspace, last_used_at=at)
+    )
