@@ -60,7 +60,9 @@ def test_sign_in_use_the_ui_and_sign_out(site: RunningGateway) -> None:
         assert "frame-ancestors 'none'" in form.headers["content-security-policy"]
 
         signed_in = sign_in(person, key)
-        assert signed_in.status_code == 303 and signed_in.headers["location"] == UI
+        # To the UI, with the key's workspace chosen for MLflow's UI.
+        assert signed_in.status_code == 303
+        assert signed_in.headers["location"] == UI + "#/?workspace=default"
         set_cookie = signed_in.headers["set-cookie"]
         assert set_cookie.startswith("hokusai_session=")
         assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
@@ -157,7 +159,7 @@ def test_bad_keys_and_idle_sessions(site: RunningGateway) -> None:
         assert "hokusai_session" not in person.cookies
         # Only a path of this site is followed after sign-in.
         elsewhere = sign_in(person, site.create_key(Scope.READ), next_path="//evil.example/x")
-        assert elsewhere.headers["location"] == UI
+        assert elsewhere.headers["location"] == UI + "#/?workspace=default"
         assert person.get(SEARCH).status_code == 200
         time.sleep(2.5)  # longer than this site's idle timeout
         idle = person.get(SEARCH)
