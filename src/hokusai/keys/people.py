@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from hokusai.keys import store
 from hokusai.keys.records import KeyRecord
@@ -50,6 +51,17 @@ def sign_in(
     engine: Engine, hash_key: Callable[[str], str], person: Person, *, scope: Scope, workspace: str
 ) -> KeyRecord:
     """The person's row, created or brought up to date; :class:`PersonRevoked` if revoked."""
+    try:
+        return _sign_in_once(engine, hash_key, person, scope=scope, workspace=workspace)
+    except IntegrityError:
+        # The same person's first sign-in, twice at once (two tabs, two replicas): the
+        # other one made the row; this one now brings it up to date.
+        return _sign_in_once(engine, hash_key, person, scope=scope, workspace=workspace)
+
+
+def _sign_in_once(
+    engine: Engine, hash_key: Callable[[str], str], person: Person, *, scope: Scope, workspace: str
+) -> KeyRecord:
     name = (NAME_PREFIX + (person.email or person.name))[:200]
     owner = person.owner[:200]
     now = utcnow()
