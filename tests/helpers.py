@@ -237,11 +237,13 @@ def start_oidc_provider(
     node = shutil.which("node")
     if node is None or not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("the OpenID provider needs Node.js and `make test-deps` (npm ci in tests/oidc)")
-    command = [node, str(OIDC_DIR / "provider.mjs"), "--port", str(port)]
-    command += ["--client-id", client_id, "--client-secret", client_secret]
-    command += ["--redirect-uri", redirect_uri]
+    # Every value as --name=value: a random secret may start with '-', which Node's
+    # argument parser would otherwise take for an option of its own.
+    command = [node, str(OIDC_DIR / "provider.mjs"), f"--port={port}"]
+    command += [f"--client-id={client_id}", f"--client-secret={client_secret}"]
+    command += [f"--redirect-uri={redirect_uri}"]
     if user is not None:
-        command += ["--user", json.dumps(user)]
+        command += [f"--user={json.dumps(user)}"]
     with log.open("wb") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True

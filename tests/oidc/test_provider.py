@@ -173,3 +173,24 @@ def test_a_code_is_not_exchanged_without_its_verifier(
         )
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "invalid_grant"
+
+
+def test_a_secret_that_starts_with_a_dash_is_a_value(
+    oidc_client: OidcClient, tmp_path: Path
+) -> None:
+    """Random secrets start with '-' now and then (token_urlsafe): still the client's."""
+    secret = "-" + secrets.token_urlsafe(16)
+    provider = start_oidc_provider(
+        free_port(),
+        oidc_client.client_id,
+        secret,
+        oidc_client.redirect_uri,
+        log=tmp_path / "provider.log",
+    )
+    try:
+        document = httpx.get(provider.issuer + "/.well-known/openid-configuration", timeout=10)
+        dashed = OidcClient(oidc_client.client_id, secret, oidc_client.redirect_uri)
+        claims = sign_in(provider, dashed, document.json())
+    finally:
+        provider.stop()
+    assert claims["email"] == "ana@example.com"
