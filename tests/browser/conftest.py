@@ -1,5 +1,9 @@
-"""Chromium for the browser tests: one headless browser for the whole session (it starts in
-a second or two, and the suite must stay quick), a fresh context for each test."""
+"""Chromium for the browser tests: one headless browser per test module (it starts in a
+second or two), a fresh context for each test.
+
+Not one per session: Playwright's synchronous API keeps an asyncio loop running in the
+thread while it is open, and a later test in the same worker that calls ``asyncio.run``
+(the CLI does) would fail. Closing it with each module ends that loop."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from chromium import ACTION_TIMEOUT_MS, VIEWPORT, EgressTrap, is_loopback, launch_options
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def egress_trap() -> Iterator[EgressTrap]:
     """Where every connection the browser tries to make off this machine ends up."""
     trap = EgressTrap()
@@ -19,13 +23,13 @@ def egress_trap() -> Iterator[EgressTrap]:
     trap.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _playwright() -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(_playwright: Playwright, egress_trap: EgressTrap) -> Iterator[Browser]:
     """Headless Chromium, confined to loopback (``chromium.launch_options``)."""
     browser = _playwright.chromium.launch(**launch_options(egress_trap))
