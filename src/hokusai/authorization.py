@@ -77,7 +77,7 @@ NEEDED: Mapping[Action, Scope] = MappingProxyType(
 # The audit action of a refusal (kept from the gateway's own refusals).
 DENIED = "denied"
 
-# What refused a request, as ``details["refused_by"]`` names it.
+# What refused a request: the refusal's ``reason``, which ``details["refused_by"]`` repeats.
 ROLE = "role"
 WORKSPACE = "workspace"
 MODEL_PATTERN = "model_pattern"
@@ -91,10 +91,6 @@ def granted_by(workspace: str | None) -> str:
     if workspace is None:
         return "a platform admin"
     return f"an admin of workspace '{workspace}' or a platform admin"
-
-
-def _where(workspace: str | None) -> str:
-    return "platform-wide" if workspace is None else f"in workspace '{workspace}'"
 
 
 def _has(workspace: str | None, scope: Scope) -> str:
@@ -121,9 +117,8 @@ def authorize(actor: Actor, action: Action, workspace: str | None = None) -> Non
         f"{message}; {actor.label} {_has(actor.workspace, actor.scope)}. "
         f"Ask {granted_by(workspace)}.",
         needed=needed.value,
-        reason=ROLE,
+        reason=ROLE if in_reach or workspace is None else WORKSPACE,
         details={
-            "refused_by": ROLE if in_reach or workspace is None else WORKSPACE,
             "needed": needed.value,
             "role": actor.scope.value,
             "workspace": workspace,
@@ -154,7 +149,6 @@ def request_workspace(key: KeyRecord, requested: str | None) -> str:
             needed=key.scope.value,
             reason=WORKSPACE,
             details={
-                "refused_by": WORKSPACE,
                 "workspace": requested,
                 "key_workspace": key.workspace,
                 "granted_by": granted_by(requested),
@@ -183,7 +177,6 @@ def check_role(key: KeyRecord, needed: Scope, what: str, workspace: str) -> None
         needed=needed.value,
         reason=ROLE,
         details={
-            "refused_by": ROLE,
             "needed": needed.value,
             "role": key.scope.value,
             "workspace": None if platform else workspace,
@@ -193,8 +186,24 @@ def check_role(key: KeyRecord, needed: Scope, what: str, workspace: str) -> None
     )
 
 
-def check_models(key: KeyRecord, names: Iterable[str], what: str, workspace: str) -> None:
-    """A write key limited to model-name patterns changes only the models they match."""
+def check_models(key: KeyRecord, names: Iterable[str] | None, what: str, workspace: str) -> None:
+    """A write key limited to model-name patterns changes only the models they match;
+    ``names`` None: the request's models cannot be told, which such a key may not do."""
+    if not key.models:
+        return
+    if names is None:
+        raise PermissionDenied(
+            f"{what}: the model it changes cannot be told from the request, and "
+            f"{_key_label(key)} may only change models matching "
+            f"{', '.join(repr(p) for p in key.models)}.",
+            needed=key.scope.value,
+            reason=MODEL_PATTERN,
+            details={
+                "patterns": list(key.models),
+                "workspace": workspace,
+                "granted_by": granted_by(workspace),
+            },
+        )
     for name in names:
         if key.model_pattern_refusing(name):
             patterns = ", ".join(f"'{p}'" for p in key.models)
@@ -205,7 +214,6 @@ def check_models(key: KeyRecord, names: Iterable[str], what: str, workspace: str
                 needed=key.scope.value,
                 reason=MODEL_PATTERN,
                 details={
-                    "refused_by": MODEL_PATTERN,
                     "model": name,
                     "patterns": list(key.models),
                     "workspace": workspace,
@@ -238,7 +246,6 @@ def check_alias(
             needed=Scope.PROMOTE.value,
             reason=PROTECTED_ALIAS,
             details={
-                "refused_by": PROTECTED_ALIAS,
                 "alias": alias,
                 "model": model,
                 "needed": Scope.PROMOTE.value,
@@ -267,7 +274,6 @@ def check_alias(
         needed=Scope.PROMOTE.value,
         reason=PROMOTION_GATE,
         details={
-            "refused_by": PROMOTION_GATE,
             "alias": alias,
             "model": model,
             "version": data.get("version"),
@@ -288,5 +294,5 @@ def refuse_source(key: KeyRecord, source: str, why: str, workspace: str) -> Perm
         f"runs, models or artifacts; its source {source!r} does not: {why}.",
         needed=key.scope.value,
         reason=SOURCE,
-        details={"refused_by": SOURCE, "source": source, "workspace": workspace},
+        details={"source": source, "workspace": workspace},
     )

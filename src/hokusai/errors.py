@@ -138,6 +138,9 @@ class PermissionDenied(_Coded):
         super().__init__(message, reason=reason or "role")
         self.needed = needed
         self.details = dict(details or {})
+        if self.details:
+            # What refused it is the refusal's reason: said once, by whoever raised it.
+            self.details.setdefault("refused_by", self.reason)
 
 
 class NotFound(_Coded, LookupError):

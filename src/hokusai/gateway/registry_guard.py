@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from hokusai import authorization
-from hokusai.errors import ErrorCode, PermissionDenied
+from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.resolution_cache import api_path
 from hokusai.keys.records import KeyRecord
@@ -122,23 +122,10 @@ class RegistryGuard:
         path = api_path(mlflow_path)
         what = f"{method} {mlflow_path}"
         fields = request_fields(body, query_string)
-        if key.models:
-            names = {*fields.all("name"), *fields.all("new_name")}
-            if not names or not fields.parsed:
-                raise PermissionDenied(
-                    f"{what}: the model it changes cannot be told from the request, and "
-                    f"API key {key.display_prefix}… ({key.id}) may only change models "
-                    f"matching {', '.join(repr(p) for p in key.models)}.",
-                    needed=key.scope.value,
-                    reason=authorization.MODEL_PATTERN,
-                    details={
-                        "refused_by": authorization.MODEL_PATTERN,
-                        "patterns": list(key.models),
-                        "workspace": workspace,
-                        "granted_by": authorization.granted_by(workspace),
-                    },
-                )
-            authorization.check_models(key, sorted(names), what, workspace)
+        names = {*fields.all("name"), *fields.all("new_name")}
+        authorization.check_models(
+            key, sorted(names) if names and fields.parsed else None, what, workspace
+        )
         if path == ALIAS:
             await self._check_alias(key, workspace, method, what, fields)
         elif path == TRANSITION_STAGE:
