@@ -62,6 +62,7 @@ from hokusai.gateway.resolution_cache import (
     CachedAnswer,
     ResolutionCache,
     WriteEffect,
+    api_path,
     cacheable_read,
     write_effect,
 )
@@ -422,21 +423,18 @@ class Gateway:
         if not path.startswith(urlspace.CONSOLE_PREFIX):
             await RedirectResponse(urlspace.CONSOLE_PREFIX, 308)(scope, receive, send)
             return
-        try:
-            key = exchange.key = await self._authenticate(headers, exchange)
-        except GatewayError as refused:
-            if refused.error_code is ErrorCode.UNAUTHENTICATED and scope["method"] in (
-                "GET",
-                "HEAD",
-            ):
-                # A person opening a page without a (live) session: to the sign-in page,
-                # and back here afterwards.
-                exchange.error_reason = refused.reason
-                query = scope.get("query_string", b"").decode("latin-1")
-                await login_redirect(path + ("?" + query if query else ""))(scope, receive, send)
-                return
-            raise
-        self._check_same_origin(scope, headers, exchange)
+        query = scope.get("query_string", b"").decode("latin-1")
+        key = await self._signed_in(
+            scope,
+            receive,
+            send,
+            headers,
+            exchange,
+            page=scope["method"] in ("GET", "HEAD"),
+            back_to=path + ("?" + query if query else ""),
+        )
+        if key is None:
+            return
         await self._rate_limit(key)
         await self.console.handle(
             scope,
@@ -460,42 +458,36 @@ class Gateway:
         raw_mlflow_path: bytes,
     ) -> None:
         method = scope["method"]
-        try:
-            key = exchange.key = await self._authenticate(headers, exchange)
-        except GatewayError as refused:
-            if mlflow_path == "/" and method == "GET" and _wants_page(headers):
-                # A person opening the UI without a (live) session: to the sign-in page.
-                exchange.error_reason = refused.reason
-                await login_redirect(exchange.path)(scope, receive, send)
-                return
-            raise
-        self._check_same_origin(scope, headers, exchange)
+        key = await self._signed_in(
+            scope,
+            receive,
+            send,
+            headers,
+            exchange,
+            page=mlflow_path == "/" and method == "GET" and _wants_page(headers),
+            back_to=exchange.path,
+        )
+        if key is None:
+            return
+        # A workspace's key reading MLflow's workspaces sees its own only.
+        own = key.workspace
+        workspace_read = _workspace_read(mlflow_path) if method == "GET" and own else None
         try:
             workspace = exchange.workspace = authorization.request_workspace(
                 key, _header_text(headers.get(WORKSPACE_HEADER))
             )
             access = self._authorize(method, mlflow_path, key, scope, headers, workspace)
-            if method == "GET" and key.workspace is not None:
-                seen = _workspace_read(mlflow_path)
-                if seen is not None and seen != _ALL_WORKSPACES:
-                    # One workspace by name: the key's own only.
-                    authorization.request_workspace(key, seen)
+            if workspace_read not in (None, _ALL_WORKSPACES):  # one workspace by name
+                authorization.request_workspace(key, workspace_read)
         except PermissionDenied as refusal:
-            self.metrics.auth_failures.labels(refusal.reason).inc()
-            raise domain_answer(refusal) from None
+            raise self._refused(refusal) from None
         await self._rate_limit(key)
-        if (
-            method == "GET"
-            and key.workspace is not None
-            and (_workspace_read(mlflow_path) == _ALL_WORKSPACES)
-        ):
-            # MLflow would list every team's workspace: a workspace's key sees its own (the
-            # MLflow UI picks its workspace from this list).
-            settings = await self._workspace_settings(key.workspace)
+        if own and workspace_read == _ALL_WORKSPACES:
+            # MLflow would list every team's workspace: the key's own only (the MLflow UI
+            # picks its workspace from this list).
+            settings = await self._workspace_settings(own)
             description = settings.description if settings else ""
-            await _send_json(
-                send, 200, {"workspaces": [{"name": key.workspace, "description": description}]}
-            )
+            await _send_json(send, 200, {"workspaces": [{"name": own, "description": description}]})
             return
 
         transfer = is_artifact_transfer(mlflow_path)
@@ -565,8 +557,7 @@ class Gateway:
                     key, workspace, method, mlflow_path, api_body, query_string
                 )
             except PermissionDenied as refusal:
-                self.metrics.auth_failures.labels(refusal.reason).inc()
-                raise domain_answer(refusal) from None
+                raise self._refused(refusal) from None
         cache = self.resolution_cache
         keep = None
         if cache is not None and body is None:
@@ -712,6 +703,36 @@ class Gateway:
                 headers={"Retry-After": "2"},
                 reason="auth_store_unavailable",
             ) from None
+
+    async def _signed_in(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        exchange: Exchange,
+        *,
+        page: bool,
+        back_to: str,
+    ) -> KeyRecord | None:
+        """The caller's key (header or browser session, whose writes must be same-origin);
+        None when the request was a person opening a ``page`` without a live session, who
+        has been sent to sign in and then ``back_to`` it."""
+        try:
+            key = exchange.key = await self._authenticate(headers, exchange)
+        except GatewayError as refused:
+            if page and refused.error_code is ErrorCode.UNAUTHENTICATED:
+                exchange.error_reason = refused.reason
+                await login_redirect(back_to)(scope, receive, send)
+                return None
+            raise
+        self._check_same_origin(scope, headers, exchange)
+        return key
+
+    def _refused(self, refusal: PermissionDenied) -> GatewayError:
+        """Count a refusal by what refused it; its answer in the error format."""
+        self.metrics.auth_failures.labels(refusal.reason).inc()
+        return domain_answer(refusal)
 
     def _check_same_origin(
         self, scope: Scope, headers: dict[bytes, bytes], exchange: Exchange
@@ -949,18 +970,14 @@ class Gateway:
             )
 
 
-_ALL_WORKSPACES = ""
+_ALL_WORKSPACES = "*"  # not a workspace name (MLflow's names are [a-z0-9-])
 _WORKSPACES_PATH = "/api/3.0/mlflow/workspaces"
 
 
 def _workspace_read(mlflow_path: str) -> str | None:
     """For a read of MLflow's workspaces: ``_ALL_WORKSPACES`` for the list, the name for
     one workspace; None for any other path."""
-    path = (
-        "/api/" + mlflow_path[len("/ajax-api/") :]
-        if mlflow_path.startswith("/ajax-api/")
-        else mlflow_path
-    )
+    path = api_path(mlflow_path)
     if path == _WORKSPACES_PATH:
         return _ALL_WORKSPACES
     if path.startswith(_WORKSPACES_PATH + "/") and "/" not in path[len(_WORKSPACES_PATH) + 1 :]:
