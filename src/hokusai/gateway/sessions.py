@@ -19,10 +19,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import anyio
 from sqlalchemy import Engine, select, update
+from starlette.responses import RedirectResponse
 
 from hokusai.db.schema import sessions
+from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.keys import store as key_store
 from hokusai.keys.records import KeyRecord
 from hokusai.keys.service import KeyRejected, KeyService
@@ -193,9 +197,46 @@ def session_token(cookie_header: bytes | None) -> str | None:
     return None
 
 
-def cookie(token: str, *, max_age: int, secure: bool) -> str:
-    """The ``Set-Cookie`` value that starts a session (``max_age`` 0 ends it)."""
-    parts = [f"{COOKIE}={token}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+async def signed_in(
+    sessions: Sessions,
+    audit: AuditLog,
+    key: KeyRecord,
+    *,
+    target: str,
+    secure: bool,
+    request_id: str,
+    client: str,
+    method: str,
+    path: str,
+    detail: dict[str, Any] | None = None,
+) -> RedirectResponse:
+    """A person proved who they are (a pasted key, or single sign-on): a session for
+    ``key``, its audit row, and the redirect to ``target`` that sets its cookie."""
+    token = await anyio.to_thread.run_sync(sessions.start, key)
+    await anyio.to_thread.run_sync(
+        audit.record,
+        AuditEntry(
+            request_id=request_id,
+            key_id=key.id,
+            owner=key.owner,
+            action="sessions.start",
+            method=method,
+            path=path,
+            status=303,
+            client=client,
+            detail=detail,
+            workspace=key.workspace,
+        ),
+    )
+    response = RedirectResponse(target, status_code=303)
+    response.headers.append("set-cookie", cookie(token, max_age=sessions.max_age, secure=secure))
+    return response
+
+
+def cookie(token: str, *, max_age: int, secure: bool, name: str = COOKIE, path: str = "/") -> str:
+    """The ``Set-Cookie`` value that starts a session (``max_age`` 0 ends it); the
+    sign-in's other cookies (``name``, ``path``) are made the same way."""
+    parts = [f"{name}={token}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
     if secure:
         parts.append("Secure")
     return "; ".join(parts)

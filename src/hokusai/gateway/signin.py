@@ -18,9 +18,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from hokusai.gateway.audit import AuditEntry, AuditLog
+from hokusai.gateway.audit import AuditLog
 from hokusai.gateway.body import read_body
-from hokusai.gateway.sessions import Sessions, cookie, same_origin, session_token
+from hokusai.gateway.sessions import Sessions, cookie, same_origin, session_token, signed_in
 from hokusai.gateway.sso import CALLBACK_PATH, START_PATH, Refused, SingleSignOn, browser_value
 from hokusai.keys.service import KeyRejected, KeyService
 from hokusai.workspaces.records import DEFAULT_WORKSPACE
@@ -151,30 +151,21 @@ class SignIn:
         except KeyRejected as rejected:
             self._failed(rejected.reason, rejected.message)
             return self._page("login.html", 401, error=rejected.message, next=target)
-        token = await anyio.to_thread.run_sync(self._sessions.start, record)
-        await anyio.to_thread.run_sync(
-            self._audit.record,
-            AuditEntry(
-                request_id=request_id,
-                key_id=record.id,
-                owner=record.owner,
-                action="sessions.start",
-                method="POST",
-                path="/login",
-                status=303,
-                client=client,
-                workspace=record.workspace,
-            ),
-        )
         if target == UI_HOME:
             # MLflow's UI shows a workspace's models once one is chosen; it keeps the one
             # named in its URL: the key's own (a platform admin starts in the default one).
             target += "#/?workspace=" + quote(record.workspace or DEFAULT_WORKSPACE, safe="")
-        response = RedirectResponse(target, status_code=303)
-        response.headers.append(
-            "set-cookie", cookie(token, max_age=self._sessions.max_age, secure=secure)
+        return await signed_in(
+            self._sessions,
+            self._audit,
+            record,
+            target=target,
+            secure=secure,
+            request_id=request_id,
+            client=client,
+            method="POST",
+            path="/login",
         )
-        return response
 
     async def _logout(self, headers: dict[bytes, bytes], secure: bool) -> Response:
         token = session_token(headers.get(b"cookie"))

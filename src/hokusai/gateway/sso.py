@@ -35,8 +35,8 @@ from sqlalchemy import Engine, delete, select, update
 from starlette.responses import RedirectResponse, Response
 
 from hokusai.db.schema import sso_attempts
-from hokusai.gateway.audit import AuditEntry, AuditLog
-from hokusai.gateway.sessions import Sessions, cookie
+from hokusai.gateway.audit import AuditLog
+from hokusai.gateway.sessions import Sessions, cookie, signed_in
 from hokusai.keys import people
 from hokusai.keys.service import KeyService
 from hokusai.role_map import match
@@ -219,25 +219,17 @@ class SingleSignOn:
                 "Ask an administrator.",
                 "revoked",
             ) from None
-        token = await anyio.to_thread.run_sync(self._sessions.start, record)
-        await anyio.to_thread.run_sync(
-            self._audit.record,
-            AuditEntry(
-                request_id=request_id,
-                key_id=record.id,
-                owner=record.owner,
-                action="sessions.start",
-                method="GET",
-                path=CALLBACK_PATH,
-                status=303,
-                client=client,
-                detail={"method": "sso", "role": rule.role.value},
-                workspace=record.workspace,
-            ),
-        )
-        response = RedirectResponse(attempt["next_path"], status_code=303)
-        response.headers.append(
-            "set-cookie", cookie(token, max_age=self._sessions.max_age, secure=secure)
+        response = await signed_in(
+            self._sessions,
+            self._audit,
+            record,
+            target=attempt["next_path"],
+            secure=secure,
+            request_id=request_id,
+            client=client,
+            method="GET",
+            path=CALLBACK_PATH,
+            detail={"method": "sso", "role": rule.role.value},
         )
         response.headers.append("set-cookie", _browser_cookie("", secure, max_age=0))
         return response
@@ -414,16 +406,7 @@ def _provider_trouble(what: str) -> str:
 def _browser_cookie(value: str, secure: bool, *, max_age: int | None = None) -> str:
     """The cookie that binds an attempt to this browser: sent back only to the callback."""
     age = int(ATTEMPT_LIFETIME.total_seconds()) if max_age is None else max_age
-    parts = [
-        f"{BROWSER_COOKIE}={value}",
-        f"Path={START_PATH}",
-        f"Max-Age={age}",
-        "HttpOnly",
-        "SameSite=Lax",
-    ]
-    if secure:
-        parts.append("Secure")
-    return "; ".join(parts)
+    return cookie(value, max_age=age, secure=secure, name=BROWSER_COOKIE, path=START_PATH)
 
 
 def browser_value(cookie_header: bytes | None) -> str | None:
