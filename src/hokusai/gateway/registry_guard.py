@@ -34,7 +34,7 @@ from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.resolution_cache import api_path
 from hokusai.keys.records import KeyRecord
 from hokusai.timestamps import utcnow
-from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WORKSPACE_HEADER, WorkspaceRecord
 
 V2 = "/api/2.0/mlflow"
 REGISTRY_WRITES = (f"{V2}/registered-models/", f"{V2}/model-versions/")
@@ -43,7 +43,6 @@ ALIAS = f"{V2}/registered-models/alias"
 # is a protected alias ("Production") is protected the same way.
 TRANSITION_STAGE = f"{V2}/model-versions/transition-stage"
 CREATE_VERSION = f"{V2}/model-versions/create"
-WORKSPACE_HEADER = "X-MLflow-Workspace"
 # What MLflow itself stores as the source of a prompt version (no artifacts behind it).
 PROMPT_SOURCES = frozenset({"dummy-source"})
 # How long a question to MLflow may take before the write is refused as unavailable.
@@ -153,29 +152,26 @@ class RegistryGuard:
         aliases = fields.all("alias") if aliases is None else aliases
         for alias in aliases:
             authorization.check_alias(key, settings, model=model, alias=alias, what=what)
-        if method != "POST" or not settings.promotion_gate:
+        protected = [alias for alias in aliases if settings.protects(alias)]
+        if method != "POST" or not settings.promotion_gate or not protected:
             return
+        # The gate judges the version, whichever protected alias names it: asked once.
         version_number = fields.one("version")
-        for alias in aliases:
-            if not settings.protects(alias):
-                continue
-            version = None
-            if model and version_number:
-                version = await self._get(
-                    workspace,
-                    "/model-versions/get",
-                    {"name": model, "version": version_number},
-                )
-            if version is None:
-                return  # no such version: MLflow refuses the alias itself, readably
-            authorization.check_alias(
-                key,
-                settings,
-                model=model,
-                alias=alias,
-                what=what,
-                version=version.get("model_version", {}),
+        version = None
+        if model and version_number:
+            version = await self._get(
+                workspace, "/model-versions/get", {"name": model, "version": version_number}
             )
+        if version is None:
+            return  # no such version: MLflow refuses the alias itself, readably
+        authorization.check_alias(
+            key,
+            settings,
+            model=model,
+            alias=protected[0],
+            what=what,
+            version=version.get("model_version", {}),
+        )
 
     # ---- sources ----------------------------------------------------------------------
 
