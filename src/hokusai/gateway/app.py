@@ -82,13 +82,13 @@ from hokusai.webhooks.events import captured_endpoint
 from hokusai.webhooks.outbox import dispatch_lag_seconds
 from hokusai.webhooks.worker import run_background
 from hokusai.workspaces import store as workspace_store
-from hokusai.workspaces.records import WorkspaceRecord
+from hokusai.workspaces.records import WORKSPACE_HEADER, WorkspaceRecord
 
 log = logging.getLogger("hokusai.gateway")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 # MLflow's workspace header, as ASGI hands header names (lower case).
-WORKSPACE_HEADER = b"x-mlflow-workspace"
+_WORKSPACE_HEADER = WORKSPACE_HEADER.lower().encode()
 
 
 @dataclass
@@ -474,7 +474,7 @@ class Gateway:
         workspace_read = _workspace_read(mlflow_path) if method == "GET" and own else None
         try:
             workspace = exchange.workspace = authorization.request_workspace(
-                key, _header_text(headers.get(WORKSPACE_HEADER))
+                key, _header_text(headers.get(_WORKSPACE_HEADER))
             )
             access = self._authorize(method, mlflow_path, key, scope, headers, workspace)
             if workspace_read not in (None, _ALL_WORKSPACES):  # one workspace by name

@@ -17,11 +17,11 @@ from sqlalchemy import Engine
 
 from hokusai.webhooks import events as ev
 from hokusai.webhooks.outbox import emit
+from hokusai.workspaces.records import WORKSPACE_HEADER
 
 log = logging.getLogger("hokusai.gateway.events")
 
 # MLflow's workspace header: a read made for an event must look in the write's workspace.
-WORKSPACE_HEADER = "X-MLflow-Workspace"
 
 
 class EventCapture:

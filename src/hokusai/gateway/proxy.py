@@ -31,8 +31,11 @@ from starlette.types import Send
 from hokusai.errors import ErrorCode
 from hokusai.gateway.body import ClientDisconnected
 from hokusai.gateway.errors import GatewayError
+from hokusai.workspaces.records import WORKSPACE_HEADER
 
 log = logging.getLogger("hokusai.gateway.proxy")
+
+_WORKSPACE = WORKSPACE_HEADER.lower().encode()
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the gateway consumes or sets itself.
 _DROP_REQUEST = {
@@ -49,7 +52,7 @@ _DROP_REQUEST = {
     b"x-api-key",
     b"cookie",
     # Set from the key's workspace, never taken from the client.
-    b"x-mlflow-workspace",
+    _WORKSPACE,
     b"x-request-id",
     b"x-hokusai-key-id",
     b"x-hokusai-owner",
@@ -223,7 +226,7 @@ class MlflowProxy:
             (b"x-request-id", request_id.encode()),
             (b"x-hokusai-key-id", key_id.encode()),
             (b"x-hokusai-owner", quote(owner, safe="@.-_ ").encode()),
-            (b"x-mlflow-workspace", workspace.encode("latin-1")),
+            (_WORKSPACE, workspace.encode("latin-1")),
         ]
         started = time.perf_counter()
         try:

@@ -24,13 +24,13 @@ from sqlalchemy import Engine, select
 from hokusai.db.schema import events
 from hokusai.webhooks import events as ev
 from hokusai.webhooks.outbox import emit
+from hokusai.workspaces.records import WORKSPACE_HEADER
 from hokusai.workspaces.store import list_workspaces
 
 log = logging.getLogger("hokusai.webhooks.reconciler")
 
 GRACE_SECONDS = 10.0
 MAX_PAGES = 10_000
-WORKSPACE_HEADER = "X-MLflow-Workspace"
 
 
 def _pages(

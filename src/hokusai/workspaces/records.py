@@ -14,6 +14,8 @@ from datetime import datetime
 from hokusai.errors import InvalidInput
 
 DEFAULT_WORKSPACE = "default"
+# The header MLflow takes a request's workspace from (the gateway sets it from the key).
+WORKSPACE_HEADER = "X-MLflow-Workspace"
 DEFAULT_PROTECTED_ALIASES: tuple[str, ...] = ("production", "champion")
 
 # MLflow's own rule for workspace names (Kubernetes-style), so that a name the platform
