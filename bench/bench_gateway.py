@@ -346,8 +346,10 @@ def start_gateway(
     name: str = "gateway",
     database_url: str | None = None,
     redis_url: str | None = None,
+    settings_env: dict[str, str] | None = None,
 ) -> Server:
-    """``hokusai serve --mlflow-url`` in a process of its own, with an API key in its store.
+    """``hokusai serve --mlflow-url`` in a process of its own, with an API key in its store
+    (``settings_env``: more HOKUSAI_* settings for it).
 
     The in-memory per-key rate limit is raised out of the way (its check still runs on every
     request): at its default of 100 requests/s a single key would be refused, not measured.
@@ -384,6 +386,7 @@ def start_gateway(
             HOKUSAI_RATE_LIMIT_PER_SECOND=SHARED_LIMIT_RATE,
             HOKUSAI_RATE_LIMIT_BURST=SHARED_LIMIT_BURST,
         )
+    env.update(settings_env or {})
     if database_url:
         env["HOKUSAI_DATABASE_URL"] = database_url
     if redis_url:

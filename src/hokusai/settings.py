@@ -184,6 +184,20 @@ class Settings(BaseSettings):
         ),
     )
 
+    # The artifact cache (gateway/artifact_cache.py).
+    artifact_cache_max_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=0,
+        description=(
+            "Disk space each gateway process may use to keep the files of READY model "
+            "versions, served to every later download (ETag, Range). 0 turns the cache off."
+        ),
+    )
+    artifact_cache_dir: Path | None = Field(
+        default=None,
+        description="Where the artifact cache keeps its files; default: <home>/artifact-cache.",
+    )
+
     # Webhooks.
     webhook_allow_private: bool = Field(
         default=False,
@@ -296,6 +310,10 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    @property
+    def resolved_artifact_cache_dir(self) -> Path:
+        return self.artifact_cache_dir or self.home / "artifact-cache"
 
     @property
     def resolved_database_url(self) -> str:

@@ -33,6 +33,7 @@ from hokusai.db.engine import make_engine
 from hokusai.errors import ErrorCode, PermissionDenied
 from hokusai.gateway import client_address, credentials, registry_changes, urlspace
 from hokusai.gateway.admin_api import build_admin_api
+from hokusai.gateway.artifact_cache import ArtifactCache, ContentKey
 from hokusai.gateway.artifact_locations import check_locations, location_fields
 from hokusai.gateway.audit import AuditEntry, AuditLog
 from hokusai.gateway.body import (
@@ -50,7 +51,10 @@ from hokusai.gateway.errors import (
     unformatted_server_error,
 )
 from hokusai.gateway.event_capture import EventCapture
+from hokusai.gateway.frozen_artifacts import ARTIFACTS as ARTIFACT_FILE
+from hokusai.gateway.frozen_artifacts import FrozenArtifacts, artifact_path
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
+from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.observability import Metrics, access_log, route_class
 from hokusai.gateway.policy import Hidden, classify
 from hokusai.gateway.proxy import SAFE_METHODS, MlflowProxy, UpstreamError
@@ -151,8 +155,17 @@ class Gateway:
             lifetime=settings.session_lifetime,
             cache_seconds=settings.key_cache_seconds,
         )
-        self.registry_guard = RegistryGuard(
-            self.proxy.client, settings.mlflow_url, self._workspace_settings
+        self.mlflow_probe = MlflowProbe(self.proxy.client, settings.mlflow_url)
+        self.registry_guard = RegistryGuard(self.mlflow_probe, self._workspace_settings)
+        self.frozen_artifacts = FrozenArtifacts(self.mlflow_probe)
+        self.artifact_cache = (
+            ArtifactCache(
+                settings.resolved_artifact_cache_dir,
+                settings.artifact_cache_max_bytes,
+                self.metrics,
+            )
+            if settings.artifact_cache_max_bytes > 0
+            else None
         )
         self.key_limiter = key_limiter(settings, self.engine, self.metrics)
         self.auth_failures = FailureWindow(settings.auth_failures_per_minute)
@@ -240,6 +253,8 @@ class Gateway:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def aclose(self) -> None:
+        if self.artifact_cache is not None:
+            await self.artifact_cache.aclose()
         await self.proxy.aclose()
         await self.key_limiter.aclose()
         self.engine.dispose()
@@ -558,6 +573,14 @@ class Gateway:
                 )
             except PermissionDenied as refusal:
                 raise self._refused(refusal) from None
+        if transfer:
+            self.frozen_artifacts.check_namespace(workspace, mlflow_path, query_string)
+        if changes:
+            await self.frozen_artifacts.check_write(workspace, method, mlflow_path, query_string)
+        elif await self._serve_cached_file(
+            scope, receive, send, exchange, key, workspace, mlflow_path, raw_mlflow_path
+        ):
+            return
         cache = self.resolution_cache
         keep = None
         if cache is not None and body is None:
@@ -650,7 +673,42 @@ class Gateway:
                 await announce_change()
         exchange.upstream_seconds = result.upstream_seconds
 
+    async def _serve_cached_file(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        exchange: Exchange,
+        key: KeyRecord,
+        workspace: str,
+        mlflow_path: str,
+        raw_mlflow_path: bytes,
+    ) -> bool:
+        """Serve a download of a READY version's file from the artifact cache; False
+        (nothing sent) for any other request, which is proxied."""
+        cache = self.artifact_cache
+        if cache is None or scope["method"] != "GET" or scope.get("query_string"):
+            return False
+        match = ARTIFACT_FILE.fullmatch(mlflow_path)
+        if match is None or has_body(scope["headers"]):
+            return False
+        path = artifact_path(match["path"], workspace)
+        version = await self.frozen_artifacts.version_of(workspace, path) if path else None
+        if path is None or version is None:
+            return False
+
+        def opener() -> contextlib.AbstractAsyncContextManager[Any]:
+            return self.proxy.download(
+                raw_mlflow_path=raw_mlflow_path,
+                identity=(key.id, key.owner),
+                workspace=workspace,
+                request_id=exchange.request_id,
+            )
+
+        return await cache.serve(ContentKey(workspace, version, path), opener, scope, receive, send)
+
     async def _registry_changed(self, effect: WriteEffect) -> None:
+        self.frozen_artifacts.forget()
         if self.resolution_cache is not None:
             self.resolution_cache.invalidate(effect)
         try:

@@ -141,6 +141,37 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.artifact_cache_requests = Counter(
+            "hokusai_artifact_cache_requests",
+            "Artifact downloads of READY versions' files (artifact_cache.py), by result: hit "
+            "(served from disk), filled (waited for the one fill), passed (proxied: too "
+            "large, or MLflow did not answer 200), not_modified (If-None-Match).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.artifact_cache_fills = Counter(
+            "hokusai_artifact_cache_fills",
+            "Files the artifact cache read from MLflow, by outcome: kept, or not_kept (not "
+            "a complete 200 answer of announced length, or no room).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.artifact_cache_evictions = Counter(
+            "hokusai_artifact_cache_evictions",
+            "Files the artifact cache removed to stay within its size limit.",
+            registry=self.registry,
+        )
+        self.artifact_cache_bytes = Gauge(
+            "hokusai_artifact_cache_bytes",
+            "Bytes of files held (or being filled) by the artifact cache (summed over worker "
+            "processes).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        for result in ("hit", "filled", "passed", "not_modified"):
+            self.artifact_cache_requests.labels(result)
+        for outcome in ("kept", "not_kept"):
+            self.artifact_cache_fills.labels(outcome)
         for outcome in ("delivered", "failed", "dead", "gone"):
             self.webhook_deliveries.labels(outcome)
         for kind in ("refused", "timeout", "protocol", "5xx"):

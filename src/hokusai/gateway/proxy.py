@@ -17,6 +17,7 @@ gateway's own small calls to MLflow (readiness, event capture).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -274,6 +275,36 @@ class MlflowProxy:
         finally:
             response.release()
         return UpstreamResult(response.status, upstream_seconds)
+
+    @contextlib.asynccontextmanager
+    async def download(
+        self,
+        *,
+        raw_mlflow_path: bytes,
+        identity: tuple[str, str],
+        workspace: str,
+        request_id: str,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """MLflow's answer to a plain ``GET`` of an artifact file, for the gateway itself
+        to read (the artifact cache's fill): no client header is passed on."""
+        key_id, owner = identity
+        headers = {
+            "x-request-id": request_id,
+            "x-hokusai-key-id": key_id,
+            "x-hokusai-owner": quote(owner, safe="@.-_ "),
+            WORKSPACE_HEADER: workspace,
+        }
+        url = yarl.URL(self.upstream_url + raw_mlflow_path.decode("latin-1"), encoded=True)
+        try:
+            response = await self.session.get(
+                url, headers=headers, allow_redirects=False, timeout=self._timeouts[True]
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed(exc, "GET", True) from None
+        try:
+            yield response
+        finally:
+            response.release()
 
     def _failed(self, exc: BaseException, method: str, transfer: bool) -> UpstreamError:
         """The error for a request MLflow did not answer, telling never-sent from sent."""

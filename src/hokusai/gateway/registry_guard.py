@@ -26,15 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import httpx
-
 from hokusai import authorization
-from hokusai.errors import ErrorCode
-from hokusai.gateway.errors import GatewayError
+from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.resolution_cache import api_path
 from hokusai.keys.records import KeyRecord
 from hokusai.timestamps import utcnow
-from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WORKSPACE_HEADER, WorkspaceRecord
+from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 
 V2 = "/api/2.0/mlflow"
 REGISTRY_WRITES = (f"{V2}/registered-models/", f"{V2}/model-versions/")
@@ -45,8 +42,6 @@ TRANSITION_STAGE = f"{V2}/model-versions/transition-stage"
 CREATE_VERSION = f"{V2}/model-versions/create"
 # What MLflow itself stores as the source of a prompt version (no artifacts behind it).
 PROMPT_SOURCES = frozenset({"dummy-source"})
-# How long a question to MLflow may take before the write is refused as unavailable.
-PROBE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -94,17 +89,15 @@ def is_registry_write(mlflow_path: str) -> bool:
 
 
 class RegistryGuard:
-    """The checks of one gateway; ``client`` talks to MLflow, ``workspace_settings``
+    """The checks of one gateway; ``probe`` asks MLflow, ``workspace_settings``
     reads a workspace's settings from the auth store (None when it has no row)."""
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
-        upstream_url: str,
+        probe: MlflowProbe,
         workspace_settings: Callable[[str], Awaitable[WorkspaceRecord | None]],
     ) -> None:
-        self._client = client
-        self._upstream = upstream_url.rstrip("/")
+        self._probe = probe
         self._settings = workspace_settings
 
     async def check(
@@ -249,44 +242,11 @@ class RegistryGuard:
                     workspace,
                 )
 
-    # ---- asking MLflow ---------------------------------------------------------------
-
     async def _get(
         self, workspace: str, path: str, params: dict[str, str] | None = None
     ) -> dict[str, Any] | None:
-        """MLflow's answer in ``workspace``; None when MLflow says it does not exist."""
-        try:
-            answer = await self._client.get(
-                f"{self._upstream}{V2}{path}",
-                params=params,
-                headers={WORKSPACE_HEADER: workspace},
-                timeout=PROBE_TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                ErrorCode.TEMPORARILY_UNAVAILABLE,
-                "MLflow could not be asked whether this write belongs to the workspace "
-                f"({type(exc).__name__}); nothing was changed, try again.",
-                headers={"Retry-After": "1"},
-                reason="registry_guard_unavailable",
-            ) from None
-        if answer.status_code == 200:
-            try:
-                document = answer.json()
-            except ValueError:
-                document = None
-            if isinstance(document, dict):
-                return document
-        if answer.status_code in (400, 404):
-            # MLflow's answer to a run, model or version that is not in this workspace
-            # (some handlers answer an unknown id with INVALID_PARAMETER_VALUE).
-            return None
-        raise GatewayError(
-            ErrorCode.TEMPORARILY_UNAVAILABLE,
-            f"MLflow answered {answer.status_code} when asked whether this write belongs to "
-            "the workspace; nothing was changed, try again.",
-            headers={"Retry-After": "1"},
-            reason="registry_guard_unavailable",
+        return await self._probe.get(
+            workspace, path, params, about="whether this write belongs to the workspace"
         )
 
 

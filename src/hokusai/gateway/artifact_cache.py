@@ -1,0 +1,299 @@
+"""The artifact cache: the files of READY model versions, kept on the gateway's disk.
+
+When a version is promoted, a fleet of serving replicas downloads the same files at once.
+MLflow serves each download from its own (single-threaded per worker) file handler; the
+gateway instead fetches each file from MLflow once and serves every copy from its disk.
+
+- **What is kept.** Only files of a READY version (``gateway/frozen_artifacts.py``): they
+  cannot change through the gateway, so a copy stays right. The key names the version
+  (model, number, creation time) as well as the path, so the files of a version deleted
+  and made again under the same path are never mixed up. Only complete ``200`` answers
+  whose length MLflow announced are kept; anything else is proxied as before.
+- **Filled once.** The first request for a file starts its fill, a task of its own that
+  reads MLflow's answer at MLflow's pace into a temporary file (mode 0600). Requests that
+  arrive meanwhile wait for it, and a client that leaves does not stop it. Then all of them
+  are served from the file, so a slow client holds only its own download.
+- **Bounded.** Files are removed least recently used first to stay within ``max_bytes``;
+  a file being served is never removed. A file larger than the limit is not kept.
+- **HTTP.** The ETag is the file's SHA-256 (strong), so ``If-None-Match`` answers 304
+  and ``Range``/``If-Range`` are served from the file (Starlette's ``FileResponse``).
+- **On disk.** Each process keeps its own directory under the cache directory and
+  removes it when it stops; directories left by a process that died are removed at the
+  next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import aiohttp
+import anyio
+from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from hokusai.gateway.frozen_artifacts import FrozenVersion
+from hokusai.gateway.observability import Metrics
+
+log = logging.getLogger("hokusai.gateway.artifact_cache")
+
+# Bytes gathered from MLflow before one write to disk (one thread hop each).
+FILL_BUFFER = 4 * 1024 * 1024
+# The headers of MLflow's answer that describe the file, kept and served again; length,
+# ranges, validators and the hop-by-hop ones are the cache's own.
+_KEPT_HEADERS = frozenset(
+    {b"content-type", b"content-disposition", b"content-encoding", b"x-content-type-options"}
+)
+
+Opener = Callable[[], AbstractAsyncContextManager[aiohttp.ClientResponse]]
+
+
+@dataclass(frozen=True)
+class ContentKey:
+    """One file of one version, as seen in one workspace."""
+
+    workspace: str
+    version: FrozenVersion
+    path: str
+
+    def file_name(self) -> str:
+        identity = "\0".join(
+            (
+                self.workspace,
+                self.version.name,
+                self.version.version,
+                self.version.created_ms,
+                self.path,
+            )
+        )
+        return hashlib.sha256(identity.encode()).hexdigest()
+
+
+@dataclass
+class _Entry:
+    path: Path
+    size: int
+    etag: str
+    headers: list[tuple[bytes, bytes]]
+    serving: int = 0  # requests reading the file now: it is not removed meanwhile
+
+
+class _CachedFile(FileResponse):
+    # Reads of 1 MiB: a thread hop per read is the cost of serving from disk.
+    chunk_size = 1024 * 1024
+
+
+@dataclass
+class ArtifactCache:
+    """The cache of one gateway process."""
+
+    directory: Path
+    max_bytes: int
+    metrics: Metrics
+    _own: Path | None = None
+    _entries: OrderedDict[ContentKey, _Entry] = field(default_factory=OrderedDict)
+    _filling: dict[ContentKey, asyncio.Future[_Entry | None]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _bytes: int = 0  # held on disk plus reserved by fills under way
+
+    def _open(self) -> Path:
+        """This process's directory, made on first use; the ones of processes that died
+        are removed then."""
+        if self._own is not None:
+            return self._own
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in self.directory.iterdir():
+            pid = stale.name.partition("-")[0]
+            if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        own = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        own.mkdir(mode=0o700)
+        self._own = own
+        return own
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._own is not None:
+            shutil.rmtree(self._own, ignore_errors=True)
+            self._own = None
+        self._entries.clear()
+        self._set_bytes(0)
+
+    async def serve(
+        self, key: ContentKey, opener: Opener, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        """Answer a ``GET`` of ``key``'s file from the cache, filling it first if need
+        be; False (nothing sent) when the file is not kept: the caller proxies it."""
+        entry = self._entries.get(key)
+        result = "hit"
+        if entry is None:
+            result = "filled"
+            fill = self._filling.get(key)
+            if fill is None:
+                fill = self._start_fill(key, opener)
+            entry = await asyncio.shield(fill)
+            if entry is None or key not in self._entries:  # not kept, or already removed
+                self.metrics.artifact_cache_requests.labels("passed").inc()
+                return False
+        self._entries.move_to_end(key)
+        if _matches(scope, entry.etag):
+            self.metrics.artifact_cache_requests.labels("not_modified").inc()
+            await Response(status_code=304, headers={"etag": entry.etag})(scope, receive, send)
+            return True
+        self.metrics.artifact_cache_requests.labels(result).inc()
+        entry.serving += 1
+        try:
+            response = _CachedFile(
+                entry.path,
+                headers={"etag": entry.etag, "cache-control": "private, no-cache"},
+                stat_result=await anyio.to_thread.run_sync(os.stat, entry.path),
+            )
+            # The file's own description (type, name) as MLflow gave it.
+            response.raw_headers = [
+                (k, v) for k, v in response.raw_headers if k not in _KEPT_HEADERS
+            ] + entry.headers
+            await response(scope, receive, send)
+        finally:
+            entry.serving -= 1
+        return True
+
+    # ---- filling --------------------------------------------------------------------
+
+    def _start_fill(self, key: ContentKey, opener: Opener) -> asyncio.Future[_Entry | None]:
+        fill: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
+        self._filling[key] = fill
+
+        async def run() -> None:
+            entry: _Entry | None = None
+            try:
+                entry = await self._fill(key, opener)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # MLflow failed mid-way: the requests proxy instead
+                log.warning(
+                    "artifact cache fill failed",
+                    extra={"fields": {"path": key.path, "error": type(exc).__name__}},
+                )
+            finally:
+                del self._filling[key]
+                self.metrics.artifact_cache_fills.labels("kept" if entry else "not_kept").inc()
+                if entry is not None:
+                    self._entries[key] = entry
+                if not fill.done():
+                    fill.set_result(entry)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fill
+
+    async def _fill(self, key: ContentKey, opener: Opener) -> _Entry | None:
+        directory = self._open()
+        async with opener() as response:
+            size = response.content_length
+            if response.status != 200 or size is None or not self._reserve(size):
+                return None
+            final = directory / key.file_name()
+            partial = final.with_suffix(".part")
+            kept = False
+            try:
+                digest, written = await self._copy(response.content, partial)
+                if written != size:
+                    return None  # MLflow's answer ended early: never keep a short file
+                await anyio.to_thread.run_sync(os.replace, partial, final)
+                kept = True
+            finally:
+                if not kept:
+                    self._set_bytes(self._bytes - size)
+                    partial.unlink(missing_ok=True)
+            headers = [
+                (k.lower(), v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS
+            ]
+            return _Entry(final, size, f'"sha256-{digest}"', headers)
+
+    async def _copy(self, content: aiohttp.StreamReader, target: Path) -> tuple[str, int]:
+        """Write the stream to ``target`` (0600), returning its SHA-256 and length."""
+        digest = hashlib.sha256()
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        written = 0
+        with os.fdopen(descriptor, "wb") as out:
+
+            def write(block: bytes, out: BinaryIO = out) -> None:
+                digest.update(block)
+                out.write(block)
+
+            buffer = bytearray()
+            async for chunk in _chunks(content):
+                buffer += chunk
+                if len(buffer) >= FILL_BUFFER:
+                    await anyio.to_thread.run_sync(write, bytes(buffer))
+                    written += len(buffer)
+                    buffer.clear()
+            if buffer:
+                await anyio.to_thread.run_sync(write, bytes(buffer))
+                written += len(buffer)
+        return digest.hexdigest(), written
+
+    def _reserve(self, size: int) -> bool:
+        """Make room for ``size`` more bytes, removing the least recently used files not
+        being served; False when it cannot be made."""
+        if size > self.max_bytes:
+            return False
+        for key in list(self._entries):
+            if self._bytes + size <= self.max_bytes:
+                break
+            entry = self._entries[key]
+            if entry.serving:
+                continue
+            del self._entries[key]
+            entry.path.unlink(missing_ok=True)
+            self._set_bytes(self._bytes - entry.size)
+            self.metrics.artifact_cache_evictions.inc()
+        if self._bytes + size > self.max_bytes:
+            return False
+        self._set_bytes(self._bytes + size)
+        return True
+
+    def _set_bytes(self, value: int) -> None:
+        self._bytes = value
+        self.metrics.artifact_cache_bytes.set(value)
+
+
+async def _chunks(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async for chunk in content.iter_chunked(FILL_BUFFER):
+        yield chunk
+
+
+def _matches(scope: Scope, etag: str) -> bool:
+    """Whether the request's If-None-Match names ``etag`` (or ``*``)."""
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            tags = [tag.strip().removeprefix("W/") for tag in value.decode("latin-1").split(",")]
+            if "*" in tags or etag in tags:
+                return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,68 @@
+"""The gateway's own questions to MLflow, asked in a caller's workspace.
+
+Checks that need a fact only MLflow has (does this run exist in the workspace? which
+versions were registered from it?) ask here, with the caller's workspace header, so
+MLflow's own isolation answers them. A question MLflow cannot answer refuses the request
+as unavailable: a check that could not be made must not let the request through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from hokusai.errors import ErrorCode
+from hokusai.gateway.errors import GatewayError
+from hokusai.workspaces.records import WORKSPACE_HEADER
+
+V2 = "/api/2.0/mlflow"
+# How long a question to MLflow may take before the request is refused as unavailable.
+PROBE_TIMEOUT = 10.0
+
+
+class MlflowProbe:
+    """Asks ``upstream_url`` through ``client`` (the gateway's pool for its own calls)."""
+
+    def __init__(self, client: httpx.AsyncClient, upstream_url: str) -> None:
+        self._client = client
+        self._upstream = upstream_url.rstrip("/")
+
+    async def get(
+        self, workspace: str, path: str, params: dict[str, str] | None = None, *, about: str
+    ) -> dict[str, Any] | None:
+        """MLflow's answer to ``GET {V2}{path}`` in ``workspace``; None when MLflow says
+        it does not exist. ``about`` completes "MLflow could not be asked …" in the error
+        of a question that got no answer."""
+        try:
+            answer = await self._client.get(
+                f"{self._upstream}{V2}{path}",
+                params=params,
+                headers={WORKSPACE_HEADER: workspace},
+                timeout=PROBE_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise _unavailable(
+                f"MLflow could not be asked {about} ({type(exc).__name__})"
+            ) from None
+        if answer.status_code == 200:
+            try:
+                document = answer.json()
+            except ValueError:
+                document = None
+            if isinstance(document, dict):
+                return document
+        if answer.status_code in (400, 404):
+            # MLflow's answer to a run, model or version that is not in this workspace
+            # (some handlers answer an unknown id with INVALID_PARAMETER_VALUE).
+            return None
+        raise _unavailable(f"MLflow answered {answer.status_code} when asked {about}")
+
+
+def _unavailable(what: str) -> GatewayError:
+    return GatewayError(
+        ErrorCode.TEMPORARILY_UNAVAILABLE,
+        f"{what}; nothing was changed, try again.",
+        headers={"Retry-After": "1"},
+        reason="mlflow_probe_unavailable",
+    )

@@ -1,0 +1,280 @@
+"""The artifact cache and frozen version files, in front of the real MLflow: a READY
+version's files are fetched from MLflow once and served from the gateway's disk with a
+content ETag and ranges, and they can no longer be overwritten or deleted."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import re
+import secrets
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import gateway_settings
+from helpers import RunningGateway, start_gateway
+from hokusai.keys.scopes import Scope
+from hokusai.server.mlflow_process import MlflowProcess
+
+pytestmark = pytest.mark.integration
+
+API = "/api/mlflow/api/2.0/mlflow"
+FILES = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/"
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def running(
+    mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    home = tmp_path_factory.mktemp("artifact-cache")
+    settings = gateway_settings(
+        f"sqlite:///{home / 'hokusai.db'}",
+        mlflow_server.url,
+        home,
+        artifact_cache_max_bytes=5 * MIB,
+    )
+    gateway = start_gateway(settings)
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def client(running: RunningGateway) -> Iterator[httpx.Client]:
+    key = running.create_key(Scope.WRITE)
+    with httpx.Client(
+        base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as http:
+        yield http
+
+
+def _ok(response: httpx.Response) -> dict[str, object]:
+    assert response.status_code == 200, response.text
+    return response.json() if response.content else {}
+
+
+def logged_files(client: httpx.Client, files: dict[str, bytes]) -> tuple[str, str]:
+    """A run whose artifacts hold ``files`` under ``model/``: (run id, artifact path)."""
+    experiment = _ok(
+        client.post(f"{API}/experiments/create", json={"name": f"cache-{uuid.uuid4().hex}"})
+    )["experiment_id"]
+    run = _ok(client.post(f"{API}/runs/create", json={"experiment_id": experiment}))["run"]
+    run_id = run["info"]["run_id"]  # type: ignore[index]
+    root = run["info"]["artifact_uri"].split("mlflow-artifacts:", 1)[1].strip("/")  # type: ignore[index]
+    for name, content in files.items():
+        _ok(client.put(f"{FILES}{root}/model/{name}", content=content))
+    return run_id, f"{root}/model"
+
+
+def registered(client: httpx.Client, files: dict[str, bytes]) -> tuple[str, str, str]:
+    """A READY version holding ``files``: (model name, version, artifact path)."""
+    run_id, path = logged_files(client, files)
+    name = f"cache-{uuid.uuid4().hex[:10]}"
+    _ok(client.post(f"{API}/registered-models/create", json={"name": name}))
+    version = _ok(
+        client.post(
+            f"{API}/model-versions/create",
+            json={"name": name, "source": f"mlflow-artifacts:/{path}", "run_id": run_id},
+        )
+    )["model_version"]
+    assert version["status"] == "READY"  # type: ignore[index]
+    return name, version["version"], path  # type: ignore[index]
+
+
+def counter(running: RunningGateway, metric: str, label: str) -> float:
+    text = running.gateway.metrics.render().decode()
+    labels = rf'\{{[a-z]+="{label}"\}}' if label else ""
+    found = re.search(rf"^{metric}_total{labels} (\S+)$", text, re.MULTILINE)
+    assert found, f"{metric}{{{label}}} is not exported"
+    return float(found.group(1))
+
+
+def test_a_version_file_is_served_from_disk_with_its_digest_as_etag(
+    running: RunningGateway, client: httpx.Client, mlflow_server: MlflowProcess
+) -> None:
+    content = secrets.token_bytes(MIB + 17)
+    _, _, path = registered(client, {"model.pkl": content, "MLmodel": b"flavors: {}\n"})
+    direct = httpx.get(
+        f"{mlflow_server.url}/api/2.0/mlflow-artifacts/artifacts/{path}/model.pkl", timeout=30
+    )
+    fills = counter(running, "hokusai_artifact_cache_fills", "kept")
+    hits = counter(running, "hokusai_artifact_cache_requests", "hit")
+
+    first = client.get(f"{FILES}{path}/model.pkl")
+    second = client.get(f"{FILES}{path}/model.pkl")
+
+    assert first.content == second.content == direct.content == content
+    etag = f'"sha256-{hashlib.sha256(content).hexdigest()}"'
+    assert first.headers["etag"] == second.headers["etag"] == etag
+    assert first.headers["content-type"] == direct.headers["content-type"]
+    assert first.headers["content-disposition"] == direct.headers["content-disposition"]
+    assert first.headers["accept-ranges"] == "bytes"
+    assert counter(running, "hokusai_artifact_cache_fills", "kept") == fills + 1
+    assert counter(running, "hokusai_artifact_cache_requests", "hit") == hits + 1
+    cached = list(running.gateway.settings.resolved_artifact_cache_dir.glob("*/*"))
+    assert cached and all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in cached)
+
+
+def test_concurrent_misses_fill_once(running: RunningGateway, client: httpx.Client) -> None:
+    content = secrets.token_bytes(2 * MIB)
+    _, _, path = registered(client, {"model.pkl": content})
+    fills = counter(running, "hokusai_artifact_cache_fills", "kept")
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        bodies = list(pool.map(lambda _: client.get(f"{FILES}{path}/model.pkl"), range(12)))
+
+    assert all(b.status_code == 200 and b.content == content for b in bodies)
+    assert counter(running, "hokusai_artifact_cache_fills", "kept") == fills + 1
+
+
+def test_conditional_and_range_requests(client: httpx.Client) -> None:
+    content = bytes(range(256)) * 400
+    _, _, path = registered(client, {"weights.bin": content})
+    url = f"{FILES}{path}/weights.bin"
+    etag = client.get(url).headers["etag"]
+
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": '"other", ' + etag}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": '"other"'}).content == content
+
+    part = client.get(url, headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206
+    assert part.content == content[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(content)}"
+    tail = client.get(url, headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.content == content[-100:]
+    stale = client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"sha256-old"'})
+    assert stale.status_code == 200 and stale.content == content
+    fresh = client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert fresh.status_code == 206 and fresh.content == content[:10]
+    beyond = client.get(url, headers={"Range": f"bytes={len(content) + 5}-"})
+    assert beyond.status_code == 416
+
+
+def test_files_of_a_ready_version_cannot_change(
+    client: httpx.Client, mlflow_server: MlflowProcess
+) -> None:
+    content = secrets.token_bytes(4096)
+    name, version, path = registered(client, {"model.pkl": content})
+    run_root = path.rsplit("/", 1)[0]
+    experiment_dir = run_root.rsplit("/", 2)[0]
+
+    for request in (
+        client.build_request("PUT", f"{FILES}{path}/model.pkl", content=b"tampered"),
+        client.build_request("PUT", f"{FILES}{path}/extra.py", content=b"import os"),
+        client.build_request("DELETE", f"{FILES}{path}/model.pkl"),
+        client.build_request("DELETE", f"{FILES}{run_root}"),
+        client.build_request("DELETE", f"{FILES}{experiment_dir}"),
+    ):
+        refused = client.send(request)
+        assert refused.status_code == 400, (request.method, request.url, refused.text)
+        body = refused.json()
+        assert body["error_code"] == "INVALID_STATE"
+        assert "Nothing was changed" in body["message"]
+    assert (
+        f"version {version} of model '{name}'"
+        in client.send(client.build_request("DELETE", f"{FILES}{path}/model.pkl")).json()["message"]
+    )
+
+    direct = httpx.get(
+        f"{mlflow_server.url}/api/2.0/mlflow-artifacts/artifacts/{path}/model.pkl", timeout=30
+    )
+    assert direct.content == content
+    listing = httpx.get(
+        f"{mlflow_server.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": path}
+    ).json()
+    assert [f["path"] for f in listing["files"]] == ["model.pkl"]
+
+
+def test_files_not_of_a_version_are_proxied_and_writable(
+    running: RunningGateway, client: httpx.Client
+) -> None:
+    _, path = logged_files(client, {"notes.txt": b"first"})
+    passed = counter(running, "hokusai_artifact_cache_fills", "kept")
+
+    assert client.get(f"{FILES}{path}/notes.txt").content == b"first"
+    _ok(client.put(f"{FILES}{path}/notes.txt", content=b"second"))
+    assert client.get(f"{FILES}{path}/notes.txt").content == b"second"
+    assert counter(running, "hokusai_artifact_cache_fills", "kept") == passed
+
+
+def test_a_deleted_version_frees_its_files(client: httpx.Client) -> None:
+    name, version, path = registered(client, {"model.pkl": b"v1 bytes"})
+    assert client.get(f"{FILES}{path}/model.pkl").content == b"v1 bytes"  # now cached
+
+    _ok(
+        client.request(
+            "DELETE", f"{API}/model-versions/delete", json={"name": name, "version": version}
+        )
+    )
+    _ok(client.put(f"{FILES}{path}/model.pkl", content=b"rewritten"))
+
+    assert client.get(f"{FILES}{path}/model.pkl").content == b"rewritten"
+
+
+def test_least_recently_used_files_leave_first(
+    running: RunningGateway, client: httpx.Client
+) -> None:
+    """The limit is 5 MiB: three 2 MiB files cannot all stay."""
+    contents = [secrets.token_bytes(2 * MIB) for _ in range(3)]
+    paths = [registered(client, {"model.pkl": content})[2] for content in contents]
+    evictions = counter(running, "hokusai_artifact_cache_evictions", "")
+
+    for path, content in zip(paths, contents, strict=True):
+        assert client.get(f"{FILES}{path}/model.pkl").content == content
+    # All three were served; the cache holds at most the limit.
+    assert counter(running, "hokusai_artifact_cache_evictions", "") >= evictions + 1
+    held = sum(
+        f.stat().st_size for f in running.gateway.settings.resolved_artifact_cache_dir.glob("*/*")
+    )
+    assert held <= 5 * MIB
+    assert client.get(f"{FILES}{paths[0]}/model.pkl").content == contents[0]
+
+
+def test_a_file_larger_than_the_cache_is_proxied(
+    running: RunningGateway, client: httpx.Client
+) -> None:
+    content = secrets.token_bytes(6 * MIB)
+    _, _, path = registered(client, {"model.pkl": content})
+    passed = counter(running, "hokusai_artifact_cache_requests", "passed")
+
+    assert client.get(f"{FILES}{path}/model.pkl").content == content
+    assert counter(running, "hokusai_artifact_cache_requests", "passed") == passed + 1
+
+
+def test_the_cache_directory_goes_with_the_gateway(
+    mlflow_server: MlflowProcess, tmp_path: Path
+) -> None:
+    settings = gateway_settings(f"sqlite:///{tmp_path / 'h.db'}", mlflow_server.url, tmp_path)
+    stale = settings.resolved_artifact_cache_dir / "999999999-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "left-behind").write_bytes(b"x")
+    gateway = start_gateway(settings)
+    key = gateway.create_key(Scope.WRITE)
+    with httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as http:
+        _, _, path = registered(http, {"model.pkl": b"kept a while"})
+        assert http.get(f"{FILES}{path}/model.pkl").content == b"kept a while"
+    assert not stale.exists()
+    assert len(list(settings.resolved_artifact_cache_dir.iterdir())) == 1
+    gateway.stop()
+    assert list(settings.resolved_artifact_cache_dir.iterdir()) == []
+
+
+def test_no_request_reaches_other_workspaces_files(client: httpx.Client) -> None:
+    """The default workspace's key may not list or delete MLflow's ``workspaces``
+    directory, which holds every other workspace's files."""
+    listing = client.get(FILES.rstrip("/"), params={"path": "workspaces"})
+    deleting = client.delete(f"{FILES}workspaces")
+    other = client.put(f"{FILES}workspaces/team-b/1/x/artifacts/f", content=b"x")
+
+    for refused in (listing, deleting, other):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error_code"] == "PERMISSION_DENIED"
