@@ -10,9 +10,10 @@ gateway instead fetches each file from MLflow once and serves every copy from it
   and made again under the same path are never mixed up. Only complete ``200`` answers
   whose length MLflow announced are kept; anything else is proxied as before.
 - **Filled once.** The first request for a file starts its fill, a task of its own that
-  reads MLflow's answer at MLflow's pace into a temporary file (mode 0600). Requests that
-  arrive meanwhile wait for it, and a client that leaves does not stop it. Then all of them
-  are served from the file, so a slow client holds only its own download.
+  reads MLflow's answer at MLflow's pace into a temporary file (mode 0600); a client that
+  leaves does not stop it. Requests for the whole file that arrive meanwhile follow the
+  file as it is written (each at its own pace: a slow client holds only its own
+  download); conditional and range requests wait for the fill to end.
 - **Bounded.** Files are removed least recently used first to stay within ``max_bytes``;
   a file being served is never removed. A file larger than the limit is not kept.
 - **HTTP.** The ETag is the file's SHA-256 (strong), so ``If-None-Match`` answers 304
@@ -89,6 +90,28 @@ class _Entry:
     serving: int = 0  # requests reading the file now: it is not removed meanwhile
 
 
+@dataclass
+class _Fill:
+    """A file being read from MLflow. ``started`` says whether it is being kept (then
+    ``size``, ``headers`` and ``partial`` are set); ``done`` gives its entry (None: not
+    kept); ``written`` bytes of ``partial`` may be read meanwhile."""
+
+    started: asyncio.Future[bool]
+    done: asyncio.Future[_Entry | None]
+    partial: Path = Path()
+    size: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    written: int = 0
+    failed: bool = False
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def advance(self, count: int) -> None:
+        """``count`` more bytes are on disk: wake the readers following the fill."""
+        self.written += count
+        progress, self.progress = self.progress, asyncio.Event()
+        progress.set()
+
+
 class _CachedFile(FileResponse):
     # Reads of 1 MiB: a thread hop per read is the cost of serving from disk.
     chunk_size = 1024 * 1024
@@ -103,7 +126,7 @@ class ArtifactCache:
     metrics: Metrics
     _own: Path | None = None
     _entries: OrderedDict[ContentKey, _Entry] = field(default_factory=OrderedDict)
-    _filling: dict[ContentKey, asyncio.Future[_Entry | None]] = field(default_factory=dict)
+    _filling: dict[ContentKey, _Fill] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _bytes: int = 0  # held on disk plus reserved by fills under way
 
@@ -143,10 +166,16 @@ class ArtifactCache:
         result = "hit"
         if entry is None:
             result = "filled"
-            fill = self._filling.get(key)
-            if fill is None:
-                fill = self._start_fill(key, opener)
-            entry = await asyncio.shield(fill)
+            fill = self._filling.get(key) or self._start_fill(key, opener)
+            if not await asyncio.shield(fill.started):
+                self.metrics.artifact_cache_requests.labels("passed").inc()
+                return False
+            if not fill.done.done() and _plain(scope):
+                # The whole file, while it arrives: follow the fill instead of waiting.
+                self.metrics.artifact_cache_requests.labels(result).inc()
+                await self._follow(fill, send)
+                return True
+            entry = await asyncio.shield(fill.done)
             if entry is None or key not in self._entries:  # not kept, or already removed
                 self.metrics.artifact_cache_requests.labels("passed").inc()
                 return False
@@ -172,16 +201,49 @@ class ArtifactCache:
             entry.serving -= 1
         return True
 
+    async def _follow(self, fill: _Fill, send: Send) -> None:
+        """Send the file as the fill writes it. Its digest is not known yet, so this
+        answer has no ETag; if the fill fails, the answer stops short of its
+        Content-Length, which every client reports as an incomplete download."""
+        headers = [
+            (b"content-length", str(fill.size).encode()),
+            (b"accept-ranges", b"bytes"),
+            (b"cache-control", b"private, no-cache"),
+            *fill.headers,
+        ]
+        # Opened before anything is awaited, so before the fill can rename the file: the
+        # descriptor follows it.
+        descriptor = os.open(fill.partial, os.O_RDONLY)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            sent = 0
+            while sent < fill.size:
+                progress = fill.progress
+                if sent >= fill.written:
+                    if fill.failed:
+                        raise RuntimeError("the artifact cache fill failed mid-way")
+                    await progress.wait()
+                    continue
+                length = min(_CachedFile.chunk_size, fill.written - sent)
+                chunk = await anyio.to_thread.run_sync(os.pread, descriptor, length, sent)
+                sent += len(chunk)
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": sent < fill.size}
+                )
+        finally:
+            os.close(descriptor)
+
     # ---- filling --------------------------------------------------------------------
 
-    def _start_fill(self, key: ContentKey, opener: Opener) -> asyncio.Future[_Entry | None]:
-        fill: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
+    def _start_fill(self, key: ContentKey, opener: Opener) -> _Fill:
+        loop = asyncio.get_running_loop()
+        fill = _Fill(started=loop.create_future(), done=loop.create_future())
         self._filling[key] = fill
 
         async def run() -> None:
             entry: _Entry | None = None
             try:
-                entry = await self._fill(key, opener)
+                entry = await self._fill(key, opener, fill)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # MLflow failed mid-way: the requests proxy instead
@@ -194,60 +256,67 @@ class ArtifactCache:
                 self.metrics.artifact_cache_fills.labels("kept" if entry else "not_kept").inc()
                 if entry is not None:
                     self._entries[key] = entry
-                if not fill.done():
-                    fill.set_result(entry)
+                fill.failed = entry is None
+                fill.advance(0)
+                if not fill.started.done():
+                    fill.started.set_result(False)
+                if not fill.done.done():
+                    fill.done.set_result(entry)
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return fill
 
-    async def _fill(self, key: ContentKey, opener: Opener) -> _Entry | None:
+    async def _fill(self, key: ContentKey, opener: Opener, fill: _Fill) -> _Entry | None:
         directory = self._open()
         async with opener() as response:
             size = response.content_length
             if response.status != 200 or size is None or not self._reserve(size):
                 return None
             final = directory / key.file_name()
-            partial = final.with_suffix(".part")
+            fill.partial = final.with_suffix(".part")
+            fill.size = size
+            fill.headers = [
+                (k.lower(), v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS
+            ]
             kept = False
             try:
-                digest, written = await self._copy(response.content, partial)
-                if written != size:
+                digest = await self._copy(response.content, fill)
+                if fill.written != size:
                     return None  # MLflow's answer ended early: never keep a short file
-                await anyio.to_thread.run_sync(os.replace, partial, final)
+                await anyio.to_thread.run_sync(os.replace, fill.partial, final)
                 kept = True
             finally:
                 if not kept:
                     self._set_bytes(self._bytes - size)
-                    partial.unlink(missing_ok=True)
-            headers = [
-                (k.lower(), v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS
-            ]
-            return _Entry(final, size, f'"sha256-{digest}"', headers)
+                    fill.partial.unlink(missing_ok=True)
+            return _Entry(final, size, f'"sha256-{digest}"', fill.headers)
 
-    async def _copy(self, content: aiohttp.StreamReader, target: Path) -> tuple[str, int]:
-        """Write the stream to ``target`` (0600), returning its SHA-256 and length."""
+    async def _copy(self, content: aiohttp.StreamReader, fill: _Fill) -> str:
+        """Write the stream to the fill's file (0600), returning its SHA-256; the file
+        is there (empty) when ``fill.started`` is set."""
         digest = hashlib.sha256()
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        written = 0
+        descriptor = os.open(fill.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fill.started.set_result(True)
         with os.fdopen(descriptor, "wb") as out:
 
             def write(block: bytes, out: BinaryIO = out) -> None:
                 digest.update(block)
                 out.write(block)
+                out.flush()  # readers following the fill read the file, not this buffer
 
             buffer = bytearray()
             async for chunk in _chunks(content):
                 buffer += chunk
                 if len(buffer) >= FILL_BUFFER:
                     await anyio.to_thread.run_sync(write, bytes(buffer))
-                    written += len(buffer)
+                    fill.advance(len(buffer))
                     buffer.clear()
             if buffer:
                 await anyio.to_thread.run_sync(write, bytes(buffer))
-                written += len(buffer)
-        return digest.hexdigest(), written
+                fill.advance(len(buffer))
+        return digest.hexdigest()
 
     def _reserve(self, size: int) -> bool:
         """Make room for ``size`` more bytes, removing the least recently used files not
@@ -277,6 +346,12 @@ class ArtifactCache:
 async def _chunks(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
     async for chunk in content.iter_chunked(FILL_BUFFER):
         yield chunk
+
+
+def _plain(scope: Scope) -> bool:
+    """A request for the whole file, unconditionally (no Range, no validator)."""
+    asked = {name for name, _ in scope["headers"]}
+    return not asked & {b"range", b"if-range", b"if-none-match"}
 
 
 def _matches(scope: Scope, etag: str) -> bool:
