@@ -51,6 +51,14 @@ log = logging.getLogger("hokusai.gateway.artifact_cache")
 
 # Bytes gathered from MLflow before one write to disk (one thread hop each).
 FILL_BUFFER = 4 * 1024 * 1024
+# Bytes read from disk per piece of an answer.
+CHUNK = 256 * 1024
+# The threads that read cached files for the answers. Few: each thread that allocates
+# gets a malloc arena of its own, and a fleet's downloads through forty of them (anyio's
+# default) left hundreds of MiB of freed chunks in those arenas.
+READER_THREADS = 4
+# Clients may keep a copy, but ask again (If-None-Match: a 304 costs nothing).
+_CACHE_CONTROL = "private, no-cache"
 # The headers of MLflow's answer that describe the file, kept and served again; length,
 # ranges, validators and the hop-by-hop ones are the cache's own.
 _KEPT_HEADERS = frozenset(
@@ -112,11 +120,6 @@ class _Fill:
         progress.set()
 
 
-class _CachedFile(FileResponse):
-    # Reads of 1 MiB: a thread hop per read is the cost of serving from disk.
-    chunk_size = 1024 * 1024
-
-
 @dataclass
 class ArtifactCache:
     """The cache of one gateway process."""
@@ -129,6 +132,13 @@ class ArtifactCache:
     _filling: dict[ContentKey, _Fill] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _bytes: int = 0  # held on disk plus reserved by fills under way
+    _reader_limit: anyio.CapacityLimiter | None = None
+
+    def _readers(self) -> anyio.CapacityLimiter:
+        """Made on first use, in the event loop of the process that serves."""
+        if self._reader_limit is None:
+            self._reader_limit = anyio.CapacityLimiter(READER_THREADS)
+        return self._reader_limit
 
     def _open(self) -> Path:
         """This process's directory, made on first use; the ones of processes that died
@@ -172,8 +182,12 @@ class ArtifactCache:
                 return False
             if not fill.done.done() and _plain(scope):
                 # The whole file, while it arrives: follow the fill instead of waiting.
+                # Its digest is not known yet, so this answer has no ETag.
                 self.metrics.artifact_cache_requests.labels(result).inc()
-                await self._follow(fill, send)
+                # Opened before anything is awaited, so before the fill can rename the
+                # file: the descriptor follows it.
+                descriptor = os.open(fill.partial, os.O_RDONLY)
+                await self._send_whole(descriptor, fill.size, fill.headers, fill, send)
                 return True
             entry = await asyncio.shield(fill.done)
             if entry is None or key not in self._entries:  # not kept, or already removed
@@ -185,51 +199,70 @@ class ArtifactCache:
             await Response(status_code=304, headers={"etag": entry.etag})(scope, receive, send)
             return True
         self.metrics.artifact_cache_requests.labels(result).inc()
+        headers = [(b"etag", entry.etag.encode()), *entry.headers]
+        if _plain(scope):
+            # Opened at once: removing the file later does not take it from this answer.
+            descriptor = os.open(entry.path, os.O_RDONLY)
+            await self._send_whole(descriptor, entry.size, headers, None, send)
+            return True
         entry.serving += 1
         try:
-            response = _CachedFile(
+            response = FileResponse(
                 entry.path,
-                headers={"etag": entry.etag, "cache-control": "private, no-cache"},
+                headers={"cache-control": _CACHE_CONTROL},
                 stat_result=await anyio.to_thread.run_sync(os.stat, entry.path),
             )
-            # The file's own description (type, name) as MLflow gave it.
+            # Starlette's validator and the type it guesses give way to the cache's own.
             response.raw_headers = [
-                (k, v) for k, v in response.raw_headers if k not in _KEPT_HEADERS
-            ] + entry.headers
+                (k, v) for k, v in response.raw_headers if k not in _KEPT_HEADERS | {b"etag"}
+            ] + headers
             await response(scope, receive, send)
         finally:
             entry.serving -= 1
         return True
 
-    async def _follow(self, fill: _Fill, send: Send) -> None:
-        """Send the file as the fill writes it. Its digest is not known yet, so this
-        answer has no ETag; if the fill fails, the answer stops short of its
-        Content-Length, which every client reports as an incomplete download."""
-        headers = [
-            (b"content-length", str(fill.size).encode()),
-            (b"accept-ranges", b"bytes"),
-            (b"cache-control", b"private, no-cache"),
-            *fill.headers,
-        ]
-        # Opened before anything is awaited, so before the fill can rename the file: the
-        # descriptor follows it.
-        descriptor = os.open(fill.partial, os.O_RDONLY)
+    async def _send_whole(
+        self,
+        descriptor: int,
+        size: int,
+        headers: list[tuple[bytes, bytes]],
+        fill: _Fill | None,
+        send: Send,
+    ) -> None:
+        """Send the open file whole and close it; with ``fill``, as the fill writes it
+        (if the fill fails, the answer stops short of its Content-Length, which every
+        client reports as an incomplete download)."""
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-length", str(size).encode()),
+                        (b"accept-ranges", b"bytes"),
+                        (b"cache-control", _CACHE_CONTROL.encode()),
+                        *headers,
+                    ],
+                }
+            )
             sent = 0
-            while sent < fill.size:
-                progress = fill.progress
-                if sent >= fill.written:
+            while sent < size:
+                available = size if fill is None else fill.written
+                if sent >= available:
+                    assert fill is not None
+                    progress = fill.progress
                     if fill.failed:
                         raise RuntimeError("the artifact cache fill failed mid-way")
                     await progress.wait()
                     continue
-                length = min(_CachedFile.chunk_size, fill.written - sent)
-                chunk = await anyio.to_thread.run_sync(os.pread, descriptor, length, sent)
-                sent += len(chunk)
-                await send(
-                    {"type": "http.response.body", "body": chunk, "more_body": sent < fill.size}
+                length = min(CHUNK, available - sent)
+                chunk = await anyio.to_thread.run_sync(
+                    os.pread, descriptor, length, sent, limiter=self._readers()
                 )
+                if not chunk:
+                    raise RuntimeError("a cached file is shorter than its entry says")
+                sent += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": sent < size})
         finally:
             os.close(descriptor)
 
