@@ -66,18 +66,20 @@ topology: install test-deps
 
 # Every benchmark, each writing its record under bench/results/ (about 40 minutes; the
 # wrk one only where wrk is installed). QUICK=1: a look in about two minutes, short runs
-# of the gateway (all four reads, no artifacts) and of one rate-limit decision, nothing
-# recorded.
+# of the gateway (all four reads, no artifacts), of one rate-limit decision and of a small
+# fleet pull, nothing recorded.
 bench: install
 ifeq ($(QUICK),1)
 	$(BIN)/python bench/bench_gateway.py --artifact-mib 0 --rounds 1 --duration 2 \
 		--warmup-seconds 0.5 --warmup-requests 50 --no-write
 	$(BIN)/python bench/bench_ratelimit.py
+	$(BIN)/python bench/bench_fleet.py --mib 32 --clients 8 --rounds 1 --no-write
 else
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_sdk.py
 	$(BIN)/python bench/bench_webhooks.py
 	$(BIN)/python bench/bench_ratelimit.py
+	$(BIN)/python bench/bench_fleet.py
 	if command -v wrk >/dev/null; then $(BIN)/python bench/bench_cached_reads.py; \
 	else echo "wrk is not installed (apt-get install wrk): bench_cached_reads.py skipped"; fi
 endif
