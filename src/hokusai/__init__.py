@@ -20,7 +20,13 @@ from hokusai.sdk.errors import (
     ValidationError,
 )
 from hokusai.sdk.registry import ModelRegistry
-from hokusai.sdk.results import ModelVersion, RegistrationResult
+from hokusai.sdk.results import (
+    KeyIdentity,
+    LineageEntry,
+    ModelVersion,
+    RegistrationResult,
+    RemovedRun,
+)
 from hokusai.version import __version__
 
 __all__ = [
@@ -30,6 +36,8 @@ __all__ = [
     "ConflictError",
     "EndpointNotFoundError",
     "HokusaiError",
+    "KeyIdentity",
+    "LineageEntry",
     "ModelRegistry",
     "ModelVersion",
     "NotFoundError",
@@ -38,6 +46,7 @@ __all__ = [
     "RegistrationError",
     "RegistrationResult",
     "RegistryUnavailableError",
+    "RemovedRun",
     "ServerError",
     "ValidationError",
     "__version__",

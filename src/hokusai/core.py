@@ -1,6 +1,7 @@
 """``hokusai.core``: the import path existing code uses (``from hokusai.core import
 ModelRegistry``). The same objects as ``hokusai``."""
 
-from hokusai.sdk.registry import ModelRegistry
-
-__all__ = ["ModelRegistry"]
+# Everything ``hokusai`` exports and nothing else: a list of its own here would be a
+# second list to keep in step.
+from hokusai import *  # noqa: F403
+from hokusai import __all__ as __all__

@@ -26,6 +26,7 @@ from hokusai import (
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
+from hokusai.sdk.saga import after_each_step
 from hokusai.server.mlflow_process import MlflowProcess
 
 from .conftest import MlflowRest, unique
@@ -185,7 +186,8 @@ def test_read_key_cannot_register(
     assert error.error_code == "PERMISSION_DENIED"
     assert error.request_id
     assert "failed at step 'experiment'" in str(error)
-    assert isinstance(error.cause, PermissionDeniedError)
+    assert isinstance(error.__cause__, PermissionDeniedError)
+    assert error.cause is error.__cause__
     assert "needs the 'write' role" in str(error)
     assert "has 'read'" in str(error)
     assert error.left_behind == {}
@@ -220,9 +222,8 @@ def test_left_behind_lists_only_what_this_call_created(
 
     existing = unique("existing")
     mlflow_rest.call("POST", "experiments/create", json={"name": existing})
-    registry._after_step = fail_after_run
     for experiment, made in ((existing, False), (unique("new"), True)):
-        with pytest.raises(RegistrationError) as raised:
+        with after_each_step(fail_after_run), pytest.raises(RegistrationError) as raised:
             registry.register_baseline(
                 saved_lead_model, "lead_scoring", unique("left"), experiment_name=experiment
             )
@@ -249,16 +250,15 @@ def test_gateway_down_midway(
             running.stop()
             assert not running.thread.is_alive()
 
-    registry._after_step = stop_after_run
     registration_id = unique("down")
     started = time.monotonic()
-    with pytest.raises(RegistrationError) as raised:
+    with after_each_step(stop_after_run), pytest.raises(RegistrationError) as raised:
         registry.register_baseline(
             saved_lead_model, "lead_scoring", unique("down"), registration_id=registration_id
         )
     error = raised.value
     assert error.step == "metrics"
-    assert isinstance(error.cause, RegistryUnavailableError)
+    assert isinstance(error.__cause__, RegistryUnavailableError)
     assert "The registry is unavailable" in str(error)
     assert ".. " not in str(error)
     assert error.left_behind["run_id"]

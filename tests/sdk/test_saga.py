@@ -19,6 +19,7 @@ from helpers import RunningGateway
 from hokusai import RegistrationError
 from hokusai.cli.main import app
 from hokusai.sdk.registry import ModelRegistry
+from hokusai.sdk.saga import after_each_step
 
 from .conftest import MlflowRest, unique
 
@@ -86,23 +87,24 @@ def test_failure_after_each_step_then_resume(
     )
     if found.status_code == 404:
         mlflow_rest.call("POST", "experiments/create", json={"name": experiment})
-    registry._after_step = fail_once_after(step, InjectedFault(f"injected after {step}"))
+    fault = fail_once_after(step, InjectedFault(f"injected after {step}"))
 
     def register() -> object:
-        return registry.register_baseline(
-            saved_lead_model,
-            "lead_scoring",
-            name,
-            metrics={"auroc": 0.81},
-            registration_id=registration_id,
-        )
+        with after_each_step(fault):
+            return registry.register_baseline(
+                saved_lead_model,
+                "lead_scoring",
+                name,
+                metrics={"auroc": 0.81},
+                registration_id=registration_id,
+            )
 
     with pytest.raises(RegistrationError) as raised:
         register()
     error = raised.value
     assert error.step == step
     assert error.registration_id == registration_id
-    assert isinstance(error.cause, InjectedFault)
+    assert isinstance(error.__cause__, InjectedFault)
     message = str(error)
     assert f"failed at step '{step}'" in message
     position = BASELINE_STEPS.index(step)
@@ -165,8 +167,7 @@ def test_crash_after_model_version_then_resume(
 ) -> None:
     name = unique("crash")
     registration_id = unique("reg")
-    registry._after_step = fail_once_after("model_version", Crash())
-    with pytest.raises(Crash):
+    with after_each_step(fail_once_after("model_version", Crash())), pytest.raises(Crash):
         registry.register_baseline(
             saved_lead_model, "lead_scoring", name, registration_id=registration_id
         )
@@ -214,12 +215,11 @@ def test_cleanup_removes_only_abandoned_registrations(
     def register(fault: tuple[str, BaseException] | None) -> str:
         """Register under a new id, failing as told; the registration id."""
         registration_id = unique("gc")
-        registry._after_step = fail_once_after(*fault) if fault else None
-        with contextlib.suppress(RegistrationError, Crash):
+        hook = fail_once_after(*fault) if fault else None
+        with after_each_step(hook), contextlib.suppress(RegistrationError, Crash):
             registry.register_baseline(
                 saved_lead_model, "lead_scoring", unique("gc"), registration_id=registration_id
             )
-        registry._after_step = None
         return registration_id
 
     def run_of(registration_id: str) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from hokusai.cli.console import err
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.evaluation import LOWER_IS_BETTER, measure_on_csv
 from hokusai.sdk.model_files import load_model_file
-from hokusai.sdk.registry import validate_token_id
 from hokusai.sdk.results import ModelVersion
+from hokusai.sdk.validation import validate_token_id
+from hokusai.tokens import TAG_BENCHMARK_METRIC, TAG_BENCHMARK_VALUE, TAG_MEASURED_VALUE, TAG_READY
 
 models_app = typer.Typer(
     help="Register models and look at them: register, list, show, lineage, alias, promote.",
@@ -121,7 +122,7 @@ def register(
                 registration_id=registration_id,
                 serialization_format=serialization_format.value if serialization_format else None,
             )
-    ready = result.tags.get("ready_for_deploy") == "true"
+    ready = result.tags.get(TAG_READY) == "true"
     if as_json:
         print(
             json.dumps(
@@ -163,10 +164,10 @@ def list_models(
             v.name,
             v.version,
             v.token_id or "",
-            v.tags.get("benchmark_metric", ""),
-            v.tags.get("benchmark_value", ""),
-            v.tags.get("measured_value", ""),
-            v.tags.get("ready_for_deploy", ""),
+            v.tags.get(TAG_BENCHMARK_METRIC, ""),
+            v.tags.get(TAG_BENCHMARK_VALUE, ""),
+            v.tags.get(TAG_MEASURED_VALUE, ""),
+            v.tags.get(TAG_READY, ""),
             ", ".join(v.aliases),
         )
     out.print(table)

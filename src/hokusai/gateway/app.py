@@ -1,6 +1,6 @@
 """The gateway: one ASGI application in front of MLflow.
 
-Every request passes the same steps, in this order (DESIGN.md, "The request path"):
+Every request passes the same steps, in this order (docs/architecture.md, "Gateway"):
 request id -> canonical path -> no key in the URL -> locate in the URL space ->
 authenticate -> route policy -> rate limit -> resolution cache (model resolution reads)
 or proxy (or answer locally) -> audit -> metrics and one JSON log line. Pure ASGI, no
@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -118,7 +118,6 @@ class Exchange:
     via_session: bool = False
     upstream_seconds: float | None = None
     error_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Gateway:

@@ -15,6 +15,7 @@ import anyio
 import httpx
 from sqlalchemy import Engine
 
+from hokusai.tokens import TOKEN_TAGS
 from hokusai.webhooks import events as ev
 from hokusai.webhooks.outbox import emit
 from hokusai.workspaces.records import WORKSPACE_HEADER
@@ -52,7 +53,7 @@ class EventCapture:
         except ValueError:
             response = {}
         current = None
-        if endpoint == "model-versions/set-tag" and request.get("key") in ev.TOKEN_TAGS:
+        if endpoint == "model-versions/set-tag" and request.get("key") in TOKEN_TAGS:
             current = await self._current_version(client, request, workspace)
         found = ev.events_for_write(
             endpoint, method, request, response, key_id, current, workspace=workspace, owner=owner

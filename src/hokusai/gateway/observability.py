@@ -17,11 +17,11 @@ from prometheus_client import (
 # Set (by ``hokusai serve`` with more than one worker) before any worker imports
 # prometheus_client, which then keeps every value in a file of that directory.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-ROUTE_CLASSES = ("tracking", "registry", "artifacts", "admin", "other")
 
 
 def route_class(area: str, mlflow_path: str = "") -> str:
-    """The coarse class of a request, for metrics: a small, fixed set of label values."""
+    """The coarse class of a request, for metrics: a small, fixed set of label values
+    (tracking, registry, artifacts, admin, other)."""
     if area in ("admin_api", "console"):
         return "admin"
     if area != "mlflow":

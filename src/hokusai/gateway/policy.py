@@ -292,7 +292,8 @@ class Decision:
     """The outcome of classifying a request: the matching row, or None (deny)."""
 
     route: Route | None
-    # True when the path exists but not for this method (a 405 rather than a 404).
+    # True when the path exists but not for this method: still answered 404
+    # ENDPOINT_NOT_FOUND, with a message that names the method rather than the path.
     path_known: bool
 
 

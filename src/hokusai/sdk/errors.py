@@ -22,7 +22,7 @@ A registration that fails because of one of the errors above raises a
 registering is caught by ``except PermissionDeniedError`` and by ``except
 RegistrationError`` alike, and carries both the cause's fields (``status_code``,
 ``error_code``, ``request_id``) and the registration's (``step``, ``registration_id``,
-``left_behind``, ``cause``)::
+``left_behind``); the cause itself is its ``__cause__``::
 
     try:
         registry.register_baseline(model, "lead_scoring")
@@ -179,8 +179,14 @@ class RegistrationError(HokusaiError):
         self.message = text
         self.step = step
         self.registration_id = registration_id
-        self.cause = cause
         self.left_behind = left_behind
+        # Set here as well as by ``raise … from``: an error made but not yet raised has it.
+        self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException | None:
+        """The error the failed step raised: the same as ``__cause__``."""
+        return self.__cause__
 
     def __str__(self) -> str:
         return self.message

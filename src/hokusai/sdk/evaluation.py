@@ -1,4 +1,6 @@
-"""Measuring a model's metric on evaluation data: the only way a metric gets recorded."""
+"""Measuring a model's metric on evaluation data, as ``hokusai models register
+--eval-data`` does before it records the value (SDK callers may also pass metrics they
+measured themselves)."""
 
 from __future__ import annotations
 
@@ -75,7 +77,3 @@ def measure_on_csv(model: Any, csv_path: Path, label_column: str, metric: str) -
         raise
     except Exception as exc:
         raise ValidationError(f"measuring {metric} on {csv_path} failed: {exc}") from None
-
-
-def meets_baseline(measured: float, baseline: float, *, lower_is_better: bool) -> bool:
-    return measured <= baseline if lower_is_better else measured >= baseline

@@ -13,10 +13,12 @@ both as leftovers once old enough.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.errors import registration_failure
@@ -50,7 +52,8 @@ class SagaState:
     # What this call created, as opposed to found: only that is its leftover.
     created_experiment: bool = False
     created_registered_model: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Tags a stored model's run adds to the version: its measurement of the benchmark.
+    measurement: dict[str, str] = field(default_factory=dict)
 
     def left_behind(self) -> dict[str, str]:
         """What this registration made that is still there, by kind."""
@@ -66,21 +69,33 @@ class SagaState:
         return left
 
 
-Step = tuple[str, Callable[[], None]]
+Plan = TypeVar("Plan")
+# A step reads what to make from the plan and records what it made in the state; run
+# again with the same plan, it finds what it made before instead of making it twice.
+Step = tuple[str, Callable[[Transport, Plan, SagaState], None]]
 # Called after each step with its name: where faults are injected in tests.
 AfterStep = Callable[[str], None]
 
+_after_step: ContextVar[AfterStep | None] = ContextVar("hokusai_after_step", default=None)
 
-def run_saga(
-    transport: Transport,
-    state: SagaState,
-    steps: list[Step],
-    *,
-    after_step: AfterStep | None = None,
-) -> None:
+
+@contextlib.contextmanager
+def after_each_step(hook: AfterStep | None) -> Iterator[None]:
+    """Call ``hook`` with each step's name after it succeeds, for the registrations made
+    inside the block (in this thread or task): a fault raised by the hook is a failure of
+    that step. Not public API: the seam the saga's fault tests use."""
+    token = _after_step.set(hook)
+    try:
+        yield
+    finally:
+        _after_step.reset(token)
+
+
+def run_saga(transport: Transport, plan: Plan, state: SagaState, steps: list[Step[Plan]]) -> None:
+    after_step = _after_step.get()
     for name, step in steps:
         try:
-            step()
+            step(transport, plan, state)
             if after_step is not None:
                 after_step(name)
         except Exception as exc:

@@ -16,6 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from hokusai.tokens import (
+    TAG_BENCHMARK_METRIC,
+    TAG_BENCHMARK_VALUE,
+    TAG_LOWER_IS_BETTER,
+    TAG_MEASURED_VALUE,
+    TAG_TOKEN_ID,
+    meets_benchmark,
+)
 from hokusai.workspaces.records import DEFAULT_WORKSPACE
 
 REGISTERED_MODEL_CREATED = "registered_model.created"
@@ -42,20 +50,6 @@ EVENT_TYPES = (
     MODEL_REGISTERED,
     TOKEN_READY_FOR_DEPLOY,
 )
-
-TAG_TOKEN_ID = "hokusai_token_id"
-TAG_BENCHMARK_METRIC = "benchmark_metric"
-TAG_BENCHMARK_VALUE = "benchmark_value"
-TAG_MEASURED_VALUE = "measured_value"
-TAG_LOWER_IS_BETTER = "lower_is_better"
-# Tags whose change can make a version a registered token model or ready for deploy.
-TOKEN_TAGS = {
-    TAG_TOKEN_ID,
-    TAG_BENCHMARK_METRIC,
-    TAG_BENCHMARK_VALUE,
-    TAG_MEASURED_VALUE,
-    TAG_LOWER_IS_BETTER,
-}
 
 # The registry writes that produce events, by (method, MLflow path without version prefix).
 _WRITE = re.compile(
@@ -166,7 +160,7 @@ def is_ready_for_deploy(data: dict[str, Any]) -> bool:
     measured, benchmark = metric.get("measured_value"), metric.get("benchmark_value")
     if measured is None or benchmark is None:
         return False
-    return bool(measured <= benchmark if metric.get("lower_is_better") else measured >= benchmark)
+    return meets_benchmark(measured, benchmark, lower_is_better=bool(metric.get("lower_is_better")))
 
 
 def scoped_key(workspace: str, key: str) -> str:
