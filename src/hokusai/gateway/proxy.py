@@ -89,6 +89,9 @@ class UpstreamResult:
     upstream_seconds: float
 
 
+# An API answer up to this size is read whole and sent in one piece.
+SMALL_ANSWER_BYTES = 256 * 1024
+
 # A request with one of these methods changes nothing: repeating it is always safe.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -250,7 +253,14 @@ class MlflowProxy:
         upstream_seconds = time.perf_counter() - started
         try:
             answer: bytes | None = None
-            if whole:
+            # A small API answer goes to the client in one piece: one read and one send
+            # instead of a loop over the pieces aiohttp happens to receive.
+            small = (
+                not transfer
+                and response.content_length is not None
+                and response.content_length <= SMALL_ANSWER_BYTES
+            )
+            if whole or small:
                 try:
                     answer = await response.read()
                 except (aiohttp.ClientError, TimeoutError) as exc:
