@@ -56,7 +56,10 @@ class ErrorCode(StrEnum):
 
 
 # The HTTP status of each code, as mlflow.protos.databricks_pb2 maps them (MLflow answers
-# RESOURCE_ALREADY_EXISTS with 400, not 409, and clients expect that).
+# RESOURCE_ALREADY_EXISTS with 400, not 409, and clients expect that). One exception:
+# MLflow answers INVALID_STATE with 500, which clients retry as a server failure; the
+# gateway's INVALID_STATE (a READY version's files cannot change) is the caller's to fix,
+# so it is a 400.
 HTTP_STATUS: Mapping[ErrorCode, int] = MappingProxyType(
     {
         ErrorCode.INVALID_PARAMETER_VALUE: 400,

@@ -31,6 +31,7 @@ EXIT_CODES: Mapping[ErrorCode, int] = MappingProxyType(
     {
         ErrorCode.RESOURCE_DOES_NOT_EXIST: 1,
         ErrorCode.RESOURCE_ALREADY_EXISTS: 1,
+        ErrorCode.INVALID_STATE: 1,
         ErrorCode.ENDPOINT_NOT_FOUND: 1,
         ErrorCode.INVALID_PARAMETER_VALUE: 2,
         ErrorCode.BAD_REQUEST: 2,

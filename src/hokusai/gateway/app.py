@@ -2,9 +2,14 @@
 
 Every request passes the same steps, in this order (docs/architecture.md, "Gateway"):
 request id -> canonical path -> no key in the URL -> locate in the URL space ->
-authenticate -> route policy -> rate limit -> resolution cache (model resolution reads)
-or proxy (or answer locally) -> audit -> metrics and one JSON log line. Pure ASGI, no
-buffering middleware: bodies stream.
+authenticate (``authentication``) -> route policy (``policy``, ``hokusai.authorization``)
+-> rate limit -> the MLflow route (``mlflow_route``: artifact cache, resolution cache or
+proxy, audit) or a local answer -> metrics and one JSON log line. Pure ASGI, no buffering
+middleware: bodies stream.
+
+This module is longer than most (about 700 lines) because it is that order: each step is
+a call to the module that does it, and the whole path of a request reads here top to
+bottom, including how each kind of failure is answered.
 """
 
 from __future__ import annotations
@@ -16,13 +21,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import RedirectResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -33,15 +35,11 @@ from hokusai.db.engine import make_engine
 from hokusai.errors import ErrorCode, PermissionDenied
 from hokusai.gateway import client_address, credentials, registry_changes, urlspace
 from hokusai.gateway.admin_api import build_admin_api
-from hokusai.gateway.artifact_cache import ArtifactCache, ContentKey
-from hokusai.gateway.artifact_locations import check_locations, location_fields
+from hokusai.gateway.artifact_cache import ArtifactCache
 from hokusai.gateway.audit import AuditEntry, AuditLog
+from hokusai.gateway.authentication import Authentication
 from hokusai.gateway.body import (
     ClientDisconnected,
-    check_content_length,
-    has_body,
-    read_body,
-    stream_body,
 )
 from hokusai.gateway.console import Console
 from hokusai.gateway.errors import (
@@ -51,38 +49,33 @@ from hokusai.gateway.errors import (
     unformatted_server_error,
 )
 from hokusai.gateway.event_capture import EventCapture
-from hokusai.gateway.frozen_artifacts import ARTIFACTS as ARTIFACT_FILE
-from hokusai.gateway.frozen_artifacts import FrozenArtifacts, artifact_path
+from hokusai.gateway.exchange import Exchange
+from hokusai.gateway.frozen_artifacts import FrozenArtifacts
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
 from hokusai.gateway.mlflow_probe import MlflowProbe
+from hokusai.gateway.mlflow_route import MlflowRoute
 from hokusai.gateway.observability import Metrics, access_log, route_class
 from hokusai.gateway.policy import Hidden, classify
-from hokusai.gateway.proxy import SAFE_METHODS, MlflowProxy, UpstreamError
+from hokusai.gateway.proxy import MlflowProxy, UpstreamError
 from hokusai.gateway.ratelimit import FailureWindow, key_limiter, retry_after_header
+from hokusai.gateway.readiness import ReadinessChecks
 from hokusai.gateway.registry_changes import ChangeFollower
-from hokusai.gateway.registry_guard import RegistryGuard, is_registry_write
+from hokusai.gateway.registry_guard import RegistryGuard
 from hokusai.gateway.resolution_cache import (
-    NOTHING,
-    CachedAnswer,
     ResolutionCache,
-    WriteEffect,
     api_path,
-    cacheable_read,
-    write_effect,
 )
-from hokusai.gateway.sessions import Sessions, same_origin, session_token
-from hokusai.gateway.signin import SignIn, login_redirect
+from hokusai.gateway.sessions import Sessions
+from hokusai.gateway.signin import SignIn
 from hokusai.gateway.sso import SingleSignOn
-from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.urlspace import Area
 from hokusai.gateway.write_queue import WriteQueue
 from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope as KeyScope
-from hokusai.keys.service import KeyRejected, KeyService
+from hokusai.keys.service import KeyService
 from hokusai.logs import redact
 from hokusai.settings import Settings
 from hokusai.version import __version__
-from hokusai.webhooks.events import captured_endpoint
 from hokusai.webhooks.outbox import dispatch_lag_seconds
 from hokusai.webhooks.worker import run_background
 from hokusai.workspaces import store as workspace_store
@@ -93,31 +86,6 @@ log = logging.getLogger("hokusai.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 # MLflow's workspace header, as ASGI hands header names (lower case).
 _WORKSPACE_HEADER = WORKSPACE_HEADER.lower().encode()
-
-
-@dataclass
-class Exchange:
-    """What the gateway learns about one request while answering it."""
-
-    request_id: str
-    method: str
-    path: str
-    client: str
-    started_at: float
-    status: int = 0
-    response_started: bool = False
-    response_complete: bool = False
-    # A 5xx that was not in the error format was answered with one instead.
-    answer_replaced: bool = False
-    route_class: str = "other"
-    key: KeyRecord | None = None
-    # The workspace the request acts in, once the key is known.
-    workspace: str | None = None
-    # Authenticated by a browser session's cookie (not a key header): writes must be
-    # same-origin.
-    via_session: bool = False
-    upstream_seconds: float | None = None
-    error_reason: str | None = None
 
 
 class Gateway:
@@ -153,6 +121,13 @@ class Gateway:
             idle=settings.session_idle_timeout,
             lifetime=settings.session_lifetime,
             cache_seconds=settings.key_cache_seconds,
+        )
+        self.ready_checks = ReadinessChecks(
+            self.engine,
+            self.proxy.client,
+            settings.mlflow_url,
+            self.metrics,
+            settings.max_dispatch_lag,
         )
         self.mlflow_probe = MlflowProbe(self.proxy.client, settings.mlflow_url)
         self.registry_guard = RegistryGuard(self.mlflow_probe, self._workspace_settings)
@@ -215,6 +190,26 @@ class Gateway:
                 settings.resolution_cache_replica_lag,
                 origin=self.origin,
             )
+
+        self.authentication = Authentication(
+            self.keys, self.sessions, self.auth_failures, self.metrics, self._base_url
+        )
+        self.mlflow_route = MlflowRoute(
+            settings,
+            engine=self.engine,
+            metrics=self.metrics,
+            proxy=self.proxy,
+            audit=self.audit,
+            events=self.events,
+            in_flight=self.in_flight,
+            writes=self.writes,
+            registry_guard=self.registry_guard,
+            frozen_artifacts=self.frozen_artifacts,
+            artifact_cache=self.artifact_cache,
+            resolution_cache=self.resolution_cache,
+            origin=self.origin,
+            refused=self._refused,
+        )
 
     # ---- ASGI entry point -------------------------------------------------------
 
@@ -396,8 +391,8 @@ class Gateway:
             )
         elif target.area is Area.ADMIN_API:
             if scope["path"] not in urlspace.DOCS_PATHS:
-                exchange.key = await self._authenticate(headers, exchange)
-                self._check_same_origin(scope, headers, exchange)
+                exchange.key = await self.authentication.authenticate(headers, exchange)
+                self.authentication.check_same_origin(scope, headers, exchange)
                 await self._rate_limit(exchange.key)
             scope.setdefault("state", {})
             scope["state"].update(
@@ -438,7 +433,7 @@ class Gateway:
             await RedirectResponse(urlspace.CONSOLE_PREFIX, 308)(scope, receive, send)
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        key = await self._signed_in(
+        key = await self.authentication.signed_in(
             scope,
             receive,
             send,
@@ -472,7 +467,7 @@ class Gateway:
         raw_mlflow_path: bytes,
     ) -> None:
         method = scope["method"]
-        key = await self._signed_in(
+        key = await self.authentication.signed_in(
             scope,
             receive,
             send,
@@ -504,311 +499,22 @@ class Gateway:
             await _send_json(send, 200, {"workspaces": [{"name": own, "description": description}]})
             return
 
-        transfer = is_artifact_transfer(mlflow_path)
-        upload = is_artifact_upload(mlflow_path)
-        max_body = self.settings.max_artifact_bytes if upload else self.settings.max_body_bytes
-        check_content_length(scope["headers"], max_body)
-        try:
-            self.in_flight.acquire(key.id)
-        except GatewayError:
-            self.metrics.rate_limited.labels("in_flight").inc()
-            raise
-        try:
-            await self._forward_held(
-                scope,
-                receive,
-                send,
-                exchange,
-                key,
-                workspace,
-                access,
-                mlflow_path,
-                raw_mlflow_path,
-                transfer=transfer,
-                max_body=max_body,
-            )
-        finally:
-            self.in_flight.release(key.id)
-
-    async def _forward_held(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        exchange: Exchange,
-        key: KeyRecord,
-        workspace: str,
-        access: KeyScope,
-        mlflow_path: str,
-        raw_mlflow_path: bytes,
-        *,
-        transfer: bool,
-        max_body: int,
-    ) -> None:
-        """The part of _forward that holds one of the key's in-flight requests."""
-        method = scope["method"]
-        idle = self.settings.body_idle_timeout
-        body: bytes | AsyncIterator[bytes] | None = None
-        if has_body(scope["headers"]):
-            # An API body is read whole before any upstream connection is taken: a slow
-            # client holds only its own request. Artifact transfers stream.
-            if transfer:
-                body = stream_body(receive, max_body, idle)
-            else:
-                body = await read_body(receive, max_body, idle)
-        api_body = body if isinstance(body, bytes) else b""  # a streamed transfer: none
-        chosen = location_fields(method, mlflow_path)
-        if chosen and not (key.scope is KeyScope.ADMIN and self.settings.admin_artifact_locations):
-            check_locations(api_body, chosen, self.settings.artifact_root)
-        query_string = scope.get("query_string", b"")
-        audited = access is not KeyScope.READ
-        # What MLflow's store may change: not reads, and not the admin-scope GETs
-        # (workspaces, MLflow's webhooks), which are audited but change nothing.
-        changes = audited and method not in SAFE_METHODS
-        if changes and is_registry_write(mlflow_path):
-            try:
-                await self.registry_guard.check(
-                    key, workspace, method, mlflow_path, api_body, query_string
-                )
-            except PermissionDenied as refusal:
-                raise self._refused(refusal) from None
-        if transfer:
-            self.frozen_artifacts.check_namespace(workspace, mlflow_path, query_string)
-        if changes:
-            await self.frozen_artifacts.check_write(workspace, method, mlflow_path, query_string)
-        elif await self._serve_cached_file(
-            scope, receive, send, exchange, key, workspace, mlflow_path, raw_mlflow_path
-        ):
-            return
-        cache = self.resolution_cache
-        keep = None
-        if cache is not None and body is None:
-            read = cacheable_read(method, mlflow_path, query_string, workspace)
-            if read is not None:
-                cached = cache.get(read.key)
-                if cached is not None:
-                    await _send_cached(send, cached)
-                    return
-                ticket = cache.ticket()
-
-                def keep(status: int, headers: list[tuple[bytes, bytes]], answer: bytes) -> None:
-                    cache.put(read, ticket, status, headers, answer)
-
-        effect = (
-            write_effect(mlflow_path, api_body, query_string, workspace) if changes else NOTHING
+        await self.mlflow_route.forward(
+            scope,
+            receive,
+            send,
+            exchange,
+            key,
+            workspace,
+            access,
+            mlflow_path,
+            raw_mlflow_path,
         )
-        announced = False
-
-        async def announce_change() -> None:
-            """Before the writer's answer: this replica's cache forgets what the write may
-            have changed, and the other replicas are told through the store."""
-            nonlocal announced
-            if announced or effect.none:
-                return
-            announced = True
-            await self._registry_changed(effect)
-
-        captured = captured_endpoint(method, mlflow_path)
-        inspect = None
-        if captured is not None:
-
-            async def inspect(status: int, request_body: bytes, response_body: bytes) -> None:
-                await self.events.record(
-                    captured,
-                    method,
-                    query_string,
-                    key.id,
-                    status,
-                    request_body,
-                    response_body,
-                    self.proxy.client,
-                    workspace=workspace,
-                    owner=key.owner,
-                )
-
-        async def before_answer(status: int) -> None:
-            if status >= 500:
-                self.metrics.upstream_errors.labels("5xx").inc()
-            await announce_change()
-            if audited:
-                await anyio.to_thread.run_sync(
-                    self.audit.record,
-                    AuditEntry(
-                        request_id=exchange.request_id,
-                        key_id=key.id,
-                        owner=key.owner,
-                        action="mlflow.write",
-                        method=method,
-                        path=mlflow_path,
-                        status=status,
-                        client=exchange.client,
-                        workspace=workspace,
-                    ),
-                )
-
-        # Changes to MLflow's store take their turn; reads and file transfers never wait.
-        queued = self.writes.turn() if changes and not transfer else contextlib.nullcontext()
-        try:
-            async with queued:
-                result = await self.proxy.forward(
-                    method=method,
-                    raw_mlflow_path=raw_mlflow_path,
-                    query_string=query_string,
-                    headers=scope["headers"],
-                    identity=(key.id, key.owner),
-                    workspace=workspace,
-                    request_id=exchange.request_id,
-                    body=body,
-                    transfer=transfer,
-                    send=send,
-                    on_response_start=before_answer,
-                    inspect=inspect,
-                    keep=keep,
-                )
-        finally:
-            # MLflow gave no answer (or the gateway failed after sending): the write may
-            # have been applied all the same.
-            with anyio.CancelScope(shield=True):
-                await announce_change()
-        exchange.upstream_seconds = result.upstream_seconds
-
-    async def _serve_cached_file(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        exchange: Exchange,
-        key: KeyRecord,
-        workspace: str,
-        mlflow_path: str,
-        raw_mlflow_path: bytes,
-    ) -> bool:
-        """Serve a download of a READY version's file from the artifact cache; False
-        (nothing sent) for any other request, which is proxied."""
-        cache = self.artifact_cache
-        if cache is None or scope["method"] != "GET" or scope.get("query_string"):
-            return False
-        match = ARTIFACT_FILE.fullmatch(mlflow_path)
-        if match is None or has_body(scope["headers"]):
-            return False
-        path = artifact_path(match["path"], workspace)
-        version = await self.frozen_artifacts.version_of(workspace, path) if path else None
-        if path is None or version is None:
-            return False
-
-        def opener() -> contextlib.AbstractAsyncContextManager[Any]:
-            return self.proxy.download(
-                raw_mlflow_path=raw_mlflow_path,
-                identity=(key.id, key.owner),
-                workspace=workspace,
-                request_id=exchange.request_id,
-            )
-
-        return await cache.serve(ContentKey(workspace, version, path), opener, scope, receive, send)
-
-    async def _registry_changed(self, effect: WriteEffect) -> None:
-        self.frozen_artifacts.forget()
-        if self.resolution_cache is not None:
-            self.resolution_cache.invalidate(effect)
-        try:
-            await anyio.to_thread.run_sync(
-                registry_changes.record, self.engine, effect, self.origin
-            )
-        except Exception as exc:  # the write itself is done: the other replicas age it out
-            log.warning(
-                "could not record a registry change for the other replicas (%s): their "
-                "resolution caches may serve the old answer for up to %g s",
-                type(exc).__name__,
-                self.settings.resolution_cache_seconds,
-            )
-
-    async def _authenticate(self, headers: dict[bytes, bytes], exchange: Exchange) -> KeyRecord:
-        """The caller's key record, or an error saying why not.
-
-        The key is checked first and the failed-attempt window only afterwards, for keys
-        that fail: a valid key is accepted however many failures its address has, so the
-        window cannot be used to lock anyone out. Missing, malformed and mistyped keys
-        (bad checksum) are refused without touching the store.
-        """
-        try:
-            key = credentials.key_from_headers(headers)
-            token = session_token(headers.get(b"cookie")) if key is None else None
-            if token is not None:
-                # No key header: a browser signed in at /login.
-                signed_in = await anyio.to_thread.run_sync(self.sessions.authenticate, token)
-                exchange.via_session = True
-                return signed_in
-            record = self.keys.authenticate_cached(key)
-            if record is None:
-                record = await anyio.to_thread.run_sync(self.keys.authenticate, key)
-            return record
-        except KeyRejected as rejected:
-            self._auth_failed(exchange, rejected.reason, rejected.message)
-            raise GatewayError(
-                ErrorCode.UNAUTHENTICATED, rejected.message, reason=rejected.reason
-            ) from None
-        except GatewayError as error:
-            self._auth_failed(exchange, error.reason, error.message)
-            raise
-        except SQLAlchemyError as exc:
-            log.error("auth store unreachable: %s", type(exc).__name__)
-            raise GatewayError(
-                ErrorCode.TEMPORARILY_UNAVAILABLE,
-                "The gateway cannot reach its auth store to check the API key. Retry shortly; "
-                "operators: /ready names the failing dependency, `hokusai doctor --server` "
-                "checks it.",
-                headers={"Retry-After": "2"},
-                reason="auth_store_unavailable",
-            ) from None
-
-    async def _signed_in(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: dict[bytes, bytes],
-        exchange: Exchange,
-        *,
-        page: bool,
-        back_to: str,
-    ) -> KeyRecord | None:
-        """The caller's key (header or browser session, whose writes must be same-origin);
-        None when the request was a person opening a ``page`` without a live session, who
-        has been sent to sign in and then ``back_to`` it."""
-        try:
-            key = exchange.key = await self._authenticate(headers, exchange)
-        except GatewayError as refused:
-            if page and refused.error_code is ErrorCode.UNAUTHENTICATED:
-                exchange.error_reason = refused.reason
-                await login_redirect(back_to)(scope, receive, send)
-                return None
-            raise
-        self._check_same_origin(scope, headers, exchange)
-        return key
 
     def _refused(self, refusal: PermissionDenied) -> GatewayError:
         """Count a refusal by what refused it; its answer in the error format."""
         self.metrics.auth_failures.labels(refusal.reason).inc()
         return domain_answer(refusal)
-
-    def _check_same_origin(
-        self, scope: Scope, headers: dict[bytes, bytes], exchange: Exchange
-    ) -> None:
-        """A write authenticated by a session cookie must come from this site's pages: a
-        cookie never authenticates another site's request (CSRF)."""
-        if not exchange.via_session or scope["method"] in SAFE_METHODS:
-            return
-        if same_origin(headers, self._base_url(scope, headers)):
-            return
-        self.metrics.auth_failures.labels("cross_site").inc()
-        raise GatewayError(
-            ErrorCode.PERMISSION_DENIED,
-            f"{scope['method']} {exchange.path} came with this site's session cookie from "
-            "another origin (or without Origin and Referer): refused. Writes through a "
-            "browser session must come from this site's own pages; scripts send their API "
-            "key in a header.",
-            reason="cross_site",
-        )
 
     def _revoked(self, key_id: str) -> None:
         self.keys.forget(key_id)
@@ -816,22 +522,6 @@ class Gateway:
 
     def _sign_in_failed(self, reason: str, message: str) -> None:
         self.metrics.auth_failures.labels(reason).inc()
-
-    def _auth_failed(self, exchange: Exchange, reason: str, message: str) -> None:
-        """Count a failure; past the limit, slow the address down (429) instead of 401."""
-        self.metrics.auth_failures.labels(reason).inc()
-        blocked = self.auth_failures.blocked_for(exchange.client)
-        if blocked:
-            self.metrics.rate_limited.labels("auth_failures").inc()
-            raise GatewayError(
-                ErrorCode.REQUEST_LIMIT_EXCEEDED,
-                f"Too many failed authentications from {exchange.client} in the last minute; "
-                f"this one: {message} Fix the API key (run `hokusai doctor`) and retry after "
-                "the Retry-After delay.",
-                headers=retry_after_header(blocked),
-                reason="auth_failures_limited",
-            )
-        self.auth_failures.record_failure(exchange.client)
 
     def _authorize(
         self,
@@ -899,75 +589,8 @@ class Gateway:
                 reason="rate_limited",
             )
 
-    # ---- local answers --------------------------------------------------------------
-
     async def readiness(self) -> tuple[int, dict[str, Any]]:
-        """Each dependency with its status and latency; 503 when one fails."""
-        checks = {
-            "auth_store": await self._check(self._check_store),
-            "mlflow": await self._check(self._check_mlflow),
-            "dispatcher": await self._check(self._check_dispatch_lag),
-        }
-        ok = all(c["ok"] for c in checks.values())
-        return (200 if ok else 503), {"status": "ok" if ok else "unavailable", "checks": checks}
-
-    async def _check(self, probe: Any) -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            with anyio.fail_after(3):
-                detail = await probe()
-            ok = True
-        except Exception as exc:  # a readiness probe reports every failure, whatever it is
-            ok, detail = False, f"{type(exc).__name__}: {redact(str(exc))[:300]}"
-        return {"ok": ok, "ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail}
-
-    async def _check_store(self) -> str:
-        def probe() -> str:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return f"{self.engine.dialect.name} reachable"
-
-        return await anyio.to_thread.run_sync(probe)
-
-    async def _check_dispatch_lag(self) -> str:
-        lag = await anyio.to_thread.run_sync(dispatch_lag_seconds, self.engine)
-        self.metrics.dispatch_lag.set(lag)
-        if lag > self.settings.max_dispatch_lag:
-            raise RuntimeError(
-                f"the oldest due webhook delivery has waited {lag:.0f} s: is a dispatcher "
-                "running (hokusai serve, or hokusai worker)?"
-            )
-        return f"oldest due delivery waited {lag:.1f} s"
-
-    async def _check_mlflow(self) -> str:
-        # Callers of /ready are told how MLflow is doing, never where it is (the operator's
-        # `hokusai doctor --server` names the URL).
-        try:
-            response = await self.proxy.client.get(
-                self.proxy.upstream_url + "/health", timeout=httpx.Timeout(2.0)
-            )
-        except httpx.TimeoutException:
-            raise RuntimeError("MLflow did not answer its health check within 2 s") from None
-        except httpx.HTTPError as exc:
-            raise RuntimeError(f"MLflow is not reachable ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise RuntimeError(f"MLflow's health check answered {response.status_code}")
-        # Every request names its key's workspace: an MLflow without workspaces refuses them
-        # all (FEATURE_DISABLED), so it is not ready, and says why.
-        try:
-            info = await self.proxy.client.get(
-                self.proxy.upstream_url + "/api/3.0/mlflow/server-info",
-                timeout=httpx.Timeout(2.0),
-            )
-            enabled = info.status_code == 200 and bool(info.json().get("workspaces_enabled"))
-        except (httpx.HTTPError, ValueError, AttributeError):
-            enabled = False
-        if not enabled:
-            raise RuntimeError(
-                "MLflow runs without workspaces: start it with --enable-workspaces (each "
-                "team is one of its workspaces)"
-            )
-        return "MLflow answered its health check, with workspaces"
+        return await self.ready_checks.run()
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -1052,14 +675,6 @@ def _header_text(value: bytes | None) -> str | None:
     if value is None:
         return None
     return value.decode("latin-1").strip() or None
-
-
-async def _send_cached(send: Send, answer: CachedAnswer) -> None:
-    """MLflow's answer as it was given; the gateway's own headers are added on the way."""
-    await send(
-        {"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)}
-    )
-    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -101,12 +101,12 @@ class _Entry:
 @dataclass
 class _Fill:
     """A file being read from MLflow. ``started`` says whether it is being kept (then
-    ``size``, ``headers`` and ``partial`` are set); ``done`` gives its entry (None: not
-    kept); ``written`` bytes of ``partial`` may be read meanwhile."""
+    ``size``, ``headers`` and ``path`` are set); ``done`` gives its entry (None: not
+    kept); ``written`` bytes of ``path`` may be read meanwhile."""
 
     started: asyncio.Future[bool]
     done: asyncio.Future[_Entry | None]
-    partial: Path = Path()
+    path: Path = Path()  # the file being written; its final name once complete
     size: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     written: int = 0
@@ -183,12 +183,14 @@ class ArtifactCache:
             if not fill.done.done() and _plain(scope):
                 # The whole file, while it arrives: follow the fill instead of waiting.
                 # Its digest is not known yet, so this answer has no ETag.
-                self.metrics.artifact_cache_requests.labels(result).inc()
-                # Opened before anything is awaited, so before the fill can rename the
-                # file: the descriptor follows it.
-                descriptor = os.open(fill.partial, os.O_RDONLY)
-                await self._send_whole(descriptor, fill.size, fill.headers, fill, send)
-                return True
+                try:
+                    descriptor = os.open(fill.path, os.O_RDONLY)
+                except FileNotFoundError:  # the fill failed and removed its file just now
+                    descriptor = None
+                if descriptor is not None:
+                    self.metrics.artifact_cache_requests.labels(result).inc()
+                    await self._send_whole(descriptor, fill.size, fill.headers, fill, send)
+                    return True
             entry = await asyncio.shield(fill.done)
             if entry is None or key not in self._entries:  # not kept, or already removed
                 self.metrics.artifact_cache_requests.labels("passed").inc()
@@ -207,15 +209,16 @@ class ArtifactCache:
             return True
         entry.serving += 1
         try:
+            # The digest as the validator (Starlette's If-Range compares with it, and keeps
+            # a given ETag); the type it guesses gives way to MLflow's.
             response = FileResponse(
                 entry.path,
-                headers={"cache-control": _CACHE_CONTROL},
+                headers={"etag": entry.etag, "cache-control": _CACHE_CONTROL},
                 stat_result=await anyio.to_thread.run_sync(os.stat, entry.path),
             )
-            # Starlette's validator and the type it guesses give way to the cache's own.
             response.raw_headers = [
-                (k, v) for k, v in response.raw_headers if k not in _KEPT_HEADERS | {b"etag"}
-            ] + headers
+                (k, v) for k, v in response.raw_headers if k not in _KEPT_HEADERS
+            ] + entry.headers
             await response(scope, receive, send)
         finally:
             entry.serving -= 1
@@ -308,7 +311,7 @@ class ArtifactCache:
             if response.status != 200 or size is None or not self._reserve(size):
                 return None
             final = directory / key.file_name()
-            fill.partial = final.with_suffix(".part")
+            fill.path = final.with_suffix(".part")
             fill.size = size
             fill.headers = [
                 (k.lower(), v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS
@@ -318,19 +321,22 @@ class ArtifactCache:
                 digest = await self._copy(response.content, fill)
                 if fill.written != size:
                     return None  # MLflow's answer ended early: never keep a short file
-                await anyio.to_thread.run_sync(os.replace, fill.partial, final)
+                # Renamed without awaiting anything, and the fill's path with it: a
+                # request that finds the fill under way opens whichever name is current.
+                os.replace(fill.path, final)
+                fill.path = final
                 kept = True
             finally:
                 if not kept:
                     self._set_bytes(self._bytes - size)
-                    fill.partial.unlink(missing_ok=True)
+                    fill.path.unlink(missing_ok=True)
             return _Entry(final, size, f'"sha256-{digest}"', fill.headers)
 
     async def _copy(self, content: aiohttp.StreamReader, fill: _Fill) -> str:
         """Write the stream to the fill's file (0600), returning its SHA-256; the file
         is there (empty) when ``fill.started`` is set."""
         digest = hashlib.sha256()
-        descriptor = os.open(fill.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        descriptor = os.open(fill.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         fill.started.set_result(True)
         with os.fdopen(descriptor, "wb") as out:
 
