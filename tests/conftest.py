@@ -1,26 +1,23 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import (
-    POSTGRES_ENV,
-    RunningGateway,
-    free_port,
-    postgres_database,
-    start_gateway,
-)
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
-from hokusai.settings import Settings
+from tests.helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
 
 STORES = ["sqlite", "postgres"]
 
@@ -74,16 +71,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowPr
         raise
     yield process
     process.stop()
-
-
-def gateway_settings(store: str, mlflow_url: str, home: Path, **overrides: object) -> Settings:
-    return Settings(
-        home=home,
-        database_url=store,
-        secret_key="test-secret-" + home.name,
-        mlflow_url=mlflow_url,
-        **overrides,  # type: ignore[arg-type]
-    )
 
 
 @pytest.fixture

@@ -35,6 +35,18 @@ POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
 SERVE_STARTUP_SECONDS = 300.0  # 10-30 s usually; minutes on a 2-core machine under load
 
 
+# MLflow's REST API as the gateway serves it (MLflow's own /api/2.0/mlflow/, behind /api/mlflow).
+MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
+
+
+def auth(key: str, request_id: str | None = None) -> dict[str, str]:
+    """The headers of a request made with ``key`` (and with ``request_id`` when given)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return headers
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,6 +92,16 @@ class RunningGateway:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def gateway_settings(store: str, mlflow_url: str, home: Path, **overrides: object) -> Settings:
+    return Settings(
+        home=home,
+        database_url=store,
+        secret_key="test-secret-" + home.name,
+        mlflow_url=mlflow_url,
+        **overrides,  # type: ignore[arg-type]
+    )
 
 
 def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGateway:

@@ -24,9 +24,9 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from helpers import free_port
 from hokusai.cli.main import app
 from hokusai.keys.format import parse_key
+from tests.helpers import auth, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -213,10 +213,6 @@ def running_serve(data_dir: Path, *, workers: int = 1) -> Iterator[Serve]:
         yield serve
     finally:
         serve.kill_everything()
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 # ---- the first start, shared by the tests below in order (the last one stops it) ------------

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from helpers import replicas
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import replicas
 
 pytestmark = pytest.mark.integration
 

@@ -11,22 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import RunningGateway
 from hokusai.keys import service as key_service
 from hokusai.keys.format import checksum, generate_key, parse_key
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway, auth
 
 pytestmark = pytest.mark.integration
 
 GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 CREATE_EXPERIMENT = "/api/mlflow/api/2.0/mlflow/experiments/create"
-
-
-def auth(key: str, request_id: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {key}"}
-    if request_id:
-        headers["X-Request-ID"] = request_id
-    return headers
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from helpers import RunningGateway
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway
 
 pytestmark = pytest.mark.integration
 

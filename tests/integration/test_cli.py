@@ -25,12 +25,12 @@ import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
-from helpers import POSTGRES_ENV, RunningGateway, postgres_database, start_gateway
 from hokusai.admin import keys as key_admin
 from hokusai.cli.main import app
 from hokusai.keys.format import checksum, generate_key, parse_key
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
+from tests.helpers import POSTGRES_ENV, RunningGateway, auth, postgres_database, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -96,13 +96,6 @@ def gateway_on(cli: Cli, mlflow: MlflowProcess) -> Iterator[RunningGateway]:
         yield running
     finally:
         running.stop()
-
-
-def auth(key: str, request_id: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {key}"}
-    if request_id:
-        headers["X-Request-ID"] = request_id
-    return headers
 
 
 def text_of(result: Result) -> str:

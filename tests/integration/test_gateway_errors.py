@@ -15,10 +15,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import gateway_settings
-from helpers import RunningGateway, free_port, start_gateway
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway, free_port, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 

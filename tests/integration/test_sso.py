@@ -14,12 +14,18 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import gateway_settings
-from helpers import OidcProvider, RunningGateway, free_port, start_gateway, start_oidc_provider
 from hokusai.admin.actor import Actor, Origin
 from hokusai.db.schema import api_keys, audit_log, sso_attempts
 from hokusai.errors import InvalidInput
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    OidcProvider,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    start_gateway,
+    start_oidc_provider,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
-from helpers import RunningGateway
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway
 
 pytestmark = pytest.mark.integration
 

@@ -20,19 +20,19 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import gateway_settings
-from helpers import (
-    POSTGRES_ENV,
-    RunningGateway,
-    free_port,
-    postgres_database,
-    start_gateway,
-)
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.timestamps import utcnow
 from hokusai.workspaces import store as workspace_store
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+from tests.helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
+from tests.helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
 
 with warnings.catch_warnings():
     # authlib 1.9 would rather its httpx client ran on httpx2; on httpx it works as before.

@@ -12,14 +12,13 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai import NotFoundError, PermissionDeniedError, ValidationError
 from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import MlflowRest, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
 

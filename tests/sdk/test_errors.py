@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai import (
     APIError,
     AuthenticationError,
@@ -27,8 +25,8 @@ from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
-
-from .conftest import MlflowRest, unique
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
 

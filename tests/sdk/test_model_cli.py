@@ -16,12 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import LeadData, MlflowRest, make_leads, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import LeadData, MlflowRest, make_leads, unique
 
 pytestmark = pytest.mark.integration
 

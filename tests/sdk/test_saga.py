@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai import RegistrationError
 from hokusai.cli.main import app
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import MlflowRest, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
 

@@ -29,13 +29,19 @@ from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import select
 
-from conftest import gateway_settings
-from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.db.schema import events
 from hokusai.gateway.write_queue import default_concurrency
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 

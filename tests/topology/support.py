@@ -8,7 +8,7 @@ import os
 import httpx
 import pytest
 
-from helpers import POSTGRES_ENV
+from tests.helpers import POSTGRES_ENV, auth
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,14 +25,9 @@ pytestmark = [
     ),
 ]
 
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/"
 # nginx reaches the replicas from 127.0.0.1 (their trusted proxy); clients come from here.
 CLIENT_ADDRESS = "127.0.0.2"
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def client(base_url: str, ca_bundle: str, key: str | None = None, **kwargs: object) -> httpx.Client:

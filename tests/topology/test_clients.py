@@ -17,7 +17,7 @@ from stack.topology import BUCKET, Topology
 
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-from topology.support import pytestmark as marks
+from tests.topology.support import pytestmark as marks
 
 pytestmark = marks
 

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from standardwebhooks import Webhook
 
-from webhooks.receiver import Receiver, Request
-from webhooks.support import Hooks, unique, wait_until
+from tests.webhooks.receiver import Receiver, Request
+from tests.webhooks.support import Hooks, unique, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
-from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.cli.main import app
 from hokusai.db.schema import webhook_endpoints
 from hokusai.keys.scopes import Scope
@@ -28,8 +27,9 @@ from hokusai.timestamps import utcnow
 from hokusai.webhooks.signing import SecretBox
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 from hokusai.workspaces.store import insert_workspace
-from webhooks.receiver import Answer, Receiver, always
-from webhooks.support import wait_until
+from tests.helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
+from tests.webhooks.receiver import Answer, Receiver, always
+from tests.webhooks.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,9 @@ from hokusai.timestamps import utcnow
 from hokusai.webhooks.reconciler import reconcile
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 from hokusai.workspaces.store import insert_workspace
-from webhooks.receiver import Receiver, Request
-from webhooks.support import MLFLOW_API, Hooks, auth, run_source, unique
+from tests.helpers import MLFLOW_API, auth
+from tests.webhooks.receiver import Receiver, Request
+from tests.webhooks.support import Hooks, run_source, unique
 
 pytestmark = pytest.mark.integration
 
