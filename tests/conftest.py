@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from hokusai import timestamps
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     POSTGRES_ENV,
+    MovedClock,
     RunningGateway,
     free_port,
     gateway_settings,
@@ -29,6 +31,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("HOKUSAI_", "MLFLOW_")) and name != POSTGRES_ENV:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
+    """The wall clock of everything in this process (gateways started by ``start_gateway``
+    and commands run with ``CliRunner`` included), moved forward by the test."""
+    moved = MovedClock()
+    monkeypatch.setattr(timestamps, "clock", moved)
+    return moved
 
 
 @pytest.fixture(params=STORES)

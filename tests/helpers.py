@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.http_server import server_config
 from hokusai.settings import Settings
+from hokusai.timestamps import system_clock
 
 POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
 SERVE_STARTUP_SECONDS = 300.0  # 10-30 s usually; minutes on a 2-core machine under load
@@ -51,6 +53,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class MovedClock:
+    """The product's wall clock (``hokusai.timestamps.clock``) as the ``clock`` fixture
+    installs it: real time, plus however far a test has moved it forward. A key's expiry
+    is then a step of the test, not a sleep."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return system_clock() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
 
 
 @contextlib.contextmanager

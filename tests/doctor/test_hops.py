@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from tests.doctor.support import (
 )
 from tests.helpers import (
     POSTGRES_ENV,
+    MovedClock,
     RunningGateway,
     free_port,
     gateway_settings,
@@ -186,26 +186,22 @@ def test_config_hop_with_a_malformed_key(
     assert metric(hop_gateway.url, AUTH_FAILURES, reason="malformed") == malformed + 1
 
 
-def unknown_key(gateway: RunningGateway) -> str:
+def unknown_key(gateway: RunningGateway, clock: MovedClock) -> str:
     """A well-formed key this gateway never issued."""
     return generate_key("live")
 
 
-def revoked_key(gateway: RunningGateway) -> str:
+def revoked_key(gateway: RunningGateway, clock: MovedClock) -> str:
     key = gateway.create_key(Scope.READ)
     gateway.gateway.keys.revoke(key)
     return key
 
 
-def expired_key(gateway: RunningGateway) -> str:
+def expired_key(gateway: RunningGateway, clock: MovedClock) -> str:
     issued = gateway.gateway.keys.create(
         name="short-lived", owner="tests", scope=Scope.READ, expires_in=timedelta(seconds=1)
     )
-    assert issued.record.expires_at is not None
-    deadline = time.monotonic() + 5
-    while datetime.now(UTC) <= issued.record.expires_at + timedelta(milliseconds=50):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    clock.advance(timedelta(seconds=2))
     return issued.key
 
 
@@ -223,11 +219,12 @@ def test_auth_hop_says_which_key_problem(
     hop_gateway: RunningGateway,
     monkeypatch: pytest.MonkeyPatch,
     reason: str,
-    make_key: Callable[[RunningGateway], str],
+    clock: MovedClock,
+    make_key: Callable[[RunningGateway, MovedClock], str],
     phrases: list[str],
     fix_phrase: str,
 ) -> None:
-    key = make_key(hop_gateway)
+    key = make_key(hop_gateway, clock)
     before = metric(hop_gateway.url, AUTH_FAILURES, reason=reason)
 
     code, report = doctor.json(url=hop_gateway.url, key=key)

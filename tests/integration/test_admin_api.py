@@ -3,7 +3,6 @@ whoami, the key lifecycle, key validation, the audit log, the docs and request i
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from hokusai.keys import service as key_service
 from hokusai.keys.format import checksum, generate_key, parse_key
 from hokusai.keys.scopes import Scope
-from tests.helpers import RunningGateway, auth
+from tests.helpers import MovedClock, RunningGateway, auth
 
 pytestmark = pytest.mark.integration
 
@@ -304,7 +303,9 @@ def test_ambiguous_prefix_is_refused(
 # ---- key validation -----------------------------------------------------------------------
 
 
-def test_validate_names_the_key_and_never_echoes_it(gateway: RunningGateway) -> None:
+def test_validate_names_the_key_and_never_echoes_it(
+    gateway: RunningGateway, clock: MovedClock
+) -> None:
     caller = gateway.create_key(Scope.READ, name="checker")
     good = gateway.create_key(Scope.WRITE, owner="svc-a")
     revoked = gateway.create_key(Scope.ADMIN, owner="svc-b")
@@ -314,7 +315,7 @@ def test_validate_names_the_key_and_never_echoes_it(gateway: RunningGateway) -> 
     ).key
     unknown = generate_key("test")
     mistyped = good[:-1] + ("a" if good[-1] != "a" else "b")
-    time.sleep(0.3)
+    clock.advance(timedelta(seconds=1))
 
     def validate(key: str) -> dict[str, Any]:
         response = httpx.post(

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
-from tests.helpers import RunningGateway, free_port, gateway_settings, start_gateway
+from tests.helpers import MovedClock, RunningGateway, free_port, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,9 @@ def test_malformed_and_mistyped_keys(gateway: RunningGateway) -> None:
     assert_error(response, 401, "UNAUTHENTICATED", "truncated")
 
 
-def test_unknown_revoked_and_expired_keys_say_which(gateway: RunningGateway) -> None:
+def test_unknown_revoked_and_expired_keys_say_which(
+    gateway: RunningGateway, clock: MovedClock
+) -> None:
     unknown = generate_key("live")
     response = httpx.get(gateway.url + GET_BY_NAME, headers={"Authorization": f"Bearer {unknown}"})
     assert_error(response, 401, "UNAUTHENTICATED", "Unknown API key")
@@ -76,9 +78,7 @@ def test_unknown_revoked_and_expired_keys_say_which(gateway: RunningGateway) -> 
     assert_error(response, 401, "UNAUTHENTICATED", "was revoked")
 
     issued = gateway.gateway.keys.create(name="short", owner="t", expires_in=timedelta(seconds=1))
-    import time
-
-    time.sleep(1.2)
+    clock.advance(timedelta(seconds=2))
     response = httpx.get(gateway.url + GET_BY_NAME, headers={"X-API-Key": issued.key})
     assert_error(response, 401, "UNAUTHENTICATED", "expired", "hokusai keys rotate")
 
