@@ -26,6 +26,8 @@ from tests.admin.support import Admin
 
 WORKSPACE_HEADER = "X-MLflow-Workspace"
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def admin(engine: Engine, tmp_path: Path, mlflow_server: MlflowProcess) -> Admin:
