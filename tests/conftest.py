@@ -13,6 +13,7 @@ from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     POSTGRES_ENV,
+    MakeGateway,
     MovedClock,
     RunningGateway,
     free_port,
@@ -82,6 +83,22 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowPr
         raise
     yield process
     process.stop()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[MakeGateway]:
+    """Gateways on ``store`` in front of ``mlflow_url``, with settings of the test's own
+    (``overrides``); every one is stopped after the test."""
+    started: list[RunningGateway] = []
+
+    def make(store: str, mlflow_url: str, **overrides: object) -> RunningGateway:
+        running = start_gateway(gateway_settings(store, mlflow_url, tmp_path, **overrides))
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -119,6 +120,13 @@ def gateway_settings(store: str, mlflow_url: str, home: Path, **overrides: objec
         mlflow_url=mlflow_url,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+class MakeGateway(Protocol):
+    """The ``make_gateway`` fixture: a gateway on ``store`` in front of ``mlflow_url``,
+    with the test's own settings, stopped after the test."""
+
+    def __call__(self, store: str, mlflow_url: str, **overrides: object) -> RunningGateway: ...
 
 
 def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGateway:
