@@ -4,6 +4,7 @@ address than the one nginx itself uses towards the replicas."""
 from __future__ import annotations
 
 import os
+import ssl
 
 import httpx
 import pytest
@@ -32,7 +33,8 @@ CLIENT_ADDRESS = "127.0.0.2"
 
 def client(base_url: str, ca_bundle: str, key: str | None = None, **kwargs: object) -> httpx.Client:
     """An HTTPS client of nginx, connecting from CLIENT_ADDRESS, trusting only the test CA."""
-    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=ca_bundle, retries=0)
+    trusted = ssl.create_default_context(cafile=ca_bundle)
+    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=trusted, retries=0)
     kwargs.setdefault("timeout", 60)
     return httpx.Client(
         base_url=base_url,
