@@ -59,6 +59,7 @@ faults: install test-deps
 soak: install
 	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
 
+# mypy checks what pyproject.toml names: src/hokusai strictly, tests/ with a relaxed override.
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 import httpx
+import mlflow
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
@@ -48,6 +49,12 @@ def auth(key: str, request_id: str | None = None) -> dict[str, str]:
     if request_id:
         headers["X-Request-ID"] = request_id
     return headers
+
+
+def reread_tracking_uri() -> None:
+    """Make the MLflow client read MLFLOW_TRACKING_URI from the environment again."""
+    # None is what resets it; MLflow's own annotation of the argument leaves None out.
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
 
 
 def free_port() -> int:

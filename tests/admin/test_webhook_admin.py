@@ -254,7 +254,7 @@ def test_replay_refusals_change_nothing(
     emit(admin)
     before = (admin.rows(deliveries), len(admin.audit()))
     with pytest.raises(error, match=says):
-        admin.services.webhooks.replay(admin.operator, **fields)  # type: ignore[arg-type]
+        admin.services.webhooks.replay(admin.operator, **fields)
     assert (admin.rows(deliveries), len(admin.audit())) == before
 
 

@@ -56,7 +56,7 @@ def spare_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpareMlfl
 def _start_spare_mlflow_early(request: pytest.FixtureRequest) -> None:
     """MLflow takes long to start on a small machine: when a selected test needs the
     spare server, start it before everything else, alongside the session's MLflow."""
-    if any("spare_mlflow" in item.fixturenames for item in request.session.items):
+    if any("spare_mlflow" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("spare_mlflow")
 
 

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import pytest
-from click.testing import Result
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prometheus_client.parser import text_string_to_metric_families
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from hokusai.cli.main import app
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import free_port
+from tests.helpers import free_port, reread_tracking_uri
 
 # Where the webhook receivers of the doctor tests take deliveries.
 HOOKS = "/hooks"
@@ -123,12 +121,12 @@ def stock_client_error(
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     # The error is the same after MLflow's retries; without them it comes at once.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(None)
+    reread_tracking_uri()
     try:
         with pytest.raises(MlflowException) as raised:
             call(MlflowClient())
     finally:
-        mlflow.set_tracking_uri(None)
+        reread_tracking_uri()
     text = str(raised.value)
     assert UNREADABLE not in text, text
     return text

@@ -22,8 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from hokusai.admin import keys as key_admin
 from hokusai.cli.main import app

@@ -7,9 +7,9 @@ import json
 import socket
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import httpx
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import MakeGateway, MovedClock, RunningGateway, free_port
+from tests.helpers import MakeGateway, MovedClock, RunningGateway, free_port, reread_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +159,7 @@ def test_stock_client_shows_a_readable_error_for_a_wrong_prefix(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.url + "/mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", gateway.create_key())
-    mlflow.set_tracking_uri(None)
+    reread_tracking_uri()
     with pytest.raises(MlflowException) as raised:
         MlflowClient().get_experiment_by_name("Default")
     text = str(raised.value)
@@ -186,7 +186,7 @@ def test_non_canonical_paths_are_refused(gateway: RunningGateway, raw_path: str)
     assert "canonical" in response["body"]["message"]
 
 
-def raw_get(base_url: str, raw_path: str, key: str) -> dict[str, object]:
+def raw_get(base_url: str, raw_path: str, key: str) -> dict[str, Any]:
     """Send the path byte for byte (HTTP clients normalise dot segments away)."""
     host, port = base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:

@@ -120,7 +120,7 @@ def test_a_person_signs_in_with_the_mapped_role_and_is_audited(
     with gateway.gateway.engine.connect() as conn:
         person = conn.execute(select(api_keys).where(api_keys.c.subject.is_not(None))).one()
         entry = conn.execute(select(audit_log).where(audit_log.c.action == "sessions.start")).one()
-    assert person.subject == gateway.gateway.settings.oidc_issuer + "#ana"
+    assert person.subject == f"{gateway.gateway.settings.oidc_issuer}#ana"
     assert (entry.key_id, entry.owner, entry.workspace) == (
         person.id,
         "Ana Lovelace <ana@example.com>",

@@ -31,6 +31,7 @@ from tests.helpers import (
     free_port,
     gateway_settings,
     postgres_database,
+    reread_tracking_uri,
     start_gateway,
 )
 
@@ -335,7 +336,7 @@ def test_the_stock_client_lands_in_its_keys_workspace(
     a, b = teams
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", a.write_key)
-    mlflow.set_tracking_uri(None)
+    reread_tracking_uri()
     name = f"stock-{uuid.uuid4().hex[:6]}"
     client = MlflowClient()
     client.create_registered_model(name)

@@ -122,7 +122,12 @@ def test_a_code_flow_with_pkce_yields_an_id_token_with_email_and_groups(
 
 
 def test_the_user_can_be_someone_else(oidc_client: OidcClient, tmp_path: Path) -> None:
-    user = {"sub": "bob", "email": "bob@example.com", "name": "Bob", "groups": []}
+    user: dict[str, object] = {
+        "sub": "bob",
+        "email": "bob@example.com",
+        "name": "Bob",
+        "groups": [],
+    }
     provider = start_oidc_provider(
         free_port(),
         oidc_client.client_id,

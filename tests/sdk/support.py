@@ -128,7 +128,8 @@ class MlflowRest:
 
     def artifact_files(self, path: str) -> list[str]:
         """Every file under ``path`` of the artifact store, recursively."""
-        found, pending = [], [path]
+        found: list[str] = []
+        pending = [path]
         while pending:
             current = pending.pop()
             response = self.client.get(ARTIFACTS_API, params={"path": current})

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from hokusai import NotFoundError, PermissionDeniedError, ValidationError
 from hokusai.admin.actor import Actor, Origin
@@ -168,7 +167,7 @@ def test_aliases_are_checked_before_any_call(dead_url: str) -> None:
             offline.set_alias("LSCOR", bad_alias, 1)
     for bad_version in ("latest", "0", 0, -1, True, "1.5"):
         with pytest.raises(ValidationError, match="version must be a positive whole number"):
-            offline.promote("LSCOR", bad_version)  # type: ignore[arg-type]
+            offline.promote("LSCOR", bad_version)
     with pytest.raises(ValidationError, match="model name"):
         offline.delete_alias("bad/name", "production")
 

@@ -87,7 +87,7 @@ def test_failure_after_each_step_then_resume(
         mlflow_rest.call("POST", "experiments/create", json={"name": experiment})
     registry._after_step = fail_once_after(step, InjectedFault(f"injected after {step}"))
 
-    def register() -> object:
+    def register() -> Any:
         return registry.register_baseline(
             saved_lead_model,
             "lead_scoring",

@@ -164,7 +164,7 @@ def test_concurrent_registrations_of_one_name(
     runs = client.search_runs([experiment_id], max_results=1000)
     assert len(runs) == REGISTRATIONS
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert sorted(r.info.run_id for r in runs) == sorted(v.run_id for v in stored)
+    assert sorted(r.info.run_id for r in runs) == sorted(str(v.run_id) for v in stored)
 
     # Every version has its event in the outbox, once; the name was created once.
     with gateway.gateway.engine.connect() as conn:

@@ -103,7 +103,7 @@ def test_sdk_over_tls(topology: Topology) -> None:
     labels = (features[:, 0] - features[:, 2] > 0).astype(int)
     model = LogisticRegression().fit(features, labels)
 
-    with ModelRegistry(  # type: ignore[call-arg]
+    with ModelRegistry(
         api_url=topology.url, api_key=key, ca_bundle=str(topology.ca_bundle), max_retry_time=10
     ) as registry:
         result = registry.register_baseline(

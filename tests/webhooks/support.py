@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-from click.testing import Result
 from sqlalchemy import Table, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from hokusai.cli.main import app
 from hokusai.settings import Settings

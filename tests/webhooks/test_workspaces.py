@@ -72,6 +72,9 @@ class Team:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    def post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.mlflow("POST", endpoint, json=body)
+
 
 def team(hooks: Hooks, mlflow_url: str, prefix: str) -> Team:
     workspace = make_workspace(hooks, mlflow_url, prefix)
@@ -100,7 +103,7 @@ def test_each_workspace_receives_only_its_own_events(
     name = unique("LSCOR")
     for each in (a, b):
         each.mlflow("POST", "registered-models/create", json={"name": name})
-        source = run_source(lambda e, b, each=each: each.mlflow("POST", e, json=b))
+        source = run_source(each.post)
         each.mlflow("POST", "model-versions/create", json={"name": name, **source})
     b.mlflow(
         "POST", "registered-models/alias", json={"name": name, "alias": "canary", "version": "1"}
