@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install test-deps serve test reliability faults soak lint format bench topology clean
+.PHONY: install test-deps serve test test-fast reliability faults soak lint format bench topology clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ TEST_WORKERS ?= 2
 test: install test-deps
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
+# The tests that start no server (the gateway's parts, keys, the admin services and the
+# stores, on SQLite; on PostgreSQL too when HOKUSAI_TEST_POSTGRES_URL is set), for the
+# edit-and-check loop: under a minute. Those of these folders that talk to MLflow are
+# marked `integration` and left out. `make test` runs them all as well.
+FAST_TESTS := tests/unit tests/property tests/admin tests/store
+test-fast: install
+	$(BIN)/pytest -q -m "not integration and not reliability" $(FAST_TESTS) $(PYTEST_ARGS)
+
 # The slow parts `make test` leaves out: 100 concurrent registrations, a longer schema
 # fuzz, then every test marked `reliability` (the command line's -m overrides the default
 # "not reliability"; exit code 5 means none is marked, which is not a failure).
@@ -51,6 +59,7 @@ faults: install test-deps
 soak: install
 	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
 
+# mypy checks what pyproject.toml names: src/hokusai strictly, tests/ with a relaxed override.
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench

@@ -1,26 +1,26 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import (
-    POSTGRES_ENV,
-    RunningGateway,
-    free_port,
-    postgres_database,
-    start_gateway,
-)
+from hokusai import timestamps
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
-from hokusai.settings import Settings
+from tests.helpers import (
+    POSTGRES_ENV,
+    MakeGateway,
+    MovedClock,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
 
 STORES = ["sqlite", "postgres"]
 
@@ -32,6 +32,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("HOKUSAI_", "MLFLOW_")) and name != POSTGRES_ENV:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
+    """The wall clock of everything in this process (gateways started by ``start_gateway``
+    and commands run with ``CliRunner`` included), moved forward by the test."""
+    moved = MovedClock()
+    monkeypatch.setattr(timestamps, "clock", moved)
+    return moved
 
 
 @pytest.fixture(params=STORES)
@@ -76,14 +85,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowPr
     process.stop()
 
 
-def gateway_settings(store: str, mlflow_url: str, home: Path, **overrides: object) -> Settings:
-    return Settings(
-        home=home,
-        database_url=store,
-        secret_key="test-secret-" + home.name,
-        mlflow_url=mlflow_url,
-        **overrides,  # type: ignore[arg-type]
-    )
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[MakeGateway]:
+    """Gateways on ``store`` in front of ``mlflow_url``, with settings of the test's own
+    (``overrides``); every one is stopped after the test."""
+    started: list[RunningGateway] = []
+
+    def make(store: str, mlflow_url: str, **overrides: object) -> RunningGateway:
+        running = start_gateway(gateway_settings(store, mlflow_url, tmp_path, **overrides))
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
 
 
 @pytest.fixture

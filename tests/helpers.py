@@ -15,9 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import httpx
+import mlflow
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
@@ -30,15 +33,49 @@ from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.http_server import server_config
 from hokusai.settings import Settings
+from hokusai.timestamps import system_clock
 
 POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
 SERVE_STARTUP_SECONDS = 300.0  # 10-30 s usually; minutes on a 2-core machine under load
+
+
+# MLflow's REST API as the gateway serves it (MLflow's own /api/2.0/mlflow/, behind /api/mlflow).
+MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
+
+
+def auth(key: str, request_id: str | None = None) -> dict[str, str]:
+    """The headers of a request made with ``key`` (and with ``request_id`` when given)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return headers
+
+
+def reread_tracking_uri() -> None:
+    """Make the MLflow client read MLFLOW_TRACKING_URI from the environment again."""
+    # None is what resets it; MLflow's own annotation of the argument leaves None out.
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class MovedClock:
+    """The product's wall clock (``hokusai.timestamps.clock``) as the ``clock`` fixture
+    installs it: real time, plus however far a test has moved it forward. A key's expiry
+    is then a step of the test, not a sleep."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return system_clock() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
 
 
 @contextlib.contextmanager
@@ -80,6 +117,23 @@ class RunningGateway:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def gateway_settings(store: str, mlflow_url: str, home: Path, **overrides: object) -> Settings:
+    return Settings(
+        home=home,
+        database_url=store,
+        secret_key="test-secret-" + home.name,
+        mlflow_url=mlflow_url,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+class MakeGateway(Protocol):
+    """The ``make_gateway`` fixture: a gateway on ``store`` in front of ``mlflow_url``,
+    with the test's own settings, stopped after the test."""
+
+    def __call__(self, store: str, mlflow_url: str, **overrides: object) -> RunningGateway: ...
 
 
 def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGateway:

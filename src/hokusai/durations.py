@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from hokusai.errors import InvalidInput
+from hokusai.timestamps import utcnow
 
 _DURATION = re.compile(r"^(\d{1,12})([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -81,7 +82,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     >>> parse_since("1h", now=datetime(2030, 1, 1, 12, tzinfo=UTC)).isoformat()
     '2030-01-01T11:00:00+00:00'
     """
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     text = text.strip()
     if re.match(r"^\d+[smhdw]\Z", text):
         return check_time(now - parse_duration(text), f"{text!r} back from now is")

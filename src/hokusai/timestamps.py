@@ -6,11 +6,22 @@ value read back is UTC.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 
-def utcnow() -> datetime:
+def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+# What utcnow() reads. Every decision by the time of day (a key's or a session's expiry,
+# the time written on an audit row) asks utcnow(), so replacing this one callable moves
+# them all together: tests move it forward instead of sleeping.
+clock: Callable[[], datetime] = system_clock
+
+
+def utcnow() -> datetime:
+    return clock()
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from admin.conftest import Admin
 from hokusai.audit_records import AuditRecord
 from hokusai.db.schema import audit_log
 from hokusai.errors import InvalidInput
 from hokusai.timestamps import utcnow
+from tests.admin.support import Admin
 
 
 def test_query_filters_by_key_action_since_and_limit(admin: Admin) -> None:

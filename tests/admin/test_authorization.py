@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import pytest
 
-from admin.conftest import Admin
 from hokusai.admin.actor import Actor
 from hokusai.authorization import NEEDED, Action, authorize
 from hokusai.db.schema import api_keys, deliveries, events, webhook_endpoints, workspaces
@@ -18,6 +17,7 @@ from hokusai.errors import PermissionDenied
 from hokusai.keys.scopes import Scope
 from hokusai.webhooks import outbox
 from hokusai.webhooks.events import MODEL_VERSION_CREATED, Event
+from tests.admin.support import Admin
 
 Operation = Callable[[Admin, Actor, dict[str, str]], Any]
 

@@ -51,7 +51,7 @@ def test_http_statuses_are_the_ones_the_gateway_answers_with() -> None:
 def test_a_domain_error_is_answered_with_its_code_status_and_message(
     cls: type[DomainError],
 ) -> None:
-    error = PermissionDenied("no", needed="admin") if cls is PermissionDenied else cls("no")  # type: ignore[call-arg]
+    error = PermissionDenied("no", needed="admin") if cls is PermissionDenied else cls("no")  # type: ignore[call-arg, arg-type]
     answer = domain_answer(error)
     assert (answer.error_code, answer.status, answer.message) == (
         error.code,
@@ -79,7 +79,7 @@ def test_the_docstring_draws_every_class() -> None:
 
 @pytest.mark.parametrize("cls", SUBCLASSES, ids=lambda c: c.__name__)
 def test_each_error_carries_its_code_and_survives_a_round_trip(cls: type[DomainError]) -> None:
-    error = PermissionDenied("no", needed="admin") if cls is PermissionDenied else cls("no")  # type: ignore[call-arg]
+    error = PermissionDenied("no", needed="admin") if cls is PermissionDenied else cls("no")  # type: ignore[call-arg, arg-type]
     assert isinstance(error, DomainError) and error.code is cls.code
     assert error.http_status == http_status(cls.code) and str(error) == "no"
     again = from_answer(error.code.value, error.message)

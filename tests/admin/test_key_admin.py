@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from admin.conftest import Admin
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.keys import MIN_INHERITED_LIFETIME
 from hokusai.admin.transaction import change
@@ -21,6 +20,7 @@ from hokusai.keys import store
 from hokusai.keys.records import IssuedKey, KeyCheck, KeyRecord, Lifetime
 from hokusai.keys.scopes import Scope
 from hokusai.timestamps import utcnow
+from tests.admin.support import Admin
 
 
 def test_create_stores_a_typed_record_and_its_audit_row(admin: Admin) -> None:

@@ -11,7 +11,6 @@ import anyio
 import pytest
 from standardwebhooks import Webhook
 
-from admin.conftest import Admin
 from hokusai.admin.webhooks import WebhookAdmin
 from hokusai.db.schema import deliveries, events, webhook_endpoints
 from hokusai.errors import InvalidInput, NotFound, Unavailable
@@ -27,7 +26,8 @@ from hokusai.webhooks.records import (
     EventRecord,
 )
 from hokusai.webhooks.signing import SecretBox
-from webhooks.receiver import Answer, Receiver, always, running_receiver
+from tests.admin.support import Admin
+from tests.webhooks.receiver import Answer, Receiver, always, running_receiver
 
 PUBLIC_URL = "https://hooks.example.com/in"
 
@@ -254,7 +254,7 @@ def test_replay_refusals_change_nothing(
     emit(admin)
     before = (admin.rows(deliveries), len(admin.audit()))
     with pytest.raises(error, match=says):
-        admin.services.webhooks.replay(admin.operator, **fields)  # type: ignore[arg-type]
+        admin.services.webhooks.replay(admin.operator, **fields)
     assert (admin.rows(deliveries), len(admin.audit())) == before
 
 

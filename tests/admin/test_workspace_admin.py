@@ -12,7 +12,6 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select, update
 
-from admin.conftest import Admin
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.services import build_services
 from hokusai.db.schema import webhook_endpoints, workspaces
@@ -23,8 +22,11 @@ from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
 from hokusai.workspaces.mlflow_api import PATH, MlflowWorkspaces
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES
+from tests.admin.support import Admin
 
 WORKSPACE_HEADER = "X-MLflow-Workspace"
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from admin.conftest import Admin
 from hokusai.db.schema import api_keys, audit_log
 from hokusai.errors import InvalidInput, NotFound, PermissionDenied
 from hokusai.keys.scopes import Scope
+from tests.admin.support import Admin
 
 
 @pytest.fixture

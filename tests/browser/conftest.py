@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from chromium import ACTION_TIMEOUT_MS, VIEWPORT, EgressTrap, is_loopback, launch_options
+from tests.chromium import ACTION_TIMEOUT_MS, VIEWPORT, EgressTrap, is_loopback, launch_options
 
 
 @pytest.fixture(scope="module")

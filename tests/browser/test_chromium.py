@@ -10,9 +10,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
-from chromium import EgressTrap, save_screenshot
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
+from tests.chromium import EgressTrap, save_screenshot
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from playwright.sync_api import Page
 
-from helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
+from tests.helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
 
 with warnings.catch_warnings():
     # authlib 1.9 would rather its httpx client ran on httpx2; on httpx it works as before.

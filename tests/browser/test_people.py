@@ -21,12 +21,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from chromium import save_screenshot
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from webhooks.receiver import Receiver, running_receiver
+from tests.chromium import save_screenshot
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.webhooks.receiver import Receiver, running_receiver
 
 pytestmark = pytest.mark.integration
 

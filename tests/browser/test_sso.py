@@ -13,11 +13,16 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from conftest import gateway_settings
-from helpers import RunningGateway, free_port, start_gateway, start_oidc_provider
 from hokusai.admin.actor import Actor, Origin
 from hokusai.db.schema import api_keys, audit_log
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    start_gateway,
+    start_oidc_provider,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from conftest import gateway_settings
-from helpers import RunningGateway, free_port, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.version import __version__
-
-from .conftest import MLFLOW_ENDS, Distribution
+from tests.distribution.support import MLFLOW_ENDS, Distribution
+from tests.helpers import RunningGateway, free_port, gateway_settings, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

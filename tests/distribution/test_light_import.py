@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from helpers import RunningGateway
 from hokusai.admin.actor import Actor, Origin
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.timestamps import utcnow
+from tests.helpers import RunningGateway
 
 from .blocked_imports import (
     HOKUSAI_SERVER_MODULES,

@@ -14,8 +14,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from hokusai.version import __version__
-
-from .conftest import MLFLOW_ENDS, Distribution
+from tests.distribution.support import MLFLOW_ENDS, Distribution
 
 # Distributions only the server needs: none may be a base requirement.
 SERVER_DISTRIBUTIONS = {

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from doctor.conftest import Doctor, assert_failed
-from helpers import free_port
 from hokusai.keys.format import generate_key
 from hokusai.server.runtime_file import Runtime, write_runtime
+from tests.doctor.support import Doctor, assert_failed
+from tests.helpers import free_port
 
 TIMEOUT = "1"  # --timeout: a hung server is given up on after a second
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,28 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from conftest import gateway_settings
-from doctor.conftest import (
+from hokusai.db.engine import normalise_url
+from hokusai.keys.format import generate_key
+from hokusai.keys.scopes import Scope
+from hokusai.server.mlflow_process import MlflowProcess
+from tests.doctor.support import (
+    HOOKS,
     Doctor,
-    Receiver,
     SpareMlflow,
     assert_failed,
     metric,
     stock_client_error,
 )
-from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
-from hokusai.db.engine import normalise_url
-from hokusai.keys.format import generate_key
-from hokusai.keys.scopes import Scope
-from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    POSTGRES_ENV,
+    MovedClock,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
+from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +96,7 @@ def test_healthy_gateway_passes_every_hop(
 ) -> None:
     admin = hop_gateway.create_key(Scope.ADMIN)
     receiver = receiver_factory(204)
-    endpoint = add_webhook(hop_gateway, admin, receiver.url)
+    endpoint = add_webhook(hop_gateway, admin, receiver.url(HOOKS))
 
     code, report = doctor.json("--write", "--webhook", endpoint, url=hop_gateway.url, key=admin)
 
@@ -112,8 +119,8 @@ def test_healthy_gateway_passes_every_hop(
     assert "scratch run" in details["write"]
     assert "delivered" in details["webhooks"] and "204" in details["webhooks"]
     # The test event really reached the receiver, signed.
-    assert len(receiver.received) == 1
-    assert receiver.received[0]["webhook-signature"].startswith("v1,")
+    [delivered] = receiver.requests(HOOKS)
+    assert delivered.headers["webhook-signature"].startswith("v1,")
 
 
 # ---- health: a server that is not the gateway, or the wrong prefix ------------------------
@@ -179,26 +186,22 @@ def test_config_hop_with_a_malformed_key(
     assert metric(hop_gateway.url, AUTH_FAILURES, reason="malformed") == malformed + 1
 
 
-def unknown_key(gateway: RunningGateway) -> str:
+def unknown_key(gateway: RunningGateway, clock: MovedClock) -> str:
     """A well-formed key this gateway never issued."""
     return generate_key("live")
 
 
-def revoked_key(gateway: RunningGateway) -> str:
+def revoked_key(gateway: RunningGateway, clock: MovedClock) -> str:
     key = gateway.create_key(Scope.READ)
     gateway.gateway.keys.revoke(key)
     return key
 
 
-def expired_key(gateway: RunningGateway) -> str:
+def expired_key(gateway: RunningGateway, clock: MovedClock) -> str:
     issued = gateway.gateway.keys.create(
         name="short-lived", owner="tests", scope=Scope.READ, expires_in=timedelta(seconds=1)
     )
-    assert issued.record.expires_at is not None
-    deadline = time.monotonic() + 5
-    while datetime.now(UTC) <= issued.record.expires_at + timedelta(milliseconds=50):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    clock.advance(timedelta(seconds=2))
     return issued.key
 
 
@@ -216,11 +219,12 @@ def test_auth_hop_says_which_key_problem(
     hop_gateway: RunningGateway,
     monkeypatch: pytest.MonkeyPatch,
     reason: str,
-    make_key: Callable[[RunningGateway], str],
+    clock: MovedClock,
+    make_key: Callable[[RunningGateway, MovedClock], str],
     phrases: list[str],
     fix_phrase: str,
 ) -> None:
-    key = make_key(hop_gateway)
+    key = make_key(hop_gateway, clock)
     before = metric(hop_gateway.url, AUTH_FAILURES, reason=reason)
 
     code, report = doctor.json(url=hop_gateway.url, key=key)
@@ -290,7 +294,7 @@ def test_webhooks_hop_when_the_receiver_fails(
 ) -> None:
     admin = hop_gateway.create_key(Scope.ADMIN)
     receiver = receiver_factory(500)
-    endpoint = add_webhook(hop_gateway, admin, receiver.url)
+    endpoint = add_webhook(hop_gateway, admin, receiver.url(HOOKS))
     tests_sent = metric(hop_gateway.url, REQUESTS, route_class="admin", method="POST", status="200")
 
     code, report = doctor.json("--webhook", endpoint, url=hop_gateway.url, key=admin)
@@ -300,7 +304,7 @@ def test_webhooks_hop_when_the_receiver_fails(
     )
     assert f"--endpoint {endpoint}" in failed["fix"]
     assert [h["name"] for h in report["hops"]] == [*CLIENT_HOPS, "webhooks"]
-    assert len(receiver.received) == 1, "the test event was really sent"
+    assert len(receiver.requests(HOOKS)) == 1, "the test event was really sent"
     after = metric(hop_gateway.url, REQUESTS, route_class="admin", method="POST", status="200")
     assert after == tests_sent + 1
 

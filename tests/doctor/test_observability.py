@@ -20,16 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from doctor.conftest import Served
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.logs import JsonFormatter
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.doctor.support import Served
+from tests.helpers import MLFLOW_API, RunningGateway, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
 GENERATED_ID = re.compile(r"[0-9a-f]{32}\Z")
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from doctor.conftest import Doctor, Served
-from helpers import free_port
+from tests.doctor.support import Doctor, Served
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from helpers import free_port
 from hokusai.cli.main import app
 from hokusai.keys.format import parse_key
+from tests.helpers import auth, free_port, reread_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -215,10 +215,6 @@ def running_serve(data_dir: Path, *, workers: int = 1) -> Iterator[Serve]:
         serve.kill_everything()
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 # ---- the first start, shared by the tests below in order (the last one stops it) ------------
 
 
@@ -329,14 +325,14 @@ def test_stock_mlflow_client_through_serve(
     key = admin_key_of(platform)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", platform.url + "/api/mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", key)
-    mlflow.set_tracking_uri(None)  # re-read the environment
+    reread_tracking_uri()
     try:
         experiment_id = mlflow.create_experiment(f"e2e-{uuid.uuid4().hex[:8]}")
         with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_metric("auroc", 0.87)
         fetched = MlflowClient().get_run(run.info.run_id)
     finally:
-        mlflow.set_tracking_uri(None)
+        reread_tracking_uri()
     assert fetched.data.metrics["auroc"] == 0.87
     assert fetched.info.experiment_id == experiment_id
 

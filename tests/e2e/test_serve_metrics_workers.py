@@ -11,8 +11,8 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from helpers import replicas
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import replicas
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def admin_count(metrics_text: str) -> float:
 
 def count_in_file(path: Path) -> float:
     """What one worker's own file holds (each worker writes counter_<pid>.db)."""
-    for metric in MultiProcessCollector.merge([str(path)], accumulate=True):  # type: ignore[no-untyped-call]
+    for metric in MultiProcessCollector.merge([str(path)], accumulate=True):
         for sample in metric.samples:
             if sample.name == "hokusai_requests_total" and sample.labels == {
                 "method": "GET",

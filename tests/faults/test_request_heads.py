@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import select
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,13 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.faults.support import connect, read_answer
+from tests.helpers import MLFLOW_API, RunningGateway, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
-
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow"
 
 
 @pytest.fixture
@@ -37,34 +34,6 @@ def guarded(mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[RunningGat
     running = start_gateway(settings)
     yield running
     running.stop()
-
-
-def connect(gateway: RunningGateway) -> socket.socket:
-    host, port = gateway.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    return sock
-
-
-def read_answer(sock: socket.socket, wait: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of the one answer on ``sock`` (read until it closes)."""
-    sock.settimeout(wait)
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1]) if lines[0] else 0
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, body
 
 
 def assert_mlflow_error(status: int, headers: dict[str, str], body: bytes, expected: int) -> str:
@@ -113,7 +82,7 @@ def test_a_1_mb_header_never_reaches_mlflow(guarded: RunningGateway) -> None:
     key = guarded.create_key()
     name = f"big-header-{uuid.uuid4().hex[:8]}"
     response = httpx.post(
-        guarded.url + MLFLOW_API + "/experiments/create",
+        guarded.url + MLFLOW_API + "experiments/create",
         json={"name": name},
         headers={"Authorization": f"Bearer {key}", "X-Pad": "p" * 1_000_000},
         timeout=60,
@@ -122,7 +91,7 @@ def test_a_1_mb_header_never_reaches_mlflow(guarded: RunningGateway) -> None:
     assert response.json()["error_code"] == "BAD_REQUEST"
     assert response.json()["request_id"] == response.headers["x-request-id"]
     found = httpx.get(
-        guarded.url + MLFLOW_API + "/experiments/get-by-name",
+        guarded.url + MLFLOW_API + "experiments/get-by-name",
         params={"experiment_name": name},
         headers={"Authorization": f"Bearer {key}"},
         timeout=60,

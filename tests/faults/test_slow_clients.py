@@ -13,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from faults.test_request_heads import connect, read_answer
-from helpers import start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.faults.support import connect, read_answer
+from tests.helpers import gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 

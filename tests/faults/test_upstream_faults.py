@@ -20,16 +20,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, free_port, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    MLFLOW_API,
+    RunningGateway,
+    auth,
+    free_port,
+    gateway_settings,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow"
-SEARCH = MLFLOW_API + "/runs/search"
-GET_BY_NAME = MLFLOW_API + "/experiments/get-by-name?experiment_name=Default"
+SEARCH = MLFLOW_API + "runs/search"
+GET_BY_NAME = MLFLOW_API + "experiments/get-by-name?experiment_name=Default"
 ARTIFACT = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/late.txt"
 LATE_SECONDS = 2.5
 API_TIMEOUT = 5.0  # generous: MLflow must answer within it while it runs, on a busy machine
@@ -104,10 +109,6 @@ def breaking(tmp_path: Path) -> Iterator[tuple[RunningGateway, BreakingUpstream]
     thread.join(timeout=5)
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 def error_of(response: httpx.Response, status: int, code: str) -> str:
     assert response.status_code == status, response.text
     body = response.json()
@@ -138,7 +139,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
     # Sent, then no answer within the API timeout: 504, bounded by that timeout.
     started = time.monotonic()
     response = httpx.post(
-        running.url + MLFLOW_API + "/runs/create",
+        running.url + MLFLOW_API + "runs/create",
         json={"experiment_id": "0"},
         headers=auth(key),
         timeout=30,

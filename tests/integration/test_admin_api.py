@@ -3,7 +3,6 @@ whoami, the key lifecycle, key validation, the audit log, the docs and request i
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,22 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import RunningGateway
 from hokusai.keys import service as key_service
 from hokusai.keys.format import checksum, generate_key, parse_key
 from hokusai.keys.scopes import Scope
+from tests.helpers import MovedClock, RunningGateway, auth
 
 pytestmark = pytest.mark.integration
 
 GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 CREATE_EXPERIMENT = "/api/mlflow/api/2.0/mlflow/experiments/create"
-
-
-def auth(key: str, request_id: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {key}"}
-    if request_id:
-        headers["X-Request-ID"] = request_id
-    return headers
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
@@ -311,7 +303,9 @@ def test_ambiguous_prefix_is_refused(
 # ---- key validation -----------------------------------------------------------------------
 
 
-def test_validate_names_the_key_and_never_echoes_it(gateway: RunningGateway) -> None:
+def test_validate_names_the_key_and_never_echoes_it(
+    gateway: RunningGateway, clock: MovedClock
+) -> None:
     caller = gateway.create_key(Scope.READ, name="checker")
     good = gateway.create_key(Scope.WRITE, owner="svc-a")
     revoked = gateway.create_key(Scope.ADMIN, owner="svc-b")
@@ -321,7 +315,7 @@ def test_validate_names_the_key_and_never_echoes_it(gateway: RunningGateway) -> 
     ).key
     unknown = generate_key("test")
     mistyped = good[:-1] + ("a" if good[-1] != "a" else "b")
-    time.sleep(0.3)
+    clock.advance(timedelta(seconds=1))
 
     def validate(key: str) -> dict[str, Any]:
         response = httpx.post(

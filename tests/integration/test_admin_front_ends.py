@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
-from helpers import RunningGateway
 from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.main import app
 from hokusai.db.schema import api_keys, audit_log, webhook_endpoints
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway
 
 FRONT_ENDS = ["http", "local-cli", "remote-cli"]
 HOOK_URL = "https://hooks.example.com/registry"

@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 

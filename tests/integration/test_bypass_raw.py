@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from helpers import RunningGateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import RunningGateway
 
 pytestmark = pytest.mark.integration
 

@@ -16,18 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import (
+from hokusai.keys.format import generate_key
+from hokusai.keys.scopes import Scope
+from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
     POSTGRES_ENV,
     RunningGateway,
+    auth,
+    gateway_settings,
     postgres_database,
     replicas,
     start_gateway,
     store_keys,
 )
-from hokusai.keys.format import generate_key
-from hokusai.keys.scopes import Scope
-from hokusai.server.mlflow_process import MlflowProcess
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +73,6 @@ def writer(running: RunningGateway) -> str:
 @pytest.fixture(scope="module")
 def reader(running: RunningGateway) -> str:
     return running.create_key(Scope.READ)
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def write(base: str, key: str, method: str, endpoint: str, body: dict[str, object]) -> dict:  # type: ignore[type-arg]

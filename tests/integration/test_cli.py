@@ -22,15 +22,21 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from helpers import POSTGRES_ENV, RunningGateway, postgres_database, start_gateway
 from hokusai.admin import keys as key_admin
 from hokusai.cli.main import app
 from hokusai.keys.format import checksum, generate_key, parse_key
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
+from tests.helpers import (
+    POSTGRES_ENV,
+    MovedClock,
+    RunningGateway,
+    auth,
+    postgres_database,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,13 +102,6 @@ def gateway_on(cli: Cli, mlflow: MlflowProcess) -> Iterator[RunningGateway]:
         yield running
     finally:
         running.stop()
-
-
-def auth(key: str, request_id: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {key}"}
-    if request_id:
-        headers["X-Request-ID"] = request_id
-    return headers
 
 
 def text_of(result: Result) -> str:
@@ -570,20 +569,20 @@ def test_rotate_takes_expires_in(cli: Cli) -> None:
     assert cli.json("keys", "list")[0]["id"] == new["record"]["id"], "nothing rotated"
 
 
-def test_rotating_an_expired_key_gives_a_fresh_lifetime(cli: Cli) -> None:
+def test_rotating_an_expired_key_gives_a_fresh_lifetime(cli: Cli, clock: MovedClock) -> None:
     old = cli.json("keys", "create", "--name", "short", "--expires-in", "1s")
-    time.sleep(1.2)
+    clock.advance(timedelta(seconds=2))
     assert cli.json("keys", "list")[0]["state"] == "expired"
 
     new = cli.json("keys", "rotate", old["record"]["id"])
     assert new["record"]["state"] == "active"
     expires = datetime.fromisoformat(new["record"]["expires_at"])
-    assert expires - datetime.now(UTC) > timedelta(minutes=59), "not born expired"
+    assert expires - clock() > timedelta(minutes=59), "not born expired"
     [listed] = cli.json("keys", "list")
     assert (listed["id"], listed["state"]) == (new["record"]["id"], "active")
 
 
-def test_http_rotate_takes_expires_in(cli: Cli, tmp_path: Path) -> None:
+def test_http_rotate_takes_expires_in(cli: Cli, clock: MovedClock) -> None:
     if cli.mode != "data-dir":
         pytest.skip("the HTTP API is the same on every store")
     admin = cli("keys", "create", "--name", "ops", "--scope", "admin").stdout.strip()
@@ -591,7 +590,7 @@ def test_http_rotate_takes_expires_in(cli: Cli, tmp_path: Path) -> None:
     nowhere = "http://127.0.0.1:1"  # the key API does not need MLflow
     running = start_gateway(cli.settings(nowhere))
     try:
-        time.sleep(1.2)
+        clock.advance(timedelta(seconds=2))
         url = f"{running.url}/api/v1/keys/{target['record']['id']}/rotate"
         rotated = httpx.post(url, json={"expires_in": "3d"}, headers=auth(admin))
         assert rotated.status_code == 200, rotated.text

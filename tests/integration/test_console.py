@@ -14,11 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from webhooks.receiver import Answer, Receiver, always, running_receiver
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.webhooks.receiver import Answer, Receiver, always, running_receiver
 
 pytestmark = pytest.mark.integration
 

@@ -7,18 +7,17 @@ import json
 import socket
 import uuid
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 import httpx
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import gateway_settings
-from helpers import RunningGateway, free_port, start_gateway
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
+from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import MakeGateway, MovedClock, RunningGateway, free_port, reread_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +65,9 @@ def test_malformed_and_mistyped_keys(gateway: RunningGateway) -> None:
     assert_error(response, 401, "UNAUTHENTICATED", "truncated")
 
 
-def test_unknown_revoked_and_expired_keys_say_which(gateway: RunningGateway) -> None:
+def test_unknown_revoked_and_expired_keys_say_which(
+    gateway: RunningGateway, clock: MovedClock
+) -> None:
     unknown = generate_key("live")
     response = httpx.get(gateway.url + GET_BY_NAME, headers={"Authorization": f"Bearer {unknown}"})
     assert_error(response, 401, "UNAUTHENTICATED", "Unknown API key")
@@ -77,9 +78,7 @@ def test_unknown_revoked_and_expired_keys_say_which(gateway: RunningGateway) -> 
     assert_error(response, 401, "UNAUTHENTICATED", "was revoked")
 
     issued = gateway.gateway.keys.create(name="short", owner="t", expires_in=timedelta(seconds=1))
-    import time
-
-    time.sleep(1.2)
+    clock.advance(timedelta(seconds=2))
     response = httpx.get(gateway.url + GET_BY_NAME, headers={"X-API-Key": issued.key})
     assert_error(response, 401, "UNAUTHENTICATED", "expired", "hokusai keys rotate")
 
@@ -160,7 +159,7 @@ def test_stock_client_shows_a_readable_error_for_a_wrong_prefix(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.url + "/mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", gateway.create_key())
-    mlflow.set_tracking_uri(None)
+    reread_tracking_uri()
     with pytest.raises(MlflowException) as raised:
         MlflowClient().get_experiment_by_name("Default")
     text = str(raised.value)
@@ -187,7 +186,7 @@ def test_non_canonical_paths_are_refused(gateway: RunningGateway, raw_path: str)
     assert "canonical" in response["body"]["message"]
 
 
-def raw_get(base_url: str, raw_path: str, key: str) -> dict[str, object]:
+def raw_get(base_url: str, raw_path: str, key: str) -> dict[str, Any]:
     """Send the path byte for byte (HTTP clients normalise dot segments away)."""
     host, port = base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -213,117 +212,85 @@ def test_key_in_query_string_is_refused(gateway: RunningGateway) -> None:
 
 
 def test_oversized_body_is_refused_and_changes_nothing(
-    store_url: str, mlflow_server: object, tmp_path: Path
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
 ) -> None:
-    running = start_gateway(
-        gateway_settings(
-            store_url,
-            mlflow_server.url,
-            tmp_path,  # type: ignore[attr-defined]
-            max_body_bytes=1024,
-        )
+    running = make_gateway(store_url, mlflow_server.url, max_body_bytes=1024)
+    key = running.create_key()
+    name = f"big-{uuid.uuid4().hex[:8]}"
+    response = httpx.post(
+        running.url + CREATE_MODEL,
+        json={"name": name, "description": "x" * 5000},
+        headers={"Authorization": f"Bearer {key}"},
     )
-    try:
-        key = running.create_key()
-        name = f"big-{uuid.uuid4().hex[:8]}"
-        response = httpx.post(
-            running.url + CREATE_MODEL,
-            json={"name": name, "description": "x" * 5000},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert_error(response, 400, "INVALID_PARAMETER_VALUE", "larger than", "1024 bytes")
+    assert_error(response, 400, "INVALID_PARAMETER_VALUE", "larger than", "1024 bytes")
 
-        def chunked():  # no Content-Length: the limit holds while streaming too
-            yield json.dumps({"name": name, "description": "y" * 5000}).encode()
+    def chunked():  # no Content-Length: the limit holds while streaming too
+        yield json.dumps({"name": name, "description": "y" * 5000}).encode()
 
-        response = httpx.post(
-            running.url + CREATE_MODEL,
-            content=chunked(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )
-        assert_error(response, 400, "INVALID_PARAMETER_VALUE", "larger than")
-        assert not registered_model_exists(running, name)
-    finally:
-        running.stop()
+    response = httpx.post(
+        running.url + CREATE_MODEL,
+        content=chunked(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "INVALID_PARAMETER_VALUE", "larger than")
+    assert not registered_model_exists(running, name)
 
 
-def test_mlflow_down_is_a_fast_503(store_url: str, tmp_path: Path) -> None:
+def test_mlflow_down_is_a_fast_503(store_url: str, make_gateway: MakeGateway) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    running = start_gateway(gateway_settings(store_url, dead, tmp_path))
-    try:
-        key = running.create_key()
-        response = httpx.get(
-            running.url + GET_BY_NAME, headers={"Authorization": f"Bearer {key}"}, timeout=5
-        )
-        assert_error(response, 503, "TEMPORARILY_UNAVAILABLE", "not reachable")
-        assert response.headers["retry-after"] == "1"
-        assert response.elapsed.total_seconds() < 1.0
-        ready = httpx.get(running.url + "/ready")
-        assert ready.status_code == 503
-        assert ready.json()["checks"]["mlflow"]["ok"] is False
-        assert ready.json()["checks"]["auth_store"]["ok"] is True
-    finally:
-        running.stop()
-
-
-def test_rate_limit_per_key(store_url: str, mlflow_server: object, tmp_path: Path) -> None:
-    running = start_gateway(
-        gateway_settings(
-            store_url,
-            mlflow_server.url,
-            tmp_path,  # type: ignore[attr-defined]
-            rate_limit_per_second=1,
-            rate_limit_burst=3,
-        )
+    running = make_gateway(store_url, dead)
+    key = running.create_key()
+    response = httpx.get(
+        running.url + GET_BY_NAME, headers={"Authorization": f"Bearer {key}"}, timeout=5
     )
-    try:
-        key, other = running.create_key(), running.create_key()
-        with httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {key}"}) as c:
-            statuses = [c.get(GET_BY_NAME).status_code for _ in range(5)]
-            assert statuses[:3] == [200, 200, 200]
-            assert statuses[3:] == [429, 429]
-            response = c.get(GET_BY_NAME)
-            assert_error(response, 429, "REQUEST_LIMIT_EXCEEDED", "rate limit")
-            assert int(response.headers["retry-after"]) >= 1
-        # Another key is not affected.
-        response = httpx.get(
-            running.url + GET_BY_NAME, headers={"Authorization": f"Bearer {other}"}
-        )
-        assert response.status_code == 200
-        metrics = httpx.get(running.url + "/metrics").text
-        assert 'hokusai_rate_limited_total{limit="key"} 3.0' in metrics
-    finally:
-        running.stop()
+    assert_error(response, 503, "TEMPORARILY_UNAVAILABLE", "not reachable")
+    assert response.headers["retry-after"] == "1"
+    assert response.elapsed.total_seconds() < 1.0
+    ready = httpx.get(running.url + "/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["mlflow"]["ok"] is False
+    assert ready.json()["checks"]["auth_store"]["ok"] is True
+
+
+def test_rate_limit_per_key(
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
+) -> None:
+    running = make_gateway(
+        store_url, mlflow_server.url, rate_limit_per_second=1, rate_limit_burst=3
+    )
+    key, other = running.create_key(), running.create_key()
+    with httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {key}"}) as c:
+        statuses = [c.get(GET_BY_NAME).status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200]
+        assert statuses[3:] == [429, 429]
+        response = c.get(GET_BY_NAME)
+        assert_error(response, 429, "REQUEST_LIMIT_EXCEEDED", "rate limit")
+        assert int(response.headers["retry-after"]) >= 1
+    # Another key is not affected.
+    response = httpx.get(running.url + GET_BY_NAME, headers={"Authorization": f"Bearer {other}"})
+    assert response.status_code == 200
+    metrics = httpx.get(running.url + "/metrics").text
+    assert 'hokusai_rate_limited_total{limit="key"} 3.0' in metrics
 
 
 def test_failed_authentications_per_address_are_limited(
-    store_url: str, mlflow_server: object, tmp_path: Path
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
 ) -> None:
-    running = start_gateway(
-        gateway_settings(
-            store_url,
-            mlflow_server.url,
-            tmp_path,  # type: ignore[attr-defined]
-            auth_failures_per_minute=3,
-        )
+    running = make_gateway(store_url, mlflow_server.url, auth_failures_per_minute=3)
+    good = running.create_key()
+    bad = {"Authorization": f"Bearer {generate_key('live')}"}
+    statuses = [httpx.get(running.url + GET_BY_NAME, headers=bad).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert_error(
+        httpx.get(running.url + GET_BY_NAME, headers=bad),
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        "failed authentications",
+        "hokusai doctor",
     )
-    try:
-        good = running.create_key()
-        bad = {"Authorization": f"Bearer {generate_key('live')}"}
-        statuses = [httpx.get(running.url + GET_BY_NAME, headers=bad).status_code for _ in range(4)]
-        assert statuses == [401, 401, 401, 429]
-        assert_error(
-            httpx.get(running.url + GET_BY_NAME, headers=bad),
-            429,
-            "REQUEST_LIMIT_EXCEEDED",
-            "failed authentications",
-            "hokusai doctor",
-        )
-        # The window slows down what fails; a valid key from the same address still works.
-        response = httpx.get(running.url + GET_BY_NAME, headers={"Authorization": f"Bearer {good}"})
-        assert response.status_code == 200, response.text
-    finally:
-        running.stop()
+    # The window slows down what fails; a valid key from the same address still works.
+    response = httpx.get(running.url + GET_BY_NAME, headers={"Authorization": f"Bearer {good}"})
+    assert response.status_code == 200, response.text
 
 
 def test_no_key_reaches_the_log(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:

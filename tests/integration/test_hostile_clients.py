@@ -16,15 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import MLFLOW_API, RunningGateway, auth, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
 # Generous: the suite shares small machines; nothing here asserts on time.
 http = httpx.Client(timeout=60)
 SEARCH = MLFLOW_API + "experiments/search?max_results=1"
@@ -36,10 +34,6 @@ def _server_believes_no_proxy_header(monkeypatch: pytest.MonkeyPatch) -> None:
     # (`hokusai serve` runs uvicorn without proxy headers). This turns uvicorn's own
     # X-Forwarded-For handling off for the servers these tests start.
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "")
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
@@ -55,7 +49,7 @@ def assert_error(response: httpx.Response, status: int, code: str, *phrases: str
 
 def audit_rows(running: RunningGateway) -> list[dict[str, Any]]:
     admin = running.create_key(Scope.ADMIN)
-    response = http.get(running.url + "/api/v1/audit?limit=1000", headers=bearer(admin))
+    response = http.get(running.url + "/api/v1/audit?limit=1000", headers=auth(admin))
     assert response.status_code == 200, response.text
     return list(response.json()["entries"])
 
@@ -65,7 +59,7 @@ def create_experiment(running: RunningGateway, key: str, headers: dict[str, str]
     response = http.post(
         running.url + MLFLOW_API + "experiments/create",
         json={"name": name},
-        headers={**bearer(key), **headers},
+        headers={**auth(key), **headers},
     )
     assert response.status_code == 200, response.text
     return response.headers["x-request-id"]
@@ -119,7 +113,7 @@ def test_behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_client(
     proxied: RunningGateway, forwarded_for: list[str], client: str
 ) -> None:
     key = proxied.create_key()
-    headers = [*bearer(key).items(), *(("X-Forwarded-For", v) for v in forwarded_for)]
+    headers = [*auth(key).items(), *(("X-Forwarded-For", v) for v in forwarded_for)]
     response = http.post(
         proxied.url + MLFLOW_API + "experiments/create",
         json={"name": "proxied-" + generate_key()[-12:]},
@@ -157,17 +151,17 @@ def test_failed_attempts_never_lock_out_a_valid_key(
         # Well-formed keys with a valid checksum that were never issued: the costly kind.
         statuses = []
         for n in range(6):
-            forged = {**bearer(generate_key()), "X-Forwarded-For": f"203.0.113.{n}"}
+            forged = {**auth(generate_key()), "X-Forwarded-For": f"203.0.113.{n}"}
             statuses.append(http.get(running.url + SEARCH, headers=forged).status_code)
         # Changing X-Forwarded-For does not open a new window.
         assert statuses == [401, 401, 401, 429, 429, 429]
 
         for _ in range(3):
-            assert http.get(running.url + SEARCH, headers=bearer(good)).status_code == 200
-            assert http.get(running.url + "/api/v1/whoami", headers=bearer(good)).status_code == 200
+            assert http.get(running.url + SEARCH, headers=auth(good)).status_code == 200
+            assert http.get(running.url + "/api/v1/whoami", headers=auth(good)).status_code == 200
         # The window still slows down what fails, and says why this attempt failed.
         assert_error(
-            http.get(running.url + SEARCH, headers=bearer(generate_key())),
+            http.get(running.url + SEARCH, headers=auth(generate_key())),
             429,
             "REQUEST_LIMIT_EXCEEDED",
             "from 127.0.0.1",
@@ -211,7 +205,7 @@ def test_missing_key_names_both_headers(gateway: RunningGateway) -> None:
 def test_encoded_letters_in_mlflow_prefixes_reach_mlflow(
     gateway: RunningGateway, path: str
 ) -> None:
-    response = http.get(gateway.url + path, headers=bearer(gateway.create_key(Scope.READ)))
+    response = http.get(gateway.url + path, headers=auth(gateway.create_key(Scope.READ)))
 
     assert response.status_code == 200, response.text
     assert "error_code" not in response.json()
@@ -231,7 +225,7 @@ def test_encoded_letters_in_mlflow_prefixes_reach_mlflow(
 def test_encoded_letters_in_the_gateways_own_paths(
     gateway: RunningGateway, path: str, status: int, field: str
 ) -> None:
-    response = http.get(gateway.url + path, headers=bearer(gateway.create_key(Scope.READ)))
+    response = http.get(gateway.url + path, headers=auth(gateway.create_key(Scope.READ)))
 
     assert response.status_code == status, response.text
     assert field in response.json()
@@ -242,7 +236,7 @@ def test_the_policy_decides_on_the_decoded_path(gateway: RunningGateway) -> None
     response = http.post(
         gateway.url + "/api/mlflo%77/api/2.0/mlflow/registered-models/cr%65ate",
         json={"name": "never-" + generate_key()[-12:]},
-        headers=bearer(read),
+        headers=auth(read),
     )
     assert_error(response, 403, "PERMISSION_DENIED", "registered-models/create", "'write'")
 
@@ -251,7 +245,7 @@ def test_a_path_that_is_not_utf8_once_decoded_is_refused(gateway: RunningGateway
     key = gateway.create_key(Scope.READ)
     # An overlong encoding of '.' and a lone continuation byte.
     for path in ("/api/mlflow/api/2.0/mlflow/%C0%AE%C0%AE/x", "/api/mlflow/%80"):
-        response = http.get(gateway.url + path, headers=bearer(key))
+        response = http.get(gateway.url + path, headers=auth(key))
         assert_error(response, 400, "INVALID_PARAMETER_VALUE", "UTF-8", "canonical")
 
 
@@ -272,9 +266,9 @@ def test_an_encoded_key_in_the_query_is_refused(
 ) -> None:
     key = gateway.create_key(Scope.READ)
     for form in encoded_forms(key):
-        response = http.get(f"{gateway.url}{SEARCH}&filter={form}", headers=bearer(key))
+        response = http.get(f"{gateway.url}{SEARCH}&filter={form}", headers=auth(key))
         assert_error(response, 400, "INVALID_PARAMETER_VALUE", "found in the URL's query")
-        response = http.get(f"{gateway.url}{SEARCH}&{form}=1", headers=bearer(key))
+        response = http.get(f"{gateway.url}{SEARCH}&{form}=1", headers=auth(key))
         assert_error(response, 400, "INVALID_PARAMETER_VALUE", "found in the URL's query")
     assert key[8:] not in mlflow_server.log_file.read_text(errors="replace")
 
@@ -303,7 +297,7 @@ def test_a_key_in_the_path_is_never_forwarded_logged_or_audited(
     before = len(audit_rows(gateway))
 
     for form in [exposed, *encoded_forms(exposed)[:1], exposed.replace("h", "%68", 1)]:
-        response = http.request(method, gateway.url + path.format(key=form), headers=bearer(admin))
+        response = http.request(method, gateway.url + path.format(key=form), headers=auth(admin))
         assert_error(
             response, 400, "INVALID_PARAMETER_VALUE", "API key was found in the URL's path"
         )
@@ -349,7 +343,7 @@ def test_an_unexpected_failure_in_the_admin_api_is_in_the_format(
             {"at": datetime.now(UTC)},
         )
 
-    response = http.get(gateway.url + "/api/v1/audit", headers=bearer(admin))
+    response = http.get(gateway.url + "/api/v1/audit", headers=auth(admin))
 
     request_id = response.headers["x-request-id"]
     assert_error(response, 500, "INTERNAL_ERROR", request_id, "operator's log")
@@ -371,13 +365,13 @@ def test_an_expiry_out_of_range_is_a_400_naming_the_range(
     response = http.post(
         gateway.url + "/api/v1/keys",
         json={"name": "too long", "expires_in": expires_in},
-        headers=bearer(admin),
+        headers=auth(admin),
     )
     assert_error(response, 400, "INVALID_PARAMETER_VALUE", "between 1s and 3650d")
     ok = http.post(
         gateway.url + "/api/v1/keys",
         json={"name": "ten years", "expires_in": "3650d"},
-        headers=bearer(admin),
+        headers=auth(admin),
     )
     assert ok.status_code == 201, ok.text
 
@@ -386,9 +380,9 @@ def test_an_expiry_out_of_range_is_a_400_naming_the_range(
 def test_a_time_out_of_range_is_a_400_naming_the_range(gateway: RunningGateway, since: str) -> None:
     admin = gateway.create_key(Scope.ADMIN)
     for response in (
-        http.get(gateway.url + "/api/v1/audit", params={"since": since}, headers=bearer(admin)),
-        http.get(gateway.url + "/api/v1/events", params={"since": since}, headers=bearer(admin)),
-        http.post(gateway.url + "/api/v1/replay", json={"since": since}, headers=bearer(admin)),
+        http.get(gateway.url + "/api/v1/audit", params={"since": since}, headers=auth(admin)),
+        http.get(gateway.url + "/api/v1/events", params={"since": since}, headers=auth(admin)),
+        http.post(gateway.url + "/api/v1/replay", json={"since": since}, headers=auth(admin)),
     ):
         assert_error(
             response,
@@ -400,7 +394,7 @@ def test_a_time_out_of_range_is_a_400_naming_the_range(gateway: RunningGateway, 
     earliest = http.get(
         gateway.url + "/api/v1/audit",
         params={"since": "0001-01-01T00:00:00Z"},
-        headers=bearer(admin),
+        headers=auth(admin),
     )
     assert earliest.status_code == 200, earliest.text
 
@@ -410,7 +404,7 @@ def test_mlflows_html_error_page_is_answered_in_the_format(gateway: RunningGatew
     direct = http.get(f"{gateway.gateway.settings.mlflow_url}/graphql")
     assert direct.status_code >= 500 and "json" not in direct.headers["content-type"], direct
 
-    response = http.get(gateway.url + "/api/mlflow/graphql", headers=bearer(key))
+    response = http.get(gateway.url + "/api/mlflow/graphql", headers=auth(key))
 
     assert response.status_code == direct.status_code
     assert_error(response, direct.status_code, "INTERNAL_ERROR", response.headers["x-request-id"])
@@ -421,7 +415,7 @@ def test_mlflows_own_json_errors_pass_untouched(gateway: RunningGateway) -> None
     path = "/api/2.0/mlflow/registered-models/get?name=no-such-model"
     direct = http.get(gateway.gateway.settings.mlflow_url + path)
 
-    response = http.get(gateway.url + path, headers=bearer(key))
+    response = http.get(gateway.url + path, headers=auth(key))
 
     assert response.status_code == direct.status_code == 404
     assert response.json() == direct.json()  # MLflow's body, byte for byte in meaning
@@ -453,5 +447,5 @@ def test_a_trailing_slash_is_a_404_in_the_format_never_a_redirect(gateway: Runni
     head = data.partition(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 404"), head
     assert b"location:" not in head and b"evil.example" not in data
-    response = http.get(gateway.url + "/api/v1/keys/", headers=bearer(admin))
+    response = http.get(gateway.url + "/api/v1/keys/", headers=auth(admin))
     assert_error(response, 404, "ENDPOINT_NOT_FOUND", "no trailing slash: /api/v1/keys.")

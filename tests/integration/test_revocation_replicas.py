@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import POSTGRES_ENV, Replica, postgres_database, replicas, store_keys
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import POSTGRES_ENV, Replica, postgres_database, replicas, store_keys
 
 pytestmark = [
     pytest.mark.integration,

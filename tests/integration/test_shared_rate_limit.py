@@ -13,9 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import gateway_settings
-from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 

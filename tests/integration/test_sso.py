@@ -14,12 +14,18 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import gateway_settings
-from helpers import OidcProvider, RunningGateway, free_port, start_gateway, start_oidc_provider
 from hokusai.admin.actor import Actor, Origin
 from hokusai.db.schema import api_keys, audit_log, sso_attempts
 from hokusai.errors import InvalidInput
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    OidcProvider,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    start_gateway,
+    start_oidc_provider,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +120,7 @@ def test_a_person_signs_in_with_the_mapped_role_and_is_audited(
     with gateway.gateway.engine.connect() as conn:
         person = conn.execute(select(api_keys).where(api_keys.c.subject.is_not(None))).one()
         entry = conn.execute(select(audit_log).where(audit_log.c.action == "sessions.start")).one()
-    assert person.subject == gateway.gateway.settings.oidc_issuer + "#ana"
+    assert person.subject == f"{gateway.gateway.settings.oidc_issuer}#ana"
     assert (entry.key_id, entry.owner, entry.workspace) == (
         person.id,
         "Ana Lovelace <ana@example.com>",

@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
-from helpers import RunningGateway
 from hokusai.keys.scopes import Scope
+from tests.helpers import RunningGateway, reread_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def test_register_and_load_through_gateway(
     key = gateway.create_key(Scope.PROMOTE)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", key)
-    mlflow.set_tracking_uri(None)  # re-read the environment
+    reread_tracking_uri()
     name = f"lscor-{uuid.uuid4().hex[:8]}"
 
     rng = np.random.default_rng(7)

@@ -20,19 +20,20 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import gateway_settings
-from helpers import (
-    POSTGRES_ENV,
-    RunningGateway,
-    free_port,
-    postgres_database,
-    start_gateway,
-)
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.timestamps import utcnow
 from hokusai.workspaces import store as workspace_store
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+from tests.helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    reread_tracking_uri,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -335,7 +336,7 @@ def test_the_stock_client_lands_in_its_keys_workspace(
     a, b = teams
     monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", a.write_key)
-    mlflow.set_tracking_uri(None)
+    reread_tracking_uri()
     name = f"stock-{uuid.uuid4().hex[:6]}"
     client = MlflowClient()
     client.create_registered_model(name)

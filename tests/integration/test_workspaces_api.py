@@ -11,16 +11,12 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai.audit_records import AuditRow
 from hokusai.authorization import DENIED
 from hokusai.cli.main import app
 from hokusai.doctor.client_checks import ClientDoctor
 from hokusai.keys.scopes import Scope
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from tests.helpers import RunningGateway, auth
 
 
 def unique() -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
+from tests.helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
+from tests.helpers import OidcClient, OidcProvider, free_port, start_oidc_provider
 
 with warnings.catch_warnings():
     # authlib 1.9 would rather its httpx client ran on httpx2; on httpx it works as before.
@@ -122,7 +122,12 @@ def test_a_code_flow_with_pkce_yields_an_id_token_with_email_and_groups(
 
 
 def test_the_user_can_be_someone_else(oidc_client: OidcClient, tmp_path: Path) -> None:
-    user = {"sub": "bob", "email": "bob@example.com", "name": "Bob", "groups": []}
+    user: dict[str, object] = {
+        "sub": "bob",
+        "email": "bob@example.com",
+        "name": "Bob",
+        "groups": [],
+    }
     provider = start_oidc_provider(
         free_port(),
         oidc_client.client_id,

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from helpers import RunningGateway
 from hokusai import NotFoundError, PermissionDeniedError, ValidationError
 from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import MlflowRest, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +167,7 @@ def test_aliases_are_checked_before_any_call(dead_url: str) -> None:
             offline.set_alias("LSCOR", bad_alias, 1)
     for bad_version in ("latest", "0", 0, -1, True, "1.5"):
         with pytest.raises(ValidationError, match="version must be a positive whole number"):
-            offline.promote("LSCOR", bad_version)  # type: ignore[arg-type]
+            offline.promote("LSCOR", bad_version)
     with pytest.raises(ValidationError, match="model name"):
         offline.delete_alias("bad/name", "production")
 

@@ -12,14 +12,13 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai import ConfigurationError, RegistryUnavailableError
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.config import DEFAULT_API_URL, resolve
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import LeadData, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import LeadData, unique
 
 pytestmark = pytest.mark.integration
 

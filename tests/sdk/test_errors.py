@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai import (
     APIError,
     AuthenticationError,
@@ -28,8 +26,8 @@ from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.sdk.saga import after_each_step
 from hokusai.server.mlflow_process import MlflowProcess
-
-from .conftest import MlflowRest, unique
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
 
@@ -332,7 +330,7 @@ def test_validation_errors_come_before_any_call(
         lambda: tokenized("runs:/abc/model", "LSCOR", "x" * 65, "auroc", 0.8), "token_id must be"
     )
     refused(
-        lambda: tokenized("runs:/abc/model", "LSCOR", "LSCOR", "auroc", "0.8"),
+        lambda: tokenized("runs:/abc/model", "LSCOR", "LSCOR", "auroc", "0.8"),  # type: ignore[arg-type]
         "baseline_value must be a finite number",
         "'0.8'",
     )
@@ -364,7 +362,7 @@ def test_validation_errors_come_before_any_call(
         "nan",
     )
     refused(
-        lambda: baseline(saved_lead_model, "lead_scoring", metrics={"auroc": "high"}),
+        lambda: baseline(saved_lead_model, "lead_scoring", metrics={"auroc": "high"}),  # type: ignore[dict-item]
         "metric 'auroc' must be a finite number",
     )
     refused(lambda: baseline(saved_lead_model, "lead scoring!"), "model_type must be")

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from helpers import RunningGateway
 from hokusai import (
     ConfigurationError,
     EndpointNotFoundError,
@@ -34,6 +33,7 @@ from hokusai.sdk import config as sdk_config
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.sdk.retry import BRIEF_RETRY_TIME, NoAnswer
 from hokusai.sdk.transport import classify
+from tests.helpers import RunningGateway
 
 pytestmark = pytest.mark.integration
 

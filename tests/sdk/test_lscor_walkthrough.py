@@ -16,12 +16,11 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from helpers import RunningGateway
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.sdk.results import RegistrationResult
-
-from .conftest import LeadData, MlflowRest, make_leads, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import LeadData, MlflowRest, make_leads, unique
 
 pytestmark = pytest.mark.integration
 

@@ -11,17 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from helpers import RunningGateway
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import LeadData, MlflowRest, make_leads, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import LeadData, MlflowRest, make_leads, unique
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +116,8 @@ def registered(cli_env: dict[str, str], files: Files) -> Registered:
         assert result.exit_code == 0, result.output
         answers.append(json.loads(result.stdout))
         stderr = result.stderr
-    return Registered(token, *answers, unmeasured_stderr=stderr)
+    ready, not_ready, unmeasured = answers
+    return Registered(token, ready, not_ready, unmeasured, unmeasured_stderr=stderr)
 
 
 def test_register_measures_the_metric(

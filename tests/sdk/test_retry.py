@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_retry_after_beyond_the_budget_gives_up_at_once() -> None:
 
 def test_delays_grow_exponentially_up_to_the_maximum(monkeypatch: pytest.MonkeyPatch) -> None:
     # Full jitter: a random delay up to the bound; take the bound itself to see it.
-    monkeypatch.setattr(retry.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     budget = RetryBudget(max_retry_time=1000)
     delays = [budget.next_delay(after(None, None)) for _ in range(7)]
     assert delays == [0.5, 1.0, 2.0, 4.0, MAX_DELAY, MAX_DELAY, MAX_DELAY]
@@ -97,7 +98,7 @@ def test_the_budget_bounds_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
     """Waiting each delay on a fake clock: the retries stop before the budget is spent."""
     clock = [1000.0]
     monkeypatch.setattr(retry, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(retry.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     budget = RetryBudget(max_retry_time=10)
     waited = []
     while (delay := budget.next_delay(after(None, None))) is not None:
@@ -132,7 +133,7 @@ def test_what_will_not_go_away_is_never_retried() -> None:
 def test_refused_is_retried_only_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(retry, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(retry.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     budget = RetryBudget(max_retry_time=30)
     waited = 0.0
     while (delay := budget.next_delay(Attempt(no_answer=NoAnswer.REFUSED))) is not None:

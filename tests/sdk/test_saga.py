@@ -15,13 +15,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai import RegistrationError
 from hokusai.cli.main import app
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.sdk.saga import after_each_step
-
-from .conftest import MlflowRest, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +88,7 @@ def test_failure_after_each_step_then_resume(
         mlflow_rest.call("POST", "experiments/create", json={"name": experiment})
     fault = fail_once_after(step, InjectedFault(f"injected after {step}"))
 
-    def register() -> object:
+    def register() -> Any:
         with after_each_step(fault):
             return registry.register_baseline(
                 saved_lead_model,

@@ -13,14 +13,13 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from helpers import RunningGateway
 from hokusai import ValidationError
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.model_files import SERIALIZATION_FORMATS, TAG_SERIALIZATION_FORMAT
 from hokusai.sdk.registry import ModelRegistry
-
-from .conftest import ARTIFACTS_API, LeadData, MlflowRest, make_leads, unique
+from tests.helpers import RunningGateway
+from tests.sdk.support import ARTIFACTS_API, LeadData, MlflowRest, make_leads, unique
 
 pytestmark = pytest.mark.integration
 

@@ -9,33 +9,34 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from hokusai import timestamps
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
-from hokusai.gateway import audit as audit_module
 from hokusai.gateway.audit import AuditEntry, AuditLog
 
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
-class AuditClock(datetime):
-    """Stands in for ``datetime`` in the audit module: ``now()`` is whatever was set."""
+class AuditClock:
+    """The product's wall clock (``hokusai.timestamps.clock``), showing whatever time the
+    test set last."""
 
-    current = START
+    def __init__(self) -> None:
+        self.current = START
 
-    @classmethod
-    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-        return cls.current
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> type[AuditClock]:
-    monkeypatch.setattr(audit_module, "datetime", AuditClock)
-    monkeypatch.setattr(AuditClock, "current", START)
-    return AuditClock
+    def __call__(self) -> datetime:
+        return self.current
 
 
 @pytest.fixture
-def log(engine: Engine, clock: type[AuditClock]) -> AuditLog:
+def clock(monkeypatch: pytest.MonkeyPatch) -> AuditClock:
+    fixed = AuditClock()
+    monkeypatch.setattr(timestamps, "clock", fixed)
+    return fixed
+
+
+@pytest.fixture
+def log(engine: Engine, clock: AuditClock) -> AuditLog:
     return AuditLog(engine)
 
 
@@ -54,7 +55,7 @@ def entry(number: int, key_id: str | None = "key_a", **overrides: Any) -> AuditE
     return AuditEntry(**fields)
 
 
-def record_hourly(log: AuditLog, clock: type[AuditClock], entries: list[AuditEntry]) -> None:
+def record_hourly(log: AuditLog, clock: AuditClock, entries: list[AuditEntry]) -> None:
     """Record ``entries`` one hour apart, the first at START."""
     for hour, item in enumerate(entries):
         clock.current = START + timedelta(hours=hour)
@@ -104,7 +105,7 @@ def test_entries_without_key_or_detail(log: AuditLog) -> None:
     assert row["status"] == 401
 
 
-def test_newest_first(log: AuditLog, clock: type[AuditClock]) -> None:
+def test_newest_first(log: AuditLog, clock: AuditClock) -> None:
     record_hourly(log, clock, [entry(n) for n in range(5)])
     assert request_ids(log.read()) == ["req-4", "req-3", "req-2", "req-1", "req-0"]
     ats = [datetime.fromisoformat(row["at"]) for row in log.read()]
@@ -118,7 +119,7 @@ def test_newest_first_within_the_same_instant(log: AuditLog) -> None:
     assert request_ids(log.read()) == ["req-3", "req-2", "req-1", "req-0"]
 
 
-def test_filter_by_key(log: AuditLog, clock: type[AuditClock]) -> None:
+def test_filter_by_key(log: AuditLog, clock: AuditClock) -> None:
     record_hourly(
         log,
         clock,
@@ -130,7 +131,7 @@ def test_filter_by_key(log: AuditLog, clock: type[AuditClock]) -> None:
     assert len(log.read()) == 5
 
 
-def test_filter_since_is_inclusive(log: AuditLog, clock: type[AuditClock]) -> None:
+def test_filter_since_is_inclusive(log: AuditLog, clock: AuditClock) -> None:
     record_hourly(log, clock, [entry(n) for n in range(4)])
     assert request_ids(log.read(since=START + timedelta(hours=2))) == ["req-3", "req-2"]
     assert request_ids(log.read(since=START + timedelta(hours=2, seconds=1))) == ["req-3"]
@@ -139,28 +140,26 @@ def test_filter_since_is_inclusive(log: AuditLog, clock: type[AuditClock]) -> No
 
 
 @pytest.mark.parametrize("hours", [-7, 2, 9, 14])
-def test_filter_since_with_another_utc_offset(
-    log: AuditLog, clock: type[AuditClock], hours: int
-) -> None:
+def test_filter_since_with_another_utc_offset(log: AuditLog, clock: AuditClock, hours: int) -> None:
     record_hourly(log, clock, [entry(n) for n in range(4)])
     since = (START + timedelta(hours=2)).astimezone(timezone(timedelta(hours=hours)))
     assert request_ids(log.read(since=since)) == ["req-3", "req-2"]
 
 
-def test_a_naive_since_is_utc(log: AuditLog, clock: type[AuditClock]) -> None:
+def test_a_naive_since_is_utc(log: AuditLog, clock: AuditClock) -> None:
     record_hourly(log, clock, [entry(n) for n in range(4)])
     since = (START + timedelta(hours=1)).replace(tzinfo=None)
     assert request_ids(log.read(since=since)) == ["req-3", "req-2", "req-1"]
 
 
-def test_limit_keeps_the_newest(log: AuditLog, clock: type[AuditClock]) -> None:
+def test_limit_keeps_the_newest(log: AuditLog, clock: AuditClock) -> None:
     record_hourly(log, clock, [entry(n) for n in range(6)])
     assert request_ids(log.read(limit=2)) == ["req-5", "req-4"]
     assert request_ids(log.read(limit=1)) == ["req-5"]
     assert len(log.read(limit=100)) == 6
 
 
-def test_filters_combine(log: AuditLog, clock: type[AuditClock]) -> None:
+def test_filters_combine(log: AuditLog, clock: AuditClock) -> None:
     record_hourly(
         log,
         clock,
@@ -178,7 +177,7 @@ def test_filters_combine(log: AuditLog, clock: type[AuditClock]) -> None:
     assert all(row["key_id"] == "key_a" for row in rows)
 
 
-def test_two_logs_on_one_store_see_each_other(engine: Engine, clock: type[AuditClock]) -> None:
+def test_two_logs_on_one_store_see_each_other(engine: Engine, clock: AuditClock) -> None:
     first, second = AuditLog(engine), AuditLog(engine)
     first.record(entry(1))
     clock.current = START + timedelta(minutes=1)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from helpers import free_port
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.ratelimit import PostgresBuckets, RedisBuckets, SharedKeyLimiter
+from tests.helpers import free_port
 
 REDIS_URL = os.environ.get("HOKUSAI_TEST_REDIS_URL")  # read before the autouse fixture
 

@@ -29,13 +29,19 @@ from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import select
 
-from conftest import gateway_settings
-from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.db.schema import events
 from hokusai.gateway.write_queue import default_concurrency
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
+from tests.helpers import (
+    POSTGRES_ENV,
+    RunningGateway,
+    free_port,
+    gateway_settings,
+    postgres_database,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +164,7 @@ def test_concurrent_registrations_of_one_name(
     runs = client.search_runs([experiment_id], max_results=1000)
     assert len(runs) == REGISTRATIONS
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert sorted(r.info.run_id for r in runs) == sorted(v.run_id for v in stored)
+    assert sorted(r.info.run_id for r in runs) == sorted(str(v.run_id) for v in stored)
 
     # Every version has its event in the outbox, once; the name was created once.
     with gateway.gateway.engine.connect() as conn:

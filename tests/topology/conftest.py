@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import postgres_database
+from tests.helpers import postgres_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
 

@@ -4,11 +4,12 @@ address than the one nginx itself uses towards the replicas."""
 from __future__ import annotations
 
 import os
+import ssl
 
 import httpx
 import pytest
 
-from helpers import POSTGRES_ENV
+from tests.helpers import POSTGRES_ENV, auth
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,19 +26,15 @@ pytestmark = [
     ),
 ]
 
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/"
 # nginx reaches the replicas from 127.0.0.1 (their trusted proxy); clients come from here.
 CLIENT_ADDRESS = "127.0.0.2"
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 def client(base_url: str, ca_bundle: str, key: str | None = None, **kwargs: object) -> httpx.Client:
     """An HTTPS client of nginx, connecting from CLIENT_ADDRESS, trusting only the test CA."""
-    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=ca_bundle, retries=0)
+    trusted = ssl.create_default_context(cafile=ca_bundle)
+    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=trusted, retries=0)
     kwargs.setdefault("timeout", 60)
     return httpx.Client(
         base_url=base_url,

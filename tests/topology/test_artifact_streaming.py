@@ -14,8 +14,8 @@ from stack.processes import rss_bytes
 from stack.topology import BUCKET, Topology
 
 from hokusai.keys.scopes import Scope
-from topology.support import ARTIFACTS_API, client
-from topology.support import pytestmark as marks
+from tests.topology.support import ARTIFACTS_API, client
+from tests.topology.support import pytestmark as marks
 
 pytestmark = marks
 

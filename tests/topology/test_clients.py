@@ -17,7 +17,7 @@ from stack.topology import BUCKET, Topology
 
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
-from topology.support import pytestmark as marks
+from tests.topology.support import pytestmark as marks
 
 pytestmark = marks
 
@@ -103,7 +103,7 @@ def test_sdk_over_tls(topology: Topology) -> None:
     labels = (features[:, 0] - features[:, 2] > 0).astype(int)
     model = LogisticRegression().fit(features, labels)
 
-    with ModelRegistry(  # type: ignore[call-arg]
+    with ModelRegistry(
         api_url=topology.url, api_key=key, ca_bundle=str(topology.ca_bundle), max_retry_time=10
     ) as registry:
         result = registry.register_baseline(

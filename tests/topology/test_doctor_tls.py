@@ -20,7 +20,7 @@ from stack.topology import Topology
 from typer.testing import CliRunner
 
 from hokusai.cli.main import app
-from topology.support import pytestmark as marks
+from tests.topology.support import pytestmark as marks
 
 pytestmark = marks
 

@@ -13,8 +13,9 @@ import pytest
 from stack.topology import Topology
 
 from hokusai.keys.scopes import Scope
-from topology.support import CLIENT_ADDRESS, MLFLOW_API, auth, client
-from topology.support import pytestmark as marks
+from tests.helpers import MLFLOW_API, auth
+from tests.topology.support import CLIENT_ADDRESS, client
+from tests.topology.support import pytestmark as marks
 
 pytestmark = marks
 

@@ -15,9 +15,10 @@ from stack.topology import Topology
 from standardwebhooks import Webhook
 
 from hokusai.keys.scopes import Scope
-from topology.support import MLFLOW_API, client
-from topology.support import pytestmark as marks
-from webhooks.receiver import Answer, Receiver, always, running_receiver
+from tests.helpers import MLFLOW_API
+from tests.topology.support import client
+from tests.topology.support import pytestmark as marks
+from tests.webhooks.receiver import Answer, Receiver, always, running_receiver
 
 pytestmark = marks
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gateway_settings
-from helpers import RunningGateway, start_gateway
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from webhooks.receiver import Receiver, running_receiver
-from webhooks.support import Hooks, MakeHooks
+from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.webhooks.receiver import Receiver, running_receiver
+from tests.webhooks.support import Hooks, MakeHooks
 
 # Svix's schedule (0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) times this: a delivery goes
 # from its first attempt to the dead letter in about 10 seconds.

@@ -74,8 +74,12 @@ class Receiver:
                     return
                 head = [f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}"]
                 head += [f"{name}: {value}" for name, value in answer.headers.items()]
-                head += [f"content-length: {len(answer.body)}", "", ""]
-                raw = "\r\n".join(head).encode() + answer.body
+                body = answer.body
+                if answer.status in (204, 304):
+                    body = b""  # HTTP forbids a body here; strict clients refuse one
+                else:
+                    head.append(f"content-length: {len(body)}")
+                raw = "\r\n".join([*head, "", ""]).encode() + body
                 with contextlib.suppress(OSError):
                     if not answer.drip:
                         self.wfile.write(raw)

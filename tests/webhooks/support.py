@@ -9,16 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-from click.testing import Result
 from sqlalchemy import Table, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from helpers import RunningGateway
 from hokusai.cli.main import app
 from hokusai.settings import Settings
+from tests.helpers import MLFLOW_API, RunningGateway, auth
 
 T = TypeVar("T")
-MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
 
 
 def wait_until(
@@ -46,10 +44,6 @@ def run_source(post: Callable[[str, dict[str, Any]], dict[str, Any]]) -> dict[st
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @dataclass

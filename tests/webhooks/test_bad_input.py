@@ -11,8 +11,9 @@ import pytest
 
 from hokusai.db.schema import deliveries, events, webhook_endpoints
 from hokusai.keys.scopes import Scope
-from webhooks.receiver import Receiver
-from webhooks.support import Hooks, MakeHooks, auth, unique
+from tests.helpers import auth
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import Hooks, MakeHooks, unique
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from hokusai.db.schema import webhook_endpoints
 from hokusai.timestamps import utcnow
 from hokusai.webhooks.signing import SecretBox, new_secret
-from webhooks.receiver import Receiver
-from webhooks.support import Hooks, unique
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import Hooks, unique
 
 pytestmark = pytest.mark.integration
 

@@ -23,10 +23,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from helpers import free_port
 from hokusai.server.mlflow_process import MlflowProcess
-from webhooks.receiver import Answer, Receiver, always
-from webhooks.support import MLFLOW_API, auth, run_source, unique, wait_until
+from tests.helpers import MLFLOW_API, auth, free_port
+from tests.webhooks.receiver import Answer, Receiver, always
+from tests.webhooks.support import run_source, unique, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from standardwebhooks import Webhook
 
-from webhooks.receiver import Receiver, Request
-from webhooks.support import Hooks, unique, wait_until
+from tests.helpers import reread_tracking_uri
+from tests.webhooks.receiver import Receiver, Request
+from tests.webhooks.support import Hooks, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def test_stock_mlflow_client_registration(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", hooks.running.tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", hooks.write_key)
-    mlflow.set_tracking_uri(None)  # re-read the environment
+    reread_tracking_uri()
     rng = np.random.default_rng(7)
     features = rng.normal(size=(100, 3))
     model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
@@ -63,7 +64,7 @@ def test_stock_mlflow_client_registration(
         client.delete_registered_model_alias(name, "canary")
         stored = client.get_model_version(name, version.version)
     finally:
-        mlflow.set_tracking_uri(None)
+        reread_tracking_uri()
 
     expected = [
         "registered_model.created",
@@ -222,7 +223,11 @@ def test_event_and_model_filters(hooks: Hooks, receiver: Receiver) -> None:
         "/one-char": {("model_version.created", f"{prefix}-v2")},
     }
     for path, wanted in expected.items():
-        wait_until(lambda path=path, wanted=wanted: set(got(path)) >= wanted, 10, path)
+
+        def arrived(path: str = path, wanted: set[tuple[str, str]] = wanted) -> bool:
+            return set(got(path)) >= wanted
+
+        wait_until(arrived, 10, path)
     time.sleep(0.3)  # room for a delivery that should not come
     for path, wanted in expected.items():
         assert got(path) == Counter(wanted), path

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from webhooks.receiver import Answer, Receiver, always, failing_first
-from webhooks.support import Hooks, MakeHooks, unique
+from tests.webhooks.receiver import Answer, Receiver, always, failing_first
+from tests.webhooks.support import Hooks, MakeHooks, unique
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from hokusai.db.schema import webhook_endpoints
-from webhooks.receiver import Receiver
-from webhooks.support import Hooks, unique
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import Hooks, unique
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from hokusai.db.engine import normalise_url
-from webhooks.receiver import Receiver
-from webhooks.support import MLFLOW_API, Hooks, MakeHooks, auth, unique
+from tests.helpers import MLFLOW_API, auth
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import Hooks, MakeHooks, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

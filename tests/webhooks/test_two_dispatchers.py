@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from helpers import POSTGRES_ENV, postgres_database, replicas
 from hokusai.admin.actor import Actor, Origin
 from hokusai.admin.webhooks import WebhookAdmin
 from hokusai.db.engine import make_engine
@@ -27,7 +26,8 @@ from hokusai.webhooks.dispatcher import Dispatcher, DispatcherSettings
 from hokusai.webhooks.events import Event
 from hokusai.webhooks.outbox import emit
 from hokusai.webhooks.signing import SecretBox
-from webhooks.receiver import Answer, Receiver, always
+from tests.helpers import POSTGRES_ENV, postgres_database, replicas
+from tests.webhooks.receiver import Answer, Receiver, always
 
 
 def add_endpoint(engine: Any, box: SecretBox, url: str) -> None:

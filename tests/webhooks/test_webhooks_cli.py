@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from sqlalchemy import select
 from standardwebhooks import Webhook
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
 from hokusai.cli.main import app
 from hokusai.db.schema import webhook_endpoints
 from hokusai.keys.scopes import Scope
@@ -28,8 +26,9 @@ from hokusai.timestamps import utcnow
 from hokusai.webhooks.signing import SecretBox
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 from hokusai.workspaces.store import insert_workspace
-from webhooks.receiver import Answer, Receiver, always
-from webhooks.support import wait_until
+from tests.helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
+from tests.webhooks.receiver import Answer, Receiver, always
+from tests.webhooks.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -150,10 +149,10 @@ def test_webhooks_cli(cli: Cli, dispatcher_on: RunningGateway, receiver: Receive
     assert ok["endpoint_id"] == endpoint_id and ok["event_id"] == payload["id"]
     assert len(cli.json("webhooks", "deliveries", "--endpoint", broken_id)) == 2
     assert cli.json("webhooks", "deliveries", "--endpoint", endpoint_id) == [ok]
-    table = text_of(cli("webhooks", "deliveries"))
-    assert outcome["event_id"] in table and "dead" in table and "delivered" in table
-    refused = text_of(cli("webhooks", "deliveries", "--status", "lost", code=2))
-    assert "'lost' is not one of 'pending', 'failed', 'delivered', 'dead'" in refused
+    deliveries = text_of(cli("webhooks", "deliveries"))
+    assert outcome["event_id"] in deliveries and "dead" in deliveries and "delivered" in deliveries
+    refusal = text_of(cli("webhooks", "deliveries", "--status", "lost", code=2))
+    assert "'lost' is not one of 'pending', 'failed', 'delivered', 'dead'" in refusal
 
     # disable and enable.
     cli("webhooks", "disable", broken_id)

@@ -23,8 +23,9 @@ from hokusai.timestamps import utcnow
 from hokusai.webhooks.reconciler import reconcile
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 from hokusai.workspaces.store import insert_workspace
-from webhooks.receiver import Receiver, Request
-from webhooks.support import MLFLOW_API, Hooks, auth, run_source, unique
+from tests.helpers import MLFLOW_API, auth
+from tests.webhooks.receiver import Receiver, Request
+from tests.webhooks.support import Hooks, run_source, unique
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,9 @@ class Team:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    def post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.mlflow("POST", endpoint, json=body)
+
 
 def team(hooks: Hooks, mlflow_url: str, prefix: str) -> Team:
     workspace = make_workspace(hooks, mlflow_url, prefix)
@@ -99,7 +103,7 @@ def test_each_workspace_receives_only_its_own_events(
     name = unique("LSCOR")
     for each in (a, b):
         each.mlflow("POST", "registered-models/create", json={"name": name})
-        source = run_source(lambda e, b, each=each: each.mlflow("POST", e, json=b))
+        source = run_source(each.post)
         each.mlflow("POST", "model-versions/create", json={"name": name, **source})
     b.mlflow(
         "POST", "registered-models/alias", json={"name": name, "alias": "canary", "version": "1"}

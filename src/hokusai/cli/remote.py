@@ -15,6 +15,8 @@ not sent.
 from __future__ import annotations
 
 import builtins
+import os
+import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +44,16 @@ from hokusai.workspaces.records import WorkspaceRecord
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
+def trust(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """What the CLI trusts: the configured CA bundle (a PEM file, or a directory of
+    certificates), else httpx's own trust store. httpx deprecates a path given as is."""
+    if not ca_bundle:
+        return True
+    if os.path.isdir(ca_bundle):
+        return ssl.create_default_context(capath=ca_bundle)
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
 class Api:
     """One gateway's ``/api/v1``, authenticated with one key."""
 
@@ -51,7 +63,7 @@ class Api:
             base_url=config.api_url + "/api/v1",
             headers={"Authorization": f"Bearer {config.api_key}"},
             timeout=TIMEOUT,
-            verify=config.ca_bundle or True,
+            verify=trust(config.ca_bundle),
         )
 
     def call(

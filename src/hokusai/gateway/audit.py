@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from hokusai import audit_store
 from hokusai.audit_records import AuditRow
 from hokusai.logs import redact
+from hokusai.timestamps import utcnow
 
 # One row to write; the same shape the services write.
 AuditEntry = AuditRow
@@ -43,7 +44,7 @@ class AuditLog:
             entry, path=redact(entry.path), client=_valid_client(entry.client)
         )
         with self._engine.begin() as conn:
-            audit_store.insert_entry(conn, entry=safe, at=datetime.now(UTC))
+            audit_store.insert_entry(conn, entry=safe, at=utcnow())
 
     def read(
         self,
