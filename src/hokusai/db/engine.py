@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from hokusai.errors import InvalidInput
+
 T = TypeVar("T")
 
 
@@ -28,6 +30,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
         return engine
     # Surviving a server restart (every connection ended at once): a pooled connection is
     # pinged when checked out and replaced if dead, and a disconnect met mid-statement
@@ -39,7 +42,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("max_overflow", 10)
     if "connect_timeout" not in make_url(url).query:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
+    return engine
+
+
+def _refuse_nul_characters(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """Refuse a value holding a NUL character, whichever front-end it came through.
+
+    PostgreSQL's text cannot hold one (the driver fails with DataError, which would read as
+    a store failure) and SQLite would keep it; either way such a value is bad input, and
+    on both stores it is refused the same way, before the statement runs.
+    """
+    rows = parameters if executemany else [parameters]
+    for row in rows:
+        values = row.values() if isinstance(row, dict) else row
+        for value in values or ():
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidInput(
+                    "A value contains a NUL character (\\x00), which the platform does not "
+                    "store. Nothing was changed."
+                )
 
 
 def retry_on_disconnect(work: Callable[[], T]) -> T:

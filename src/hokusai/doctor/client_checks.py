@@ -1,6 +1,10 @@
 """The client-side walk: configuration, DNS, connection, the gateway, the key, MLflow
 behind it, and optionally a scratch write and a webhook test. It stops at the first
-hop that fails, since every later hop depends on it."""
+hop that fails, since every later hop depends on it.
+
+Longer than most modules (about 440 lines): one function per hop, in the order they are
+walked, so the walk reads top to bottom.
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,9 @@ A page that shows a secret once (a new or rotated key, a new endpoint's signing 
 is the answer to its POST, never a page redirected to: the secret is in that one
 ``no-store`` response body only, never in a URL or a log. Every other successful POST is
 answered with 303 to a page (post/redirect/get).
+
+Longer than most modules (about 440 lines): one small handler per page and form, over
+the same services; the pages' markup is in ``templates/console``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ endpoints of the same workspace (whose filters match), on emit and on replay ali
 Every function here is one transaction. Claiming uses ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so dispatchers in any number of processes never take the same delivery;
 SQLite has one writer at a time, which gives the same guarantee.
+
+Longer than most modules (about 450 lines) because every transaction on the outbox's
+tables is here: the locking rules (``SKIP LOCKED``, leases) are read in one place.
 """
 
 from __future__ import annotations
