@@ -26,18 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-# The sibling script (on the path just above), not an installed module.
-from bench_gateway import (
-    ENDPOINTS,
-    Server,
-    load_average,
-    running,
-    seed,
-    start_gateway,
-    start_mlflow,
-)
+from _common import load_average
+from _servers import ENDPOINTS, Server, running, seed, start_gateway, start_mlflow
 
 READS = ("alias", "version", "get-by-name")  # two cached, one proxied for comparison
 _RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)

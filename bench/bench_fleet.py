@@ -25,32 +25,19 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench_gateway import (
-    ARTIFACT_ENDPOINT,
-    MIB,
-    RssSampler,
-    Server,
-    git_revision,
-    load_average,
-    machine,
-    running,
-    start_gateway,
-    start_mlflow,
-)
+from _common import BENCH_DIR, MIB, RssSampler, load_average, random_file, record_start, run_child
+from _servers import ARTIFACT_ENDPOINT, Server, running, start_gateway, start_mlflow
 
-RESULTS_FILE = Path(__file__).resolve().parent / "results" / "fleet.json"
+RESULTS_FILE = BENCH_DIR / "results" / "fleet.json"
 GOAL_COLD_VS_DIRECT = 3.0
 GOAL_RSS_GROWTH_MIB = 128.0
 # The fleet's in-flight downloads, all with one key: the per-key in-flight limit
@@ -95,17 +82,7 @@ async def _fleet(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_fleet(url: str, headers: dict[str, str], clients: int, size: int) -> dict[str, Any]:
     job = {"url": url, "headers": headers, "clients": clients, "timeout": 600}
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--fleet"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the fleet failed:\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    result = run_child(__file__, "--fleet", job, timeout=900)
     if result["statuses"] != [200] or set(result["bytes"]) != {size}:
         raise RuntimeError(f"a download failed: {result['statuses']}, {set(result['bytes'])}")
     result["aggregate_mb_s"] = clients * size / result["elapsed"] / 1e6
@@ -119,12 +96,7 @@ def register_version(mlflow: Server, scratch: Path, size_mib: int, name: str) ->
     """A READY version holding a ``size_mib`` MiB file, made directly in MLflow's default
     workspace: (the file's artifact path, its SHA-256)."""
     source = scratch / "model.bin"
-    digest = hashlib.sha256()
-    with open(source, "wb") as out:
-        for _ in range(size_mib):
-            block = os.urandom(MIB)
-            digest.update(block)
-            out.write(block)
+    digest = random_file(source, size_mib)
     api = "/api/2.0/mlflow"
     with httpx.Client(base_url=mlflow.url, timeout=600) as client:
         experiment = client.post(f"{api}/experiments/get-by-name", params={"experiment_name": name})
@@ -152,7 +124,7 @@ def register_version(mlflow: Server, scratch: Path, size_mib: int, name: str) ->
         if version["status"] != "READY":
             raise RuntimeError(f"the version is {version['status']}")
     source.unlink()
-    return f"{root}/model/model.bin", digest.hexdigest()
+    return f"{root}/model/model.bin", digest
 
 
 def check_bytes(url: str, headers: dict[str, str], expected: str) -> None:
@@ -175,10 +147,7 @@ def main() -> None:
         return
     size = args.mib * MIB
     record: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "revision": git_revision(),
-        "machine": machine(),
-        "load_average_before": load_average(),
+        **record_start(),
         "settings": {
             "file_mib": args.mib,
             "clients": args.clients,

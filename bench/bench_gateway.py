@@ -34,57 +34,52 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import math
 import os
-import platform
-import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-BENCH_DIR = Path(__file__).resolve().parent
+from _common import (
+    BENCH_DIR,
+    MIB,
+    CpuAccount,
+    RssSampler,
+    cpu_seconds,
+    file_sha256,
+    load_average,
+    percentile,
+    random_file,
+    record_start,
+    run_child,
+)
+from _servers import (
+    ARTIFACT_ENDPOINT,
+    ENDPOINTS,
+    REGISTERED_MODELS,
+    SHARED_LIMIT_RATE,
+    Server,
+    postgres_database,
+    running,
+    seed,
+    start_gateway,
+    start_mlflow,
+)
+
 RESULTS_FILE = BENCH_DIR / "results" / "latest.json"
 
-EXPERIMENT = "hokusai-bench"
-REGISTERED_MODELS = 20
-MODEL = "bench-model-00"  # has a version and the alias "production"
-ENDPOINTS = {
-    "get-by-name": f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}",
-    "search": "/api/2.0/mlflow/registered-models/search",
-    "alias": f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=production",
-    "version": f"/api/2.0/mlflow/model-versions/get?name={MODEL}&version=1",
-}
 # Served from the gateway's resolution cache (gateway/resolution_cache.py): goals of their own.
 CACHED_ENDPOINTS = {"alias", "version"}
-TARGETS = ("direct", "gateway", "basic-auth")
 # Gateways whose per-key limit is shared by replicas (``--shared-limiters``), measured as
 # further targets next to ``gateway`` (in-memory limit, SQLite auth store).
 SHARED_LIMITERS = {"postgres": "gateway-pg-limit", "redis": "gateway-redis-limit"}
-# At this rate a replica leases one token at a time from the shared bucket (a tenth of a
-# second's worth rounds down to 1): a shared-store round trip on every request, the worst
-# case of the limiter. The burst is too large to run out during a run.
-SHARED_LIMIT_RATE = "5"
-SHARED_LIMIT_BURST = "1000000000"
-ARTIFACT_ENDPOINT = "/api/2.0/mlflow-artifacts/artifacts/"
-CHUNK = 1024 * 1024
-MIB = 1024 * 1024
 
 CPU_COLUMNS = ("gateway", "mlflow", "client")
 
@@ -189,7 +184,7 @@ def _download(job: dict[str, Any]) -> dict[str, Any]:
     ):
         started = time.perf_counter()
         with client.stream("GET", job["url"]) as response:
-            for chunk in response.iter_raw(CHUNK):
+            for chunk in response.iter_raw(MIB):
                 sink.write(chunk)
                 received += len(chunk)
         elapsed = time.perf_counter() - started
@@ -197,359 +192,11 @@ def _download(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_client(job: dict[str, Any], limit_seconds: float) -> dict[str, Any]:
-    """Run one job in a new client process (the job, with its credentials, goes on stdin)."""
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--client"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=limit_seconds,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the load generator failed:\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
-# ---- servers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log_file: Path
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, path: str, seconds: float = 180.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited while starting:\n{tail(self.log_file)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + path, timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.25)
-        raise RuntimeError(f"{self.name} did not start in {seconds:g} s:\n{tail(self.log_file)}")
-
-    def stop(self) -> None:
-        """Stop the server's whole process group (MLflow starts worker processes)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=20)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def spawn(name: str, command: list[str], env: dict[str, str], log_file: Path, url: str) -> Server:
-    with open(log_file, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group: stopped as a whole
-        )
-    return Server(name, url, process, log_file)
-
-
-def base_env() -> dict[str, str]:
-    """The environment of every server: no HOKUSAI_* or MLFLOW_* settings of the caller's,
-    and MLflow's background job runner off (it is not on any request's path)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    return env
-
-
-def start_mlflow(root: Path, workers: int, *, basic_auth: bool) -> Server:
-    root.mkdir(parents=True)
-    port = free_port()
-    env = base_env()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--serve-artifacts",
-        "--workers",
-        str(workers),
-    ]
-    headers: dict[str, str] = {}
-    if not basic_auth:
-        # As the platform runs it: the gateway names a workspace on every request, and
-        # direct requests land in the default one. (MLflow's basic-auth server, the other
-        # comparison, runs as its users would run it, without.)
-        command.append("--enable-workspaces")
-    if basic_auth:
-        # MLflow ships no admin password: it creates the admin user on first start with
-        # the one given here. Its user database lives in this run's directory too.
-        password = secrets.token_urlsafe(18)
-        config = root / "basic_auth.ini"
-        config.write_text(
-            "[mlflow]\n"
-            "default_permission = READ\n"
-            f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
-            "admin_username = admin\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        )
-        env.update(
-            MLFLOW_AUTH_CONFIG_PATH=str(config),
-            MLFLOW_AUTH_ADMIN_PASSWORD=password,
-            MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(32),
-        )
-        command += ["--app-name", "basic-auth"]
-        headers["Authorization"] = (
-            "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
-        )
-    name = "basic-auth" if basic_auth else "mlflow"
-    server = spawn(name, command, env, root / "server.log", f"http://127.0.0.1:{port}")
-    server.headers = headers
-    return server
-
-
-def start_gateway(
-    root: Path,
-    mlflow_url: str,
-    *,
-    name: str = "gateway",
-    database_url: str | None = None,
-    redis_url: str | None = None,
-    settings_env: dict[str, str] | None = None,
-) -> Server:
-    """``hokusai serve --mlflow-url`` in a process of its own, with an API key in its store
-    (``settings_env``: more HOKUSAI_* settings for it).
-
-    The in-memory per-key rate limit is raised out of the way (its check still runs on every
-    request): at its default of 100 requests/s a single key would be refused, not measured.
-    With ``database_url`` (PostgreSQL) or ``redis_url`` the limit is the shared one, at a rate
-    that makes every request take its token from the shared store (``SHARED_LIMIT_RATE``).
-    """
-    from hokusai.db.engine import make_engine
-    from hokusai.db.migrate import upgrade
-    from hokusai.keys.scopes import Scope
-    from hokusai.keys.service import KeyService
-    from hokusai.settings import Settings
-
-    home = root / name
-    home.mkdir(parents=True)
-    secret = secrets.token_urlsafe(32)
-    settings = Settings(home=home, database_url=database_url, secret_key=secret)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    issued = KeyService(engine, settings.resolved_secret).create(
-        name="benchmark", owner="benchmark", scope=Scope.WRITE
-    )
-    engine.dispose()
-
-    port = free_port()
-    env = base_env()
-    env.update(
-        HOKUSAI_HOME=str(home),
-        HOKUSAI_SECRET_KEY=secret,
-        HOKUSAI_RATE_LIMIT_PER_SECOND="1000000000",
-        HOKUSAI_RATE_LIMIT_BURST="1000000000",
-    )
-    if database_url or redis_url:
-        env.update(
-            HOKUSAI_RATE_LIMIT_PER_SECOND=SHARED_LIMIT_RATE,
-            HOKUSAI_RATE_LIMIT_BURST=SHARED_LIMIT_BURST,
-        )
-    env.update(settings_env or {})
-    if database_url:
-        env["HOKUSAI_DATABASE_URL"] = database_url
-    if redis_url:
-        env["HOKUSAI_REDIS_URL"] = redis_url
-    command = [
-        sys.executable,
-        "-m",
-        "hokusai.cli.main",
-        "serve",
-        "--mlflow-url",
-        mlflow_url,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    server = spawn(name, command, env, root / f"{name}.log", f"http://127.0.0.1:{port}")
-    server.headers = {"Authorization": f"Bearer {issued.key}"}
-    return server
-
-
-def seed(server: Server) -> None:
-    """The same registry content on every MLflow: one experiment, some registered models."""
-    with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as client:
-        client.post(
-            "/api/2.0/mlflow/experiments/create", json={"name": EXPERIMENT}
-        ).raise_for_status()
-        for i in range(REGISTERED_MODELS):
-            client.post(
-                "/api/2.0/mlflow/registered-models/create",
-                json={"name": f"bench-model-{i:02d}", "description": "benchmark model"},
-            ).raise_for_status()
-        client.post(
-            "/api/2.0/mlflow/model-versions/create",
-            json={"name": MODEL, "source": "s3://bench/model"},
-        ).raise_for_status()
-        client.post(
-            "/api/2.0/mlflow/registered-models/alias",
-            json={"name": MODEL, "alias": "production", "version": "1"},
-        ).raise_for_status()
-
-
-# ---- /proc readings -------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its descendants, in seconds."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    times: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        child = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(child)
-        times[child] = int(fields[11]) + int(fields[12])
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        total += times.get(current, 0)
-        todo.extend(children.get(current, []))
-    return total / tick
-
-
-class CpuAccount:
-    """The machine's CPU over a stretch of time, and how much of it was not this benchmark:
-    other processes on a shared machine, or time the hypervisor took (steal)."""
-
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
-
-    @staticmethod
-    def _machine() -> tuple[float, float, float]:
-        # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-        tick = os.sysconf("SC_CLK_TCK")
-        busy = sum(values[0:3]) + values[5] + values[6]
-        return busy / tick, values[7] / tick, sum(values) / tick
-
-    def _ours(self) -> float:
-        own = os.times()
-        return (
-            sum(cpu_seconds(pid) for pid in self.pids)
-            + own.user
-            + own.system
-            + own.children_user
-            + own.children_system
-        )
-
-    def __enter__(self) -> CpuAccount:
-        self._start = self._machine(), self._ours()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        (busy0, steal0, total0), ours0 = self._start
-        (busy1, steal1, total1), ours1 = self._machine(), self._ours()
-        span = (total1 - total0) or 1.0
-        self.result = {
-            "busy_percent": round(100 * (busy1 - busy0) / span, 1),
-            "benchmark_percent": round(100 * (ours1 - ours0) / span, 1),
-            "other_processes_percent": round(
-                100 * max(0.0, (busy1 - busy0) - (ours1 - ours0)) / span, 1
-            ),
-            "steal_percent": round(100 * (steal1 - steal0) / span, 1),
-        }
-
-
-def status_kib(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    raise KeyError(name)
-
-
-class RssSampler:
-    """Samples a process's VmRSS every few milliseconds; also resets and reads VmHWM."""
-
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        with contextlib.suppress(OSError):  # "5" resets the peak (VmHWM) to the current RSS
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-        self.baseline_kib = status_kib(self.pid, "VmRSS")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.hwm_kib = status_kib(self.pid, "VmHWM")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(OSError, KeyError):
-                self.samples.append(status_kib(self.pid, "VmRSS"))
-            self._stop.wait(self.interval)
-
-    @property
-    def peak_kib(self) -> int:
-        return max([self.hwm_kib, *self.samples])
+    """Run one job in a new load generator process."""
+    return run_child(__file__, "--client", job, limit_seconds)
 
 
 # ---- measurements ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def load_run(
@@ -731,13 +378,7 @@ def bench_artifacts(
     files, ``repeats`` times in turn (direct, gateway); the gateway's RSS is watched while
     it passes the data."""
     source = scratch / "source.bin"
-    digest = hashlib.sha256()
-    with open(source, "wb") as out:
-        for _ in range(size_mib):
-            block = os.urandom(CHUNK)
-            digest.update(block)
-            out.write(block)
-    expected = digest.hexdigest()
+    expected = random_file(source, size_mib)
     size = size_mib * MIB
     limit = 60 + size_mib * 2.0  # seconds: far above any plausible transfer time
     mb_s: dict[str, dict[str, list[float]]] = {
@@ -807,70 +448,7 @@ def bench_artifacts(
     return results
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---- report ---------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError, KeyError, ValueError):
-        mem_kib = int(
-            next(
-                line.split()[1]
-                for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal:")
-            )
-        )
-    return {
-        "cpu_model": cpu_model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "mlflow": metadata.version("mlflow"),
-        "hokusai": metadata.version("hokusai-ml-platform"),
-        "httpx": metadata.version("httpx"),
-        "uvicorn": metadata.version("uvicorn"),
-    }
-
-
-def git_revision() -> str:
-    """The commit measured, and whether src/ had uncommitted changes."""
-    import hokusai
-
-    if not Path(hokusai.__file__).resolve().is_relative_to(BENCH_DIR.parent / "src"):
-        return "hokusai imported from outside this repository"
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+uncommitted changes in src" if dirty else "")
 
 
 def goals(reads: dict[str, Any], artifacts: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -1015,41 +593,7 @@ def write_record(record: dict[str, Any]) -> None:
     partial.replace(RESULTS_FILE)
 
 
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 # ---- main -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on ``server_url`` for this run; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from hokusai.db.engine import normalise_url
-
-    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
-    name = "hk_bench_" + secrets.token_hex(6)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(normalise_url(server_url)).set(database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
-def running(servers: list[Server]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for server in reversed(servers):
-            server.stop()
 
 
 def parse_args() -> argparse.Namespace:
@@ -1081,10 +625,7 @@ def main() -> None:
         client_main()
         return
     record: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "revision": git_revision(),
-        "machine": machine(),
-        "load_average_before": load_average(),
+        **record_start(),
         "settings": {
             "mlflow_workers": args.mlflow_workers,
             "gateway_workers": 1,

@@ -12,15 +12,11 @@ import argparse
 import asyncio
 import secrets
 import statistics
-import sys
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_gateway import postgres_database
+from _servers import postgres_database
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.ratelimit import (

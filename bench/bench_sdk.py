@@ -22,43 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
-BENCH_DIR = Path(__file__).resolve().parent
+from _common import BENCH_DIR, record_start
+from _servers import Server, running, start_gateway, start_mlflow
+
 RESULTS_FILE = BENCH_DIR / "results" / "sdk.json"
 TARGET_RATIO = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer within {seconds:g} s")
 
 
 def lead_scoring_model() -> Any:
@@ -77,25 +53,6 @@ def lead_scoring_model() -> Any:
     score = 0.002 * leads[:, 0] + 0.3 * leads[:, 1] + 0.4 * leads[:, 2] + 1.5 * leads[:, 3]
     converted = (score + rng.normal(0, 1, 2000) > 3).astype(int)
     return LogisticRegression(max_iter=500).fit(leads, converted)
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as handle:
-        mem_kib = int(handle.readline().split()[1])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 2**20, 1),
-        "python": platform.python_version(),
-        "mlflow": metadata.version("mlflow"),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def register_direct(mlflow_url: str, model: Any, name: str) -> float:
@@ -127,76 +84,26 @@ def register_sdk(api_url: str, key: str, model: Any, name: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="do not write results/sdk.json")
     args = parser.parse_args()
     rounds = max(1, min(args.rounds, 20))
     model = lead_scoring_model()
-    with tempfile.TemporaryDirectory(prefix="hokusai-bench-sdk-") as scratch:
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="hokusai-bench-sdk-") as scratch, running(servers):
         root = Path(scratch)
-        mlflow_port, gateway_port = free_port(), free_port()
-        mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-        api_url = f"http://127.0.0.1:{gateway_port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
-        logs = open(root / "servers.log", "ab")  # noqa: SIM115 - lives as long as the servers
-        mlflow_proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-                "--enable-workspaces",  # as the platform runs it
-                "--workers",
-                "1",
-            ],
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        gateway_proc = None
-        try:
-            wait_for(mlflow_url + "/health", 120)
-            gateway_proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hokusai.cli.main",
-                    "serve",
-                    "--mlflow-url",
-                    mlflow_url,
-                    "--data-dir",
-                    str(root / "hokusai"),
-                    "--port",
-                    str(gateway_port),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=logs,
-                env=env,
-                start_new_session=True,
-            )
-            wait_for(api_url + "/health", 60)
-            key = (root / "hokusai" / "admin.key").read_text().strip()
-            timings: dict[str, list[float]] = {"sdk": [], "direct": []}
-            register_direct(mlflow_url, model, "bench-warmup-direct")  # imports, first save
-            register_sdk(api_url, key, model, "bench-warmup-sdk")
-            for round_number in range(rounds):
-                timings["direct"].append(
-                    register_direct(mlflow_url, model, f"direct-{round_number}")
-                )
-                timings["sdk"].append(register_sdk(api_url, key, model, f"sdk-{round_number}"))
-        finally:
-            for proc in (gateway_proc, mlflow_proc):
-                if proc is not None:
-                    os.killpg(proc.pid, 15)
-                    proc.wait(timeout=30)
-            logs.close()
+        mlflow = start_mlflow(root / "mlflow", 1, basic_auth=False)
+        servers.append(mlflow)
+        mlflow.wait_ready("/health")
+        gateway = start_gateway(root, mlflow.url)
+        servers.append(gateway)
+        gateway.wait_ready("/health")
+        key = gateway.headers["Authorization"].removeprefix("Bearer ")
+        timings: dict[str, list[float]] = {"sdk": [], "direct": []}
+        register_direct(mlflow.url, model, "bench-warmup-direct")  # imports, first save
+        register_sdk(gateway.url, key, model, "bench-warmup-sdk")
+        for round_number in range(rounds):
+            timings["direct"].append(register_direct(mlflow.url, model, f"direct-{round_number}"))
+            timings["sdk"].append(register_sdk(gateway.url, key, model, f"sdk-{round_number}"))
     sdk, direct = statistics.median(timings["sdk"]), statistics.median(timings["direct"])
     ratio = sdk / direct
     verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
@@ -204,11 +111,13 @@ def main() -> None:
     print(f"  direct (stock MLflow client → MLflow): {direct:7.3f} s  {timings['direct']}")
     print(f"  sdk (ModelRegistry → gateway → MLflow): {sdk:7.3f} s  {timings['sdk']}")
     print(f"  ratio sdk/direct: {ratio:.3f}  (target <= {TARGET_RATIO}) {verdict}")
+    if args.no_write:
+        return
     RESULTS_FILE.parent.mkdir(exist_ok=True)
     RESULTS_FILE.write_text(
         json.dumps(
             {
-                "machine": machine(),
+                **record_start(),
                 "rounds": rounds,
                 "seconds": {k: [round(v, 4) for v in vs] for k, vs in timings.items()},
                 "median_seconds": {"sdk": round(sdk, 4), "direct": round(direct, 4)},

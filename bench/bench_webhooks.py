@@ -35,26 +35,35 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-BENCH_DIR = Path(__file__).resolve().parent
+from _common import (
+    BENCH_DIR,
+    CpuAccount,
+    CpuSpent,
+    load_average,
+    percentile,
+    record_start,
+)
+from _servers import Server, free_port, postgres_database, spawn, stop_process_group
+
+if TYPE_CHECKING:  # the receiver and producer processes need none of the dispatcher
+    from hokusai.webhooks.dispatcher import RoundObserver, RoundTimings
+
 RESULTS_FILE = BENCH_DIR / "results" / "webhooks.json"
 POSTGRES_ENV = "HOKUSAI_TEST_POSTGRES_URL"
 
@@ -113,11 +122,14 @@ def receiver_main(port: int) -> None:
 
 @dataclass
 class Receiver:
-    process: subprocess.Popen[bytes]
-    url: str
+    server: Server
     # One client for every look at the receiver: a new one per call would build a TLS
     # context each time, tens of milliseconds of CPU taken from the dispatcher.
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def count(self) -> int:
         return int(self.client.get(self.url + "/count").text)
@@ -132,42 +144,20 @@ class Receiver:
         return count
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
-def running_receiver() -> Iterator[Receiver]:
+def running_receiver(scratch: Path) -> Iterator[Receiver]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--receiver", str(port)], start_new_session=True
+    command = [sys.executable, __file__, "--receiver", str(port)]
+    server = spawn(
+        "receiver", command, dict(os.environ), scratch / "receiver.log", f"http://127.0.0.1:{port}"
     )
-    receiver = Receiver(process, f"http://127.0.0.1:{port}")
+    receiver = Receiver(server)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                receiver.count()
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the receiver did not start")
-            time.sleep(0.05)
+        server.wait_ready("/count", seconds=30)
         yield receiver
     finally:
         receiver.client.close()
-        stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        server.stop()
 
 
 # ---- the producer (its own process) ---------------------------------------------------------
@@ -202,7 +192,7 @@ def produce(url: str, *, rate: float, count: int, models: int, prefix: str) -> d
     try:
         out, _ = process.communicate(timeout=PHASE_SECONDS)
     finally:
-        stop_process(process)
+        stop_process_group(process)
     if process.returncode != 0:
         raise RuntimeError(f"the producer failed ({process.returncode})")
     answer: dict[str, Any] = json.loads(out)
@@ -214,15 +204,29 @@ def produce(url: str, *, rate: float, count: int, models: int, prefix: str) -> d
 
 @dataclass
 class Timing:
+    """Where the dispatcher's time went over a phase, summed from the timings of its rounds
+    (the dispatcher's round observer)."""
+
     rounds: int = 0
     claimed: int = 0
-    claim_seconds: float = 0.0
+    claim_seconds: float = 0.0  # empty rounds (polls that found nothing due) included
     record_seconds: float = 0.0
     release_seconds: float = 0.0
-    send_seconds: float = 0.0  # summed over concurrent sends
+    send_seconds: float = 0.0  # summed over concurrent attempts
     sends: int = 0
-    sign_seconds: float = 0.0
     round_seconds: float = 0.0
+
+    def __call__(self, timings: RoundTimings) -> None:
+        self.claim_seconds += timings.claim
+        if not timings.attempted:
+            return
+        self.rounds += 1
+        self.claimed += timings.attempted
+        self.record_seconds += timings.record
+        self.release_seconds += timings.release
+        self.send_seconds += timings.attempts
+        self.sends += timings.attempted
+        self.round_seconds += timings.whole_round
 
     def summary(self) -> dict[str, Any]:
         rounds = self.rounds or 1
@@ -235,91 +239,36 @@ class Timing:
             "record_ms_per_round": round(1000 * self.record_seconds / rounds, 2),
             "release_ms_per_round": round(1000 * self.release_seconds / rounds, 2),
             "send_ms_per_delivery": round(1000 * self.send_seconds / sends, 2),
-            "sign_ms_per_delivery": round(1000 * self.sign_seconds / sends, 3),
         }
 
 
-class Current:
-    """The Timing of the phase under way (the instrumentation is installed once)."""
+def signing_ms(samples: int = 2000) -> float:
+    """What signing one delivery costs, in milliseconds: ``signature_header`` on a body the
+    size of the benchmark's events (timed apart from the phases: the dispatcher reports
+    its rounds, not its signatures)."""
+    from hokusai.webhooks.signing import new_secret, signature_header
 
-    timing = Timing()
-    installed = False
-
-
-def instrument(timing: Timing) -> None:
-    """Time the dispatcher's steps into ``timing`` (by wrapping them in this process; the
-    code measured is unchanged)."""
-    Current.timing = timing
-    if Current.installed:
-        return
-    Current.installed = True
-    from hokusai.webhooks import delivery, dispatcher, outbox
-
-    def timed(module: Any, name: str, add: Any) -> None:
-        original = getattr(module, name)
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                add(Current.timing, time.perf_counter() - started, args)
-
-        setattr(module, name, wrapper)
-
-    def on_claim(t: Timing, seconds: float, _args: Any) -> None:
-        t.claim_seconds += seconds
-
-    def on_record(t: Timing, seconds: float, args: Any) -> None:
-        t.record_seconds += seconds
-        t.rounds += 1
-        t.claimed += len(args[1])
-
-    def on_release(t: Timing, seconds: float, _args: Any) -> None:
-        t.release_seconds += seconds
-
-    def on_sign(t: Timing, seconds: float, _args: Any) -> None:
-        t.sign_seconds += seconds
-
-    timed(outbox, "claim_due", on_claim)
-    timed(outbox, "record_attempts", on_record)
-    timed(outbox, "release", on_release)
-    timed(delivery, "signature_header", on_sign)
-
-    original_send = dispatcher.send
-
-    async def send(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await original_send(*args, **kwargs)
-        finally:
-            Current.timing.send_seconds += time.perf_counter() - started
-            Current.timing.sends += 1
-
-    dispatcher.send = send
-
-    original_run_once = dispatcher.Dispatcher.run_once
-
-    async def run_once(self: Any) -> int:
-        started = time.perf_counter()
-        made = await original_run_once(self)
-        if made:
-            Current.timing.round_seconds += time.perf_counter() - started
-        return made
-
-    dispatcher.Dispatcher.run_once = run_once  # type: ignore[method-assign]
+    body = json.dumps({"type": "model_version.tag_set", "data": {"name": "m-0", "value": "1"}})
+    secret, now = [new_secret()], datetime.now(UTC)
+    started = time.perf_counter()
+    for i in range(samples):
+        signature_header(f"evt_{i}", now, body, secret)
+    return round(1000 * (time.perf_counter() - started) / samples, 4)
 
 
 class DispatcherThread:
-    """``Dispatcher.run`` on an event loop of its own, started and stopped from here."""
+    """``Dispatcher.run`` on an event loop of its own, started and stopped from here; each
+    start with the observer its rounds are reported to."""
 
     def __init__(self, url: str, box: Any, **settings: Any) -> None:
         self.url, self.box, self.settings = url, box, settings
+        self.observer: RoundObserver | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
 
-    def start(self) -> None:
+    def start(self, observer: RoundObserver) -> None:
+        self.observer = observer
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -332,7 +281,7 @@ class DispatcherThread:
 
         engine = make_engine(self.url)
         settings = DispatcherSettings(**{"allow_private": True, **self.settings})
-        dispatcher = Dispatcher(engine, self.box, settings)
+        dispatcher = Dispatcher(engine, self.box, settings, observer=self.observer)
 
         async def main() -> None:
             stopped = anyio.Event()
@@ -379,11 +328,6 @@ class Phase:
         return {k: v for k, v in self.__dict__.items() if k != "name"}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def occurred_at(url: str, prefix: str) -> dict[str, float]:
     from sqlalchemy import select
 
@@ -417,7 +361,7 @@ def measure(
     """Wait for every delivery of the phase; fill in what it took."""
     count = receiver.wait_for(base + phase.events, time.monotonic() + PHASE_SECONDS)
     time.sleep(0.3)  # room for a delivery made twice to show
-    cpu.stop()
+    spent = cpu.stop()
     records = receiver.records(base)
     created = occurred_at(url, prefix)
     per_id = Counter(webhook_id for webhook_id, _ in records)
@@ -435,13 +379,13 @@ def measure(
     phase.per_second = round(phase.delivered / max(last - started, 1e-9), 1)
     if latencies and steady:
         phase.latency_ms = {
-            "p50": round(1000 * percentile(latencies, 0.50), 1),
-            "p99": round(1000 * percentile(latencies, 0.99), 1),
+            "p50": round(1000 * percentile(latencies, 50), 1),
+            "p99": round(1000 * percentile(latencies, 99), 1),
             "max": round(1000 * max(latencies), 1),
             "mean": round(1000 * statistics.fmean(latencies), 1),
         }
     phase.dispatcher = timing.summary()
-    phase.cpu = cpu.result
+    phase.cpu = phase_cpu(spent)
     if count < base + phase.events:
         print(f"  {phase.name}: only {count - base} of {phase.events} within the time bound")
     return phase
@@ -468,9 +412,8 @@ def bench_store(label: str, url: str, receiver: Receiver, args: argparse.Namespa
     # Steady: events offered at a fixed rate while the dispatcher runs.
     steady = Phase("steady", int(args.rate * args.seconds))
     prefix, base, timing = f"steady-{label}", receiver.count(), Timing()
-    instrument(timing)
-    dispatcher.start()
-    cpu = CpuAccount([receiver.process.pid]).start()
+    dispatcher.start(timing)
+    cpu = CpuAccount([receiver.server.pid]).start()
     print(f"  steady: {steady.events} events at {args.rate:g}/s …", flush=True)
     steady.producer = produce(
         url, rate=args.rate, count=steady.events, models=args.models, prefix=prefix
@@ -485,16 +428,15 @@ def bench_store(label: str, url: str, receiver: Receiver, args: argparse.Namespa
         prefix, base, timing = f"{name.replace(' ', '-')}-{label}", receiver.count(), Timing()
         print(f"  {name}: {events} events written, then delivered …", flush=True)
         phase.producer = produce(url, rate=0, count=events, models=models, prefix=prefix)
-        instrument(timing)
-        cpu = CpuAccount([receiver.process.pid]).start()
+        cpu = CpuAccount([receiver.server.pid]).start()
         started = time.time()
-        dispatcher.start()
+        dispatcher.start(timing)
         phases.append(measure(phase, receiver, url, prefix, base, started, timing, cpu))
         dispatcher.stop()
     return phases
 
 
-# ---- what if: the same backlog with changes that are not in src --------------------------------
+# ---- the stores and the machine's CPU ----------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -503,129 +445,19 @@ def sqlite_store(root: Path) -> Iterator[str]:
     yield f"sqlite:///{root / 'hokusai.db'}"
 
 
-@contextlib.contextmanager
-def postgres_store(base: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from hokusai.db.engine import normalise_url
-
-    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
-    name = "hk_bench_" + secrets.token_hex(6)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(normalise_url(base)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-# ---- the machine and its CPU ------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuAccount:
-    """The machine's CPU over a phase: this process (dispatcher), the receiver, the
-    producer (a waited-for child), and everything else on the machine."""
-
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
-        self.result: dict[str, Any] = {}
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-        tick = os.sysconf("SC_CLK_TCK")
-        return (sum(values[0:3]) + values[5] + values[6] + values[7]) / tick, sum(values) / tick
-
-    def start(self) -> CpuAccount:
-        times = os.times()
-        self._start = (
-            self._machine(),
-            times.user + times.system,
-            times.children_user + times.children_system,
-            sum(cpu_seconds(p) for p in self.pids),
-        )
-        return self
-
-    def stop(self) -> None:
-        (busy0, total0), own0, children0, watched0 = self._start
-        (busy1, total1) = self._machine()
-        times = os.times()
-        own = times.user + times.system - own0
-        children = times.children_user + times.children_system - children0
-        watched = sum(cpu_seconds(p) for p in self.pids) - watched0
-        span = (total1 - total0) or 1.0
-        cores = os.cpu_count() or 1
-        wall = span / cores
-        self.result = {
-            "wall_seconds": round(wall, 2),
-            "dispatcher_cpu_seconds": round(own, 2),
-            "receiver_cpu_seconds": round(watched, 2),
-            "producer_cpu_seconds": round(children, 2),
-            "machine_busy_percent": round(100 * (busy1 - busy0) / span, 1),
-            "other_processes_percent": round(
-                100 * max(0.0, (busy1 - busy0) - own - children - watched) / span, 1
-            ),
-        }
-
-
-def machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError, StopIteration, ValueError):
-        mem_kib = int(
-            next(
-                line.split()[1]
-                for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal:")
-            )
-        )
+def phase_cpu(spent: CpuSpent) -> dict[str, Any]:
+    """The machine's CPU over a phase: this process (the dispatcher), the receiver, the
+    producer (a waited-for child), and everything else on the machine (steal included)."""
+    span = spent.total or 1.0
+    busy = spent.busy + spent.steal
     return {
-        "cpu_model": cpu_model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "hokusai": metadata.version("hokusai-ml-platform"),
-        "httpx": metadata.version("httpx"),
-        "sqlalchemy": metadata.version("sqlalchemy"),
+        "wall_seconds": round(span / (os.cpu_count() or 1), 2),
+        "dispatcher_cpu_seconds": round(spent.own, 2),
+        "receiver_cpu_seconds": round(spent.watched, 2),
+        "producer_cpu_seconds": round(spent.children, 2),
+        "machine_busy_percent": round(100 * busy / span, 1),
+        "other_processes_percent": round(100 * max(0.0, busy - spent.benchmark) / span, 1),
     }
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(BENCH_DIR.parent / "src")],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+uncommitted changes in src" if dirty else "")
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -732,10 +564,8 @@ def main() -> None:
     if args.postgres == "" and not postgres:
         raise SystemExit(f"--postgres needs a URL, or {POSTGRES_ENV}")
     record: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "revision": git_revision(),
-        "machine": machine(),
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        **record_start(),
+        "signing_ms_per_delivery": signing_ms(),
         "settings": {
             "rate": args.rate,
             "seconds": args.seconds,
@@ -746,15 +576,13 @@ def main() -> None:
         },
         "stores": {},
     }
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="hokusai-bench-webhooks-") as tmp:
         stores: list[tuple[str, Any]] = []
         if not args.no_sqlite:
             stores.append(("sqlite", sqlite_store(Path(tmp))))
         if postgres:
-            stores.append(("postgresql", postgres_store(postgres)))
-        with running_receiver() as receiver:
+            stores.append(("postgresql", postgres_database(postgres)))
+        with running_receiver(Path(tmp)) as receiver:
             for label, store in stores:
                 print(f"{label}:", flush=True)
                 with store as url:
@@ -767,7 +595,7 @@ def main() -> None:
                     }
                     for p in phases
                 ]
-    record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    record["load_average_after"] = load_average()
     record["targets"] = targets(record["stores"])
     print_report(record)
     if not args.no_write:

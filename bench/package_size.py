@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import REPO_ROOT
+
 VARIANTS = {"base": "", "base+sklearn": "[sklearn]", "server": "[server]"}
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     dist = work / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO_ROOT)],
         check=True,
         capture_output=True,
     )

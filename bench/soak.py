@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import random
 import secrets
 import sys
@@ -33,17 +31,15 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BENCH_DIR, CpuAccount, percentile, record_start, tree_rss_mib
+from _servers import Server, running, start_gateway, start_mlflow
 
-from bench_gateway import CpuAccount, start_gateway, start_mlflow
-
-RESULTS_FILE = Path(__file__).resolve().parent / "results" / "soak.json"
+RESULTS_FILE = BENCH_DIR / "results" / "soak.json"
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 EXPERIMENT = "hokusai-soak"
@@ -69,30 +65,10 @@ class Interval:
         self.requests += 1
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def tree_rss_mib(pid: int) -> float:
-    """VmRSS of a process and all its descendants (MLflow runs worker processes)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-                children[parent].append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return round(total / 1024, 1)
+def latency_ms(seconds: list[float], p: float) -> float:
+    """A percentile of latencies in milliseconds; 0 for an interval without any (the
+    record stays valid JSON, which has no NaN)."""
+    return round(percentile(seconds, p) * 1000, 1) if seconds else 0.0
 
 
 class Traffic:
@@ -282,8 +258,8 @@ async def run_soak(
                 "requests": interval.requests,
                 "errors": sum(interval.errors.values()),
                 "errors_by_kind": dict(interval.errors),
-                "p50_ms": round(percentile(everything, 0.50) * 1000, 1),
-                "p99_ms": round(percentile(everything, 0.99) * 1000, 1),
+                "p50_ms": latency_ms(everything, 50),
+                "p99_ms": latency_ms(everything, 99),
                 "gateway_rss_mib": tree_rss_mib(pids["gateway"]),
                 "mlflow_rss_mib": tree_rss_mib(pids["mlflow"]),
             }
@@ -327,13 +303,13 @@ async def run_soak(
         "errors": sum(total_errors.values()),
         "errors_by_kind": dict(total_errors),
         "error_samples": traffic.error_samples,
-        "p50_ms": round(percentile(everything, 0.50) * 1000, 1),
-        "p99_ms": round(percentile(everything, 0.99) * 1000, 1),
+        "p50_ms": latency_ms(everything, 50),
+        "p99_ms": latency_ms(everything, 99),
         "by_kind": {
             kind: {
                 "requests": len(values),
-                "p50_ms": round(percentile(values, 0.50) * 1000, 1),
-                "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+                "p50_ms": latency_ms(values, 50),
+                "p99_ms": latency_ms(values, 99),
             }
             for kind, values in sorted(totals.items())
         },
@@ -365,34 +341,27 @@ def main() -> None:
     if not 0 < args.minutes <= 240:
         parser.error("--minutes must be between 0 and 240")
 
-    with tempfile.TemporaryDirectory(prefix="hokusai-soak-") as tmp:
+    record = record_start()
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="hokusai-soak-") as tmp, running(servers):
         root = Path(tmp)
         mlflow = start_mlflow(root / "mlflow", args.mlflow_workers, basic_auth=False)
-        gateway = None
-        try:
-            mlflow.wait_ready("/health")
-            gateway = start_gateway(root / "gateway", mlflow.url)
-            gateway.wait_ready("/health")
-            key = gateway.headers["Authorization"].removeprefix("Bearer ")
-            pids = {"gateway": gateway.pid, "mlflow": mlflow.pid}
-            print(
-                f"soak: {args.minutes:g} min, {args.concurrency} in flight, gateway {gateway.url}, "
-                f"report every {args.interval:g} s",
-                flush=True,
-            )
-            summary = asyncio.run(run_soak(args, gateway.url, key, pids))
-        finally:
-            if gateway is not None:
-                gateway.stop()
-            mlflow.stop()
+        servers.append(mlflow)
+        mlflow.wait_ready("/health")
+        gateway = start_gateway(root / "gateway", mlflow.url)
+        servers.append(gateway)
+        gateway.wait_ready("/health")
+        key = gateway.headers["Authorization"].removeprefix("Bearer ")
+        pids = {"gateway": gateway.pid, "mlflow": mlflow.pid}
+        print(
+            f"soak: {args.minutes:g} min, {args.concurrency} in flight, gateway {gateway.url}, "
+            f"report every {args.interval:g} s",
+            flush=True,
+        )
+        summary = asyncio.run(run_soak(args, gateway.url, key, pids))
 
     result = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **record,
         "settings": {
             "minutes": args.minutes,
             "concurrency": args.concurrency,
