@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
@@ -66,7 +67,10 @@ def _base_environment() -> dict[str, str]:
     }
 
 
-def _answers(url: str, verify: str | bool = False) -> bool:
+def _answers(url: str, ca_bundle: str | None = None) -> bool:
+    """Whether ``url`` answers 200; over https trusting only ``ca_bundle`` (httpx takes the
+    bundle as an SSL context: a path given as is is deprecated)."""
+    verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else False
     try:
         return httpx.get(url, timeout=2.0, verify=verify).status_code == 200
     except httpx.HTTPError:
