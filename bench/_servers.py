@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from hokusai.server.mlflow_process import server_command
+
 # A gateway whose per-key limit is shared by replicas (PostgreSQL or Redis) gets this rate:
 # a replica then leases one token at a time from the shared bucket (a tenth of a second's
 # worth rounds down to 1), a shared-store round trip on every request, the limiter's worst
@@ -125,29 +127,17 @@ def start_mlflow(root: Path, workers: int, *, basic_auth: bool) -> Server:
     root.mkdir(parents=True)
     port = free_port()
     env = base_env()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--serve-artifacts",
-        "--workers",
-        str(workers),
-    ]
+    # As the platform runs it, with workspaces: the gateway names a workspace on every
+    # request, and direct requests land in the default one. (MLflow's basic-auth server,
+    # the other comparison, runs as its users would run it, without.)
+    command = server_command(
+        port=port,
+        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_destination=str(root / "artifacts"),
+        workers=workers,
+        workspaces=not basic_auth,
+    )
     headers: dict[str, str] = {}
-    if not basic_auth:
-        # As the platform runs it: the gateway names a workspace on every request, and
-        # direct requests land in the default one. (MLflow's basic-auth server, the other
-        # comparison, runs as its users would run it, without.)
-        command.append("--enable-workspaces")
     if basic_auth:
         # MLflow ships no admin password: it creates the admin user on first start with
         # the one given here. Its user database lives in this run's directory too.

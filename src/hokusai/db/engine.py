@@ -30,8 +30,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
-        event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
-        return engine
+    else:
+        engine = _postgres_engine(url, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
+    return engine
+
+
+def _postgres_engine(url: str, **kwargs: Any) -> Engine:
     # Surviving a server restart (every connection ended at once): a pooled connection is
     # pinged when checked out and replaced if dead, and a disconnect met mid-statement
     # invalidates every connection pooled before it, so only statements in flight at that
@@ -42,9 +47,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("max_overflow", 10)
     if "connect_timeout" not in make_url(url).query:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
-    engine = create_engine(url, **kwargs)
-    event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
-    return engine
+    return create_engine(url, **kwargs)
 
 
 def _refuse_nul_characters(

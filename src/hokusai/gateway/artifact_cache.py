@@ -33,7 +33,7 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ from starlette.types import Receive, Scope, Send
 
 from hokusai.gateway.frozen_artifacts import FrozenVersion
 from hokusai.gateway.observability import Metrics
+from hokusai.server.runtime_file import pid_running
 
 log = logging.getLogger("hokusai.gateway.artifact_cache")
 
@@ -110,7 +111,6 @@ class _Fill:
     size: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     written: int = 0
-    failed: bool = False
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     def advance(self, count: int) -> None:
@@ -148,7 +148,7 @@ class ArtifactCache:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         for stale in self.directory.iterdir():
             pid = stale.name.partition("-")[0]
-            if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            if stale.is_dir() and pid.isdigit() and not pid_running(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
         own = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         own.mkdir(mode=0o700)
@@ -253,10 +253,9 @@ class ArtifactCache:
                 available = size if fill is None else fill.written
                 if sent >= available:
                     assert fill is not None
-                    progress = fill.progress
-                    if fill.failed:
+                    if fill.done.done():  # ended short of the size: it failed
                         raise RuntimeError("the artifact cache fill failed mid-way")
-                    await progress.wait()
+                    await fill.progress.wait()
                     continue
                 length = min(CHUNK, available - sent)
                 chunk = await anyio.to_thread.run_sync(
@@ -292,12 +291,11 @@ class ArtifactCache:
                 self.metrics.artifact_cache_fills.labels("kept" if entry else "not_kept").inc()
                 if entry is not None:
                     self._entries[key] = entry
-                fill.failed = entry is None
-                fill.advance(0)
                 if not fill.started.done():
                     fill.started.set_result(False)
                 if not fill.done.done():
                     fill.done.set_result(entry)
+                fill.advance(0)  # wakes the readers following it: done, or failed
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
@@ -346,7 +344,7 @@ class ArtifactCache:
                 out.flush()  # readers following the fill read the file, not this buffer
 
             buffer = bytearray()
-            async for chunk in _chunks(content):
+            async for chunk in content.iter_chunked(FILL_BUFFER):
                 buffer += chunk
                 if len(buffer) >= FILL_BUFFER:
                     await anyio.to_thread.run_sync(write, bytes(buffer))
@@ -382,11 +380,6 @@ class ArtifactCache:
         self.metrics.artifact_cache_bytes.set(value)
 
 
-async def _chunks(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    async for chunk in content.iter_chunked(FILL_BUFFER):
-        yield chunk
-
-
 def _plain(scope: Scope) -> bool:
     """A request for the whole file, unconditionally (no Range, no validator)."""
     asked = {name for name, _ in scope["headers"]}
@@ -401,13 +394,3 @@ def _matches(scope: Scope, etag: str) -> bool:
             if "*" in tags or etag in tags:
                 return True
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

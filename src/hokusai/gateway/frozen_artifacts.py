@@ -45,9 +45,6 @@ READY = "READY"
 REMEMBER_SECONDS = 5.0
 REMEMBER_MAX = 10_000
 _SEARCH_PAGE = "1000"
-# A written path outside the caller's artifacts: another workspace's, or MLflow's
-# ``workspaces`` directory itself (which MLflow lets the default workspace delete whole).
-_ELSEWHERE = "\0elsewhere"
 
 
 @dataclass(frozen=True)
@@ -111,25 +108,27 @@ class FrozenArtifacts:
         return next((version for version in versions if version.covers(path)), None)
 
     @staticmethod
-    def check_namespace(workspace: str, mlflow_path: str, query_string: bytes) -> None:
-        """Refuse any artifact request naming files outside the workspace's artifacts.
-
-        MLflow refuses ``workspaces/<other>/…`` itself, but serves the default workspace
-        ``workspaces`` alone as a legacy path: the directory of every other workspace's
-        files, to list or to delete."""
+    def requested_path(workspace: str, mlflow_path: str, query_string: bytes) -> str | None:
+        """The artifact path an artifact request names (see :func:`artifact_path`); None
+        for a request that names none. Refuses one naming files outside the workspace's
+        artifacts: MLflow refuses ``workspaces/<other>/…`` itself, but serves the default
+        workspace ``workspaces`` alone as a legacy path, the directory of every other
+        workspace's files, to list or to delete."""
         if match := ARTIFACTS.fullmatch(mlflow_path) or MULTIPART.fullmatch(mlflow_path):
             named = match["path"]
         elif LISTING.fullmatch(mlflow_path):
             named = dict(parse_qsl(query_string.decode("latin-1"))).get("path", "")
         else:
-            return
-        if artifact_path(named, workspace) is None:
+            return None
+        path = artifact_path(named, workspace)
+        if path is None:
             raise GatewayError(
                 ErrorCode.PERMISSION_DENIED,
                 f"The path is outside workspace '{workspace}''s artifacts: a request may "
                 "name only its own workspace's files. Nothing was changed.",
                 reason="workspace",
             )
+        return path
 
     def forget(self) -> None:
         """Drop what reads remember: a registry write (a version deleted, say) may have
@@ -137,21 +136,21 @@ class FrozenArtifacts:
         self._remembered.clear()
 
     async def check_write(
-        self, workspace: str, method: str, mlflow_path: str, query_string: bytes
+        self,
+        workspace: str,
+        method: str,
+        mlflow_path: str,
+        query_string: bytes,
+        requested: str | None,
     ) -> None:
-        """Refuse a write that would change, add to or delete a READY version's files."""
-        path = await self._written_path(workspace, method, mlflow_path, query_string)
+        """Refuse a write that would change, add to or delete a READY version's files;
+        ``requested`` is the path :meth:`requested_path` found in the request."""
+        path = requested
+        if path is None and method == "POST" and UI_UPLOAD.fullmatch(mlflow_path):
+            path = await self._uploaded_path(workspace, query_string)
         if path is None:
             return
-        if path == _ELSEWHERE:
-            raise _refused(
-                "This write names files outside the workspace's own artifacts",
-                f"Name a path in workspace '{workspace}'.",
-            )
         owner = _owner(path)
-        if owner is not None:
-            # A write to these files (allowed or not) outdates what reads remember of them.
-            self._remembered.pop((workspace, owner), None)
         if owner is None:
             segments = path.split("/") if path else []
             if method == "DELETE" and (
@@ -163,6 +162,8 @@ class FrozenArtifacts:
                     "Delete the runs or models it holds one by one instead.",
                 )
             return
+        # A write to these files (allowed or not) outdates what reads remember of them.
+        self._remembered.pop((workspace, owner), None)
         versions = await self._versions(workspace, owner)
         # Either way round: a file inside a version's files, or a directory holding them.
         touched = [v for v in versions if _within(path, v.files) or _within(v.files, path)]
@@ -173,29 +174,20 @@ class FrozenArtifacts:
                 "Register a new version with the new files instead.",
             )
 
-    async def _written_path(
-        self, workspace: str, method: str, mlflow_path: str, query_string: bytes
-    ) -> str | None:
-        """The artifact path a write names (``_ELSEWHERE`` for one outside the workspace's
-        artifacts), or None for a request that writes no file."""
-        if method in ("PUT", "DELETE") and (match := ARTIFACTS.fullmatch(mlflow_path)):
-            return _own(artifact_path(match["path"], workspace))
-        if method == "POST" and (match := MULTIPART.fullmatch(mlflow_path)):
-            return _own(artifact_path(match["path"], workspace))
-        if method == "POST" and UI_UPLOAD.fullmatch(mlflow_path):
-            # The MLflow UI's upload: a file ``path`` in the run ``run_uuid``'s artifacts.
-            query = dict(parse_qsl(query_string.decode("latin-1")))
-            run_id = query.get("run_uuid") or query.get("run_id") or ""
-            if not _ID.fullmatch(run_id):
-                return None
-            run = await self._probe.get(
-                workspace, "/runs/get", {"run_id": run_id}, about="where this run's files lie"
-            )
-            root = _location(((run or {}).get("run") or {}).get("info", {}).get("artifact_uri"))
-            if root is None:
-                return None
-            return artifact_path(f"{root}/{query.get('path', '')}", workspace) or None
-        return None
+    async def _uploaded_path(self, workspace: str, query_string: bytes) -> str | None:
+        """The MLflow UI's upload: the artifact path of file ``path`` in run
+        ``run_uuid``'s artifacts."""
+        query = dict(parse_qsl(query_string.decode("latin-1")))
+        run_id = query.get("run_uuid") or query.get("run_id") or ""
+        if not _ID.fullmatch(run_id):
+            return None
+        run = await self._probe.get(
+            workspace, "/runs/get", {"run_id": run_id}, about="where this run's files lie"
+        )
+        root = _location(((run or {}).get("run") or {}).get("info", {}).get("artifact_uri"))
+        if root is None:
+            return None
+        return artifact_path(f"{root}/{query.get('path', '')}", workspace) or None
 
     async def _versions(self, workspace: str, owner: str) -> list[FrozenVersion]:
         """The READY versions made from the run or logged model ``owner`` (``run:ID`` or
@@ -226,10 +218,6 @@ class FrozenArtifacts:
                     )
                 )
         return found
-
-
-def _own(path: str | None) -> str:
-    return _ELSEWHERE if path is None else path
 
 
 def _owner(path: str) -> str | None:

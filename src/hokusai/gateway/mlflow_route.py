@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -30,8 +30,7 @@ from hokusai.gateway.body import check_content_length, has_body, read_body, stre
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.exchange import Exchange
-from hokusai.gateway.frozen_artifacts import ARTIFACTS as ARTIFACT_FILE
-from hokusai.gateway.frozen_artifacts import FrozenArtifacts, artifact_path
+from hokusai.gateway.frozen_artifacts import FrozenArtifacts
 from hokusai.gateway.limits import InFlightLimit
 from hokusai.gateway.observability import Metrics
 from hokusai.gateway.proxy import SAFE_METHODS, MlflowProxy
@@ -108,12 +107,7 @@ class MlflowRoute:
         upload = is_artifact_upload(mlflow_path)
         max_body = self.settings.max_artifact_bytes if upload else self.settings.max_body_bytes
         check_content_length(scope["headers"], max_body)
-        try:
-            self.in_flight.acquire(key.id)
-        except GatewayError:
-            self.metrics.rate_limited.labels("in_flight").inc()
-            raise
-        try:
+        with self._in_flight(key):
             await self._forward_held(
                 scope,
                 receive,
@@ -127,6 +121,17 @@ class MlflowRoute:
                 transfer=transfer,
                 max_body=max_body,
             )
+
+    @contextlib.contextmanager
+    def _in_flight(self, key: KeyRecord) -> Iterator[None]:
+        """One of the key's in-flight requests, held for the block (429 beyond its limit)."""
+        try:
+            self.in_flight.acquire(key.id)
+        except GatewayError:
+            self.metrics.rate_limited.labels("in_flight").inc()
+            raise
+        try:
+            yield
         finally:
             self.in_flight.release(key.id)
 
@@ -145,7 +150,7 @@ class MlflowRoute:
         transfer: bool,
         max_body: int,
     ) -> None:
-        """The part of _forward that holds one of the key's in-flight requests."""
+        """The part of :meth:`forward` that holds one of the key's in-flight requests."""
         method = scope["method"]
         idle = self.settings.body_idle_timeout
         body: bytes | AsyncIterator[bytes] | None = None
@@ -172,12 +177,23 @@ class MlflowRoute:
                 )
             except PermissionDenied as refusal:
                 raise self._refused(refusal) from None
-        if transfer:
-            self.frozen_artifacts.check_namespace(workspace, mlflow_path, query_string)
+        requested = (
+            self.frozen_artifacts.requested_path(workspace, mlflow_path, query_string)
+            if transfer
+            else None
+        )
         if changes:
-            await self.frozen_artifacts.check_write(workspace, method, mlflow_path, query_string)
-        elif await self._serve_cached_file(
-            scope, receive, send, exchange, key, workspace, mlflow_path, raw_mlflow_path
+            await self.frozen_artifacts.check_write(
+                workspace, method, mlflow_path, query_string, requested
+            )
+        elif (
+            requested
+            and method == "GET"
+            and body is None
+            and not query_string
+            and await self._serve_cached_file(
+                scope, receive, send, exchange, key, workspace, requested, raw_mlflow_path
+            )
         ):
             return
         cache = self.resolution_cache
@@ -280,20 +296,16 @@ class MlflowRoute:
         exchange: Exchange,
         key: KeyRecord,
         workspace: str,
-        mlflow_path: str,
+        path: str,
         raw_mlflow_path: bytes,
     ) -> bool:
-        """Serve a download of a READY version's file from the artifact cache; False
-        (nothing sent) for any other request, which is proxied."""
+        """Serve a plain download of the artifact file ``path`` from the artifact cache
+        when it is a READY version's; False (nothing sent) otherwise: it is proxied."""
         cache = self.artifact_cache
-        if cache is None or scope["method"] != "GET" or scope.get("query_string"):
+        if cache is None:
             return False
-        match = ARTIFACT_FILE.fullmatch(mlflow_path)
-        if match is None or has_body(scope["headers"]):
-            return False
-        path = artifact_path(match["path"], workspace)
-        version = await self.frozen_artifacts.version_of(workspace, path) if path else None
-        if path is None or version is None:
+        version = await self.frozen_artifacts.version_of(workspace, path)
+        if version is None:
             return False
 
         def opener() -> contextlib.AbstractAsyncContextManager[Any]:

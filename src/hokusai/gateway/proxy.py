@@ -225,13 +225,7 @@ class MlflowProxy:
         if whole:
             # An answer that is read (or served again) must be plain: no compression to undo.
             upstream_headers = [(k, v) for k, v in upstream_headers if k != b"accept-encoding"]
-        key_id, owner = identity
-        upstream_headers += [
-            (b"x-request-id", request_id.encode()),
-            (b"x-hokusai-key-id", key_id.encode()),
-            (b"x-hokusai-owner", quote(owner, safe="@.-_ ").encode()),
-            (_WORKSPACE, workspace.encode("latin-1")),
-        ]
+        upstream_headers += _gateway_headers(request_id, identity, workspace)
         started = time.perf_counter()
         try:
             response = await self.session.request(
@@ -297,13 +291,10 @@ class MlflowProxy:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """MLflow's answer to a plain ``GET`` of an artifact file, for the gateway itself
         to read (the artifact cache's fill): no client header is passed on."""
-        key_id, owner = identity
-        headers = {
-            "x-request-id": request_id,
-            "x-hokusai-key-id": key_id,
-            "x-hokusai-owner": quote(owner, safe="@.-_ "),
-            WORKSPACE_HEADER: workspace,
-        }
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in _gateway_headers(request_id, identity, workspace)
+        ]
         url = yarl.URL(self.upstream_url + raw_mlflow_path.decode("latin-1"), encoded=True)
         try:
             response = await self.session.get(
@@ -359,3 +350,17 @@ class MlflowProxy:
             method=method,
             status=502,
         )
+
+
+def _gateway_headers(
+    request_id: str, identity: tuple[str, str], workspace: str
+) -> list[tuple[bytes, bytes]]:
+    """What the gateway tells MLflow about every request it sends: the request id, the
+    key and its owner (for MLflow's logs), and the workspace the key acts in."""
+    key_id, owner = identity
+    return [
+        (b"x-request-id", request_id.encode()),
+        (b"x-hokusai-key-id", key_id.encode()),
+        (b"x-hokusai-owner", quote(owner, safe="@.-_ ").encode()),
+        (_WORKSPACE, workspace.encode("latin-1")),
+    ]

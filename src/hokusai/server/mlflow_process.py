@@ -44,6 +44,41 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+def server_command(
+    *,
+    port: int,
+    backend_store_uri: str,
+    artifacts_destination: str,
+    workers: int,
+    workspaces: bool = True,
+    extra_args: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The ``mlflow server`` command line of the platform's MLflow on loopback."""
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--serve-artifacts",
+        "--workers",
+        str(workers),
+    ]
+    if workspaces:
+        # Each team is one of MLflow's workspaces: MLflow itself keeps their experiments,
+        # runs, models and artifacts apart (the gateway sets the workspace of every request
+        # from its key).
+        command.append("--enable-workspaces")
+    return [*command, *extra_args]
+
+
 class MlflowProcess:
     """Start, watch, restart and stop one ``mlflow server``."""
 
@@ -60,28 +95,13 @@ class MlflowProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.backend_store_uri = backend_store_uri
-        self.command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            backend_store_uri,
-            "--artifacts-destination",
-            artifacts_destination,
-            "--serve-artifacts",
-            "--workers",
-            str(workers),
-            # Each team is one of MLflow's workspaces: MLflow itself keeps their
-            # experiments, runs, models and artifacts apart (the gateway sets the
-            # workspace of every request from its key).
-            "--enable-workspaces",
-            *(extra_args or []),
-        ]
+        self.command = server_command(
+            port=port,
+            backend_store_uri=backend_store_uri,
+            artifacts_destination=artifacts_destination,
+            workers=workers,
+            extra_args=extra_args or [],
+        )
         self.log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()

@@ -33,13 +33,18 @@ class Runtime:
     @property
     def running(self) -> bool:
         """Whether the process that wrote the file still runs."""
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # runs, under another user
-            return True
+        return pid_running(self.pid)
+
+
+def pid_running(pid: int) -> bool:
+    """Whether a process with this id runs (under any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, under another user
         return True
+    return True
 
 
 def write_runtime(home: Path, runtime: Runtime) -> Path:
