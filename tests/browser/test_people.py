@@ -194,6 +194,9 @@ def test_sign_in_and_the_console_work_by_keyboard(site: RunningGateway, page: Pa
     """No mouse: the key field has the focus, Enter signs in; the console's forms are
     reached with Tab and sent with Enter."""
     page.goto(site.url + "/login?next=/admin/keys")
+    # The field takes the focus when the page has loaded; typing before that would lose
+    # the key's first characters, so wait for the focus the test is about.
+    expect(page.get_by_label("API key")).to_be_focused()
     page.keyboard.type(site.create_key(Scope.ADMIN))
     page.keyboard.press("Enter")
     expect(page).to_have_url(site.url + "/admin/keys")
