@@ -14,12 +14,13 @@ tables is here: the locking rules (``SKIP LOCKED``, leases) are read in one plac
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hokusai.db.schema import deliveries, delivery_attempts, events, webhook_endpoints
@@ -105,26 +106,36 @@ class Claimed:
     model_name: str | None = None
 
 
+_FREE = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("now"))
+
+
+@functools.cache
+def _due_query(limit: int, skip_locked: bool) -> Select[tuple[Any]]:
+    """The ids of up to ``limit`` due deliveries, oldest first (``now`` bound at execution).
+
+    Built once: every dispatcher asks this several times a second while idle, and building
+    the statement cost more than running it on an empty outbox."""
+    due = (
+        select(deliveries.c.id)
+        .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+        .where(
+            deliveries.c.status.in_((PENDING, FAILED)),
+            deliveries.c.next_attempt_at <= bindparam("now"),
+            _FREE,
+            webhook_endpoints.c.enabled,
+        )
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
+        .limit(limit)
+    )
+    return due.with_for_update(skip_locked=True, of=deliveries) if skip_locked else due
+
+
 def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
     """Take up to ``limit`` due deliveries for this dispatcher, oldest event first."""
     now = utcnow()
     with engine.begin() as conn:
-        due = (
-            select(deliveries.c.id)
-            .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
-            .where(
-                deliveries.c.status.in_((PENDING, FAILED)),
-                deliveries.c.next_attempt_at <= now,
-                or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-                webhook_endpoints.c.enabled,
-            )
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.event_seq)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True, of=deliveries)
-        free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
-        candidates = conn.execute(due).scalars().all()
+        due = _due_query(limit, conn.dialect.name == "postgresql")
+        candidates = conn.execute(due, {"now": now}).scalars().all()
         if not candidates:
             return []
         # One conditional update for the batch: of two dispatchers that saw the same rows
@@ -135,10 +146,11 @@ def claim_due(engine: Engine, *, limit: int, lease: timedelta) -> list[Claimed]:
                 .where(
                     deliveries.c.id.in_(candidates),
                     deliveries.c.status.in_((PENDING, FAILED)),
-                    free,
+                    _FREE,
                 )
                 .values(lease_until=now + lease, attempts=deliveries.c.attempts + 1, updated_at=now)
-                .returning(deliveries.c.id)
+                .returning(deliveries.c.id),
+                {"now": now},
             )
             .scalars()
             .all()
