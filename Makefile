@@ -80,7 +80,7 @@ topology: install test-deps
 bench: install
 ifeq ($(QUICK),1)
 	$(BIN)/python bench/bench_gateway.py --artifact-mib 0 --rounds 1 --duration 2 \
-		--warmup-seconds 0.5 --warmup-requests 50 --no-write
+		--latency-seconds 2 --warmup-seconds 0.5 --warmup-requests 50 --no-write
 	$(BIN)/python bench/bench_ratelimit.py
 	$(BIN)/python bench/bench_fleet.py --mib 32 --clients 8 --rounds 1 --no-write
 else

@@ -272,8 +272,16 @@ def bench_reads(
                 runs[target]["loaded"].append(run)
                 report_run(round_no, f"c={args.concurrency}", target, run)
             alternating = ["direct", *gateways]
+            # The added latency is a fraction of a millisecond on top of MLflow's own
+            # several (search: about 30 ms, with jitter of a few): its median needs many
+            # more requests than the throughput runs make, or one noisy round decides it.
             pair = load_run(
-                [servers[t] for t in alternating], path, concurrency=1, watch={}, **bounds
+                [servers[t] for t in alternating],
+                path,
+                concurrency=1,
+                watch={},
+                max_requests=args.latency_requests * len(alternating),
+                duration=args.latency_seconds,
             )
             [basic] = load_run([servers["basic-auth"]], path, concurrency=1, watch={}, **bounds)
             for target, run in zip([*alternating, "basic-auth"], [*pair, basic], strict=True):
@@ -605,6 +613,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run, at most")
     parser.add_argument("--max-requests", type=int, default=5000, help="per run, at most")
+    parser.add_argument(
+        "--latency-requests",
+        type=int,
+        default=1000,
+        help="per target, at most, in each round's concurrency-1 run of direct and gateway",
+    )
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="that run's time limit")
     parser.add_argument("--warmup-seconds", type=float, default=3.0)
     parser.add_argument("--warmup-requests", type=int, default=300)
     parser.add_argument(
@@ -633,6 +648,8 @@ def main() -> None:
             "rounds": args.rounds,
             "duration_seconds": args.duration,
             "max_requests": args.max_requests,
+            "latency_requests_per_target": args.latency_requests,
+            "latency_seconds": args.latency_seconds,
             "warmup_seconds": args.warmup_seconds,
             "warmup_requests": args.warmup_requests,
             "artifact_mib": args.artifact_mib,
