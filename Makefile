@@ -73,8 +73,9 @@ format: install
 topology: install test-deps
 	PYTHONPATH=deploy $(BIN)/python -m stack
 
-# Every benchmark, each writing its record under bench/results/ (about 40 minutes; the
-# wrk one only where wrk is installed). QUICK=1: a look in about two minutes, short runs
+# Every benchmark, each writing its record under bench/results/ (about an hour: the
+# soak alone is MINUTES=10 of it; the wrk one only where wrk is installed; the package
+# sizes are printed). QUICK=1: a look in about two minutes, short runs
 # of the gateway (all four reads, no artifacts), of one rate-limit decision and of a small
 # fleet pull, nothing recorded.
 bench: install
@@ -91,6 +92,8 @@ else
 	$(BIN)/python bench/bench_fleet.py
 	if command -v wrk >/dev/null; then $(BIN)/python bench/bench_cached_reads.py; \
 	else echo "wrk is not installed (apt-get install wrk): bench_cached_reads.py skipped"; fi
+	$(BIN)/python bench/package_size.py
+	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
 endif
 
 clean:
