@@ -4,6 +4,7 @@
 from here too.
 """
 
+from hokusai.integrity import IntegrityError
 from hokusai.sdk.errors import (
     APIError,
     AuthenticationError,
@@ -36,6 +37,7 @@ __all__ = [
     "ConflictError",
     "EndpointNotFoundError",
     "HokusaiError",
+    "IntegrityError",
     "KeyIdentity",
     "LineageEntry",
     "ModelRegistry",

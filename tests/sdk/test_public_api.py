@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import hokusai
 import hokusai.core
-from hokusai.sdk import registry as registry_module
+from hokusai.sdk import version_files
 from hokusai.sdk.errors import PermissionDeniedError, RegistrationError, registration_failure
 from hokusai.sdk.model_files import TAG_SERIALIZATION_FORMAT
 from hokusai.sdk.registration import RegistrationPlan
@@ -170,10 +170,10 @@ def test_a_loaded_models_files_go_with_the_model(monkeypatch: pytest.MonkeyPatch
         (local / "MLmodel").write_text("flavors: {}\n")
         downloaded.append(local)
 
-    monkeypatch.setattr(registry_module, "download_directory", download)
+    monkeypatch.setattr(version_files, "download_directory", download)
     monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda path: _Loaded())
     with ModelRegistry(api_key="hk_live_unused", api_url="http://127.0.0.1:9") as registry:
-        model = registry.load_model(_stored_version())
+        model = registry.load_model(_stored_version(), verify="none")
     directory = downloaded[0].parent
     assert (directory / "model" / "MLmodel").exists()
     gone = weakref.ref(model)
@@ -195,11 +195,11 @@ def test_a_model_that_fails_to_load_leaves_no_files(monkeypatch: pytest.MonkeyPa
     def refuse(path: str) -> object:
         raise OSError("not a model")
 
-    monkeypatch.setattr(registry_module, "download_directory", download)
+    monkeypatch.setattr(version_files, "download_directory", download)
     monkeypatch.setattr(mlflow.pyfunc, "load_model", refuse)
     with (
         ModelRegistry(api_key="hk_live_unused", api_url="http://127.0.0.1:9") as registry,
         pytest.raises(OSError, match="not a model"),
     ):
-        registry.load_model(_stored_version())
+        registry.load_model(_stored_version(), verify="none")
     assert not downloaded[0].parent.exists()

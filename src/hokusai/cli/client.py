@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from hokusai.cli.console import err
+from hokusai.integrity import IntegrityError
 from hokusai.sdk import errors
 from hokusai.sdk.config import resolve
 from hokusai.sdk.registry import ModelRegistry
@@ -34,6 +35,7 @@ EXIT_CODES: dict[type[errors.HokusaiError], int] = {
     errors.RegistryUnavailableError: 6,
     errors.RateLimitedError: 6,
     errors.RegistrationError: 7,
+    IntegrityError: 8,
 }
 
 

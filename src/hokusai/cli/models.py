@@ -1,4 +1,4 @@
-"""``hokusai models register|list|show|lineage|alias|promote`` (``hokusai model register``
+"""``hokusai models register|list|show|pull|lineage|alias|promote`` (``hokusai model register``
 is the same register command under its older name)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hokusai.sdk.validation import validate_token_id
 from hokusai.tokens import TAG_BENCHMARK_METRIC, TAG_BENCHMARK_VALUE, TAG_MEASURED_VALUE, TAG_READY
 
 models_app = typer.Typer(
-    help="Register models and look at them: register, list, show, lineage, alias, promote.",
+    help="Register models and look at them: register, list, show, pull, lineage, alias, promote.",
     no_args_is_help=True,
 )
 model_app = typer.Typer(help="Same as `hokusai models register`.", no_args_is_help=True)
@@ -226,6 +226,38 @@ def show(
     out.print(f"run {version.run_id}  source {version.source}")
     for key, value in sorted(version.tags.items()):
         out.print(f"  {key} = {value}")
+
+
+@models_app.command("pull")
+def pull(
+    reference: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION.")],
+    directory: Annotated[Path, typer.Argument(help="New (or empty) directory for the files.")],
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Do not check the files against the version's manifest (a version that "
+            "records none).",
+        ),
+    ] = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Download a version's files into DIRECTORY, each checked against the digest manifest
+    recorded at registration (a changed, missing or extra file: exit code 8, nothing
+    written)."""
+    with reported_errors(), registry(api_url, api_key, profile) as client:
+        version = client.download_model(
+            reference, directory, verify="none" if no_verify else "digest"
+        )
+    if as_json:
+        print(json.dumps({**version.as_dict(), "directory": str(directory)}, indent=2))
+        return
+    print(directory)
+    checked = "unchecked (--no-verify)" if no_verify else "every file matches its manifest"
+    err.print(f"{version.model_uri} pulled into {directory}: {checked}")
 
 
 @alias_app.command("set")

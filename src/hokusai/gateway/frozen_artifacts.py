@@ -13,6 +13,9 @@ workspace which versions were made from the run or logged model the path lies in
 - ``<experiment>/models/<model_id>/artifacts/…``: versions whose source is
   ``models:/<model_id>``.
 
+The manifest beside a version's files (``<files>.manifest.json``, ``hokusai.integrity``)
+belongs to the version as well: it says what the files are.
+
 A version whose files lie elsewhere (a source this gateway does not serve) is never
 frozen here, so nothing of it is cached: it is proxied as before.
 
@@ -32,6 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
+from hokusai.integrity import manifest_path
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
 LISTING = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?")
@@ -58,7 +62,8 @@ class FrozenVersion:
     files: str
 
     def covers(self, path: str) -> bool:
-        return _within(path, self.files)
+        # The manifest beside the files is part of the version too: it says what they are.
+        return _within(path, self.files) or path == manifest_path(self.files)
 
     def described(self) -> str:
         return f"version {self.version} of model '{self.name}'"
@@ -165,8 +170,8 @@ class FrozenArtifacts:
         # A write to these files (allowed or not) outdates what reads remember of them.
         self._remembered.pop((workspace, owner), None)
         versions = await self._versions(workspace, owner)
-        # Either way round: a file inside a version's files, or a directory holding them.
-        touched = [v for v in versions if _within(path, v.files) or _within(v.files, path)]
+        # Either way round: one of a version's files, or a directory holding them.
+        touched = [v for v in versions if v.covers(path) or _within(v.files, path)]
         if touched:
             raise _refused(
                 f"'{path}' holds files of {touched[0].described()}, which is READY: a "

@@ -90,6 +90,22 @@ def upload_directory(
     return uploaded
 
 
+def upload_bytes(transport: Transport, data: bytes, remote: str) -> None:
+    """Store one small file (a manifest) at ``remote``."""
+    transport.request(
+        "PUT",
+        ARTIFACTS_API + quote(remote),
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+        idempotent=True,
+    )
+
+
+def download_bytes(transport: Transport, remote: str) -> bytes:
+    """One small file's content."""
+    return transport.request("GET", ARTIFACTS_API + quote(remote)).content
+
+
 def list_files(transport: Transport, remote_dir: str) -> list[dict[str, Any]]:
     """Every file under ``remote_dir``, recursively: ``[{"path", "file_size"}]``."""
     found: list[dict[str, Any]] = []

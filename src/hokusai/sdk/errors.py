@@ -15,7 +15,9 @@
     │   ├── ConflictError           RESOURCE_ALREADY_EXISTS
     │   ├── RateLimitedError        429: over a rate limit (retry_after)
     │   └── ServerError             500: the server failed unexpectedly
-    └── RegistrationError           a registration failed at a named step (what it left)
+    ├── RegistrationError           a registration failed at a named step (what it left)
+    └── IntegrityError              a model's files differ from its manifest (names each
+                                    file); defined in ``hokusai.integrity``
 
 A registration that fails because of one of the errors above raises a
 ``RegistrationError`` that is *also* an instance of that error's class: a 403 while

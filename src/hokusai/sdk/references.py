@@ -4,14 +4,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from hokusai.integrity import TAG_MANIFEST_DIGEST
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.results import ModelVersion
 from hokusai.sdk.transport import Transport
 
 MODEL_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+# Where in its run's artifacts a registration uploads a model.
+UPLOADED_MODEL_PATH = "model"
 
 
 def is_model_uri(model: Any) -> bool:
@@ -34,15 +38,32 @@ def resolve_version(transport: Transport, reference: str) -> ModelVersion:
     return ModelVersion.from_api(api.get_version(transport, name, version))
 
 
-def resolve_source(transport: Transport, uri: str) -> tuple[str, str | None]:
-    """A model URI -> (the artifact source a version is made from, its run id if any)."""
+@dataclass(frozen=True)
+class StoredModel:
+    """The files a version can be made from: where they are, the run that made them (if
+    known) and, when a version already records it, the digest of their manifest."""
+
+    source: str
+    run_id: str | None
+    manifest_digest: str | None = None
+
+
+def resolve_source(transport: Transport, uri: str) -> StoredModel:
+    """What a model URI names."""
     if uri.startswith("runs:/"):
         run_id, _, path = uri[len("runs:/") :].partition("/")
         if not run_id or not path:
             raise ValidationError(f"{uri!r} is not runs:/<run_id>/<path>")
-        info = api.get_run(transport, run_id)["info"]
-        return f"{info['artifact_uri'].rstrip('/')}/{path.strip('/')}", run_id
+        run = api.get_run(transport, run_id)
+        source = f"{run['info']['artifact_uri'].rstrip('/')}/{path.strip('/')}"
+        # A registration's run records the manifest of the model it uploaded (at "model").
+        uploaded = api.tag_dict(run.get("data", {}).get("tags"))
+        digest = (
+            uploaded.get(TAG_MANIFEST_DIGEST) if path.strip("/") == UPLOADED_MODEL_PATH else None
+        )
+        return StoredModel(source, run_id, digest)
     if uri.startswith("models:/"):
+        # Another version of the same files: their manifest is the one it records.
         version = resolve_version(transport, uri)
-        return version.source, version.run_id
-    return uri, None
+        return StoredModel(version.source, version.run_id, version.tags.get(TAG_MANIFEST_DIGEST))
+    return StoredModel(uri, None)

@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_of, manifest_path
 from hokusai.sdk import mlflow_api as api
-from hokusai.sdk.artifacts import artifact_root_path, upload_directory
+from hokusai.sdk.artifacts import artifact_root_path, upload_bytes, upload_directory
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.model_files import (
     TAG_SERIALIZATION_FORMAT,
     check_serialization_format,
     save_model_directory,
 )
-from hokusai.sdk.references import is_model_uri, resolve_source
+from hokusai.sdk.references import UPLOADED_MODEL_PATH, is_model_uri, resolve_source
 from hokusai.sdk.results import RegistrationResult
 from hokusai.sdk.saga import (
     STATUS_COMPLETE,
@@ -146,7 +147,7 @@ def register(transport: Transport, plan: RegistrationPlan) -> RegistrationResult
         model_uri=f"models:/{plan.model_name}/{state.version}",
         registration_id=plan.registration_id,
         source=state.source,
-        tags={**plan.tags, **state.measurement},
+        tags={**plan.tags, **state.version_tags},
     )
 
 
@@ -199,22 +200,33 @@ def log_metrics(t: Transport, plan: RegistrationPlan, state: SagaState) -> None:
 
 
 def upload_model(t: Transport, plan: RegistrationPlan, state: SagaState) -> None:
-    """Uploads the model files once: a run tag records that they are all there."""
+    """Uploads the model files and, beside them, their manifest, once: a run tag records
+    that they are all there, with the manifest's digest."""
     assert state.run_id is not None and state.artifact_root is not None
-    state.source = f"mlflow-artifacts:/{state.artifact_root}/model"
+    remote = f"{state.artifact_root}/{UPLOADED_MODEL_PATH}"
+    state.source = f"mlflow-artifacts:/{remote}"
     run_tags = api.tag_dict(api.get_run(t, state.run_id)["data"].get("tags"))
     if run_tags.get(TAG_MODEL_UPLOADED) == "true":
+        state.manifest_digest = run_tags.get(TAG_MANIFEST_DIGEST)
         return
     with tempfile.TemporaryDirectory(prefix="hokusai-model-") as scratch:
         local = Path(scratch) / "model"
         save_model_directory(plan.model, local, serialization_format=plan.serialization_format)
-        upload_directory(t, local, f"{state.artifact_root}/model")
-    api.set_run_tags(t, state.run_id, {TAG_MODEL_UPLOADED: "true"})
+        # Digested before upload: what the registry stores is checked against what was made.
+        manifest = manifest_of(local)
+        upload_directory(t, local, remote)
+        upload_bytes(t, manifest.to_json(), manifest_path(remote))
+    api.set_run_tags(
+        t, state.run_id, {TAG_MODEL_UPLOADED: "true", TAG_MANIFEST_DIGEST: manifest.digest}
+    )
+    state.manifest_digest = manifest.digest
 
 
 def find_source(t: Transport, plan: RegistrationPlan, state: SagaState) -> None:
     """A stored model: its files, its run, and that run's measurement of the benchmark."""
-    state.source, state.run_id = resolve_source(t, plan.model)
+    stored = resolve_source(t, plan.model)
+    state.source, state.run_id = stored.source, stored.run_id
+    state.manifest_digest = stored.manifest_digest
     benchmark = plan.benchmark
     if benchmark is None or not state.run_id:
         return
@@ -236,7 +248,7 @@ def find_or_create_version(t: Transport, plan: RegistrationPlan, state: SagaStat
     assert state.source is not None
     found = find_version(t, state)
     if found is None:
-        tags = {**plan.tags, **state.measurement}
+        tags = {**plan.tags, **state.version_tags}
         found = api.create_version(t, plan.model_name, state.source, state.run_id, tags)
     state.version = str(found["version"])
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from hokusai.sdk import mlflow_api as api
-from hokusai.sdk.artifacts import artifact_root_path, download_directory
 from hokusai.sdk.config import resolve
 from hokusai.sdk.errors import NotFoundError, PermissionDeniedError, ValidationError
 from hokusai.sdk.leftovers import remove_leftovers
@@ -47,6 +46,7 @@ from hokusai.sdk.validation import (
     metadata_tags,
     validate_token_id,
 )
+from hokusai.sdk.version_files import Verify, download_version
 from hokusai.tokens import TAG_TOKEN_ID, measurement_tags, token_tags
 
 LATEST_ALIASES = ("production", "champion")
@@ -456,8 +456,43 @@ class ModelRegistry:
             )
         return versions[-1]
 
-    def load_model(self, reference: str | ModelVersion) -> Any:
-        """Download a version's files and load it as an ``mlflow.pyfunc`` model."""
+    def download_model(
+        self, reference: str | ModelVersion, directory: str | Path, *, verify: Verify = "digest"
+    ) -> ModelVersion:
+        """Download a version's files into ``directory`` (which must not exist yet, or be
+        empty); the version downloaded.
+
+        With ``verify="digest"`` (the default) the files are checked against the version's
+        manifest first, in a scratch directory beside ``directory``: files that fail the
+        check never appear there, and :class:`~hokusai.IntegrityError` names them.
+        """
+        version = (
+            reference
+            if isinstance(reference, ModelVersion)
+            else resolve_version(self._transport, reference)
+        )
+        target = Path(directory)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise ValidationError(f"{target} already exists and is not an empty directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".hokusai-pull-", dir=target.parent))
+        try:
+            download_version(self._transport, version, scratch / "model", verify=verify)
+            if target.exists():
+                target.rmdir()
+            (scratch / "model").rename(target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return version
+
+    def load_model(self, reference: str | ModelVersion, *, verify: Verify = "digest") -> Any:
+        """Download a version's files and load it as an ``mlflow.pyfunc`` model.
+
+        With ``verify="digest"`` (the default) every file is checked against the manifest
+        the version recorded at registration before anything is loaded; a changed,
+        missing or extra file raises :class:`~hokusai.IntegrityError` naming it.
+        ``verify="none"`` loads the files as stored (a version without a manifest).
+        """
         import mlflow.pyfunc
 
         version = (
@@ -465,11 +500,10 @@ class ModelRegistry:
             if isinstance(reference, ModelVersion)
             else resolve_version(self._transport, reference)
         )
-        remote = artifact_root_path(version.source)
         scratch = Path(tempfile.mkdtemp(prefix="hokusai-load-"))
         try:
-            download_directory(self._transport, remote, scratch / "model")
-            model = mlflow.pyfunc.load_model(str(scratch / "model"))
+            local = download_version(self._transport, version, scratch / "model", verify=verify)
+            model = mlflow.pyfunc.load_model(str(local))
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise

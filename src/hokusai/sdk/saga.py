@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from hokusai.integrity import TAG_MANIFEST_DIGEST
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.errors import registration_failure
 from hokusai.sdk.transport import Transport
@@ -54,6 +55,16 @@ class SagaState:
     created_registered_model: bool = False
     # Tags a stored model's run adds to the version: its measurement of the benchmark.
     measurement: dict[str, str] = field(default_factory=dict)
+    # ``sha256:<hex>`` of the model files' manifest, when it is known.
+    manifest_digest: str | None = None
+
+    @property
+    def version_tags(self) -> dict[str, str]:
+        """The tags this registration's progress adds to the plan's."""
+        tags = dict(self.measurement)
+        if self.manifest_digest is not None:
+            tags[TAG_MANIFEST_DIGEST] = self.manifest_digest
+        return tags
 
     def left_behind(self) -> dict[str, str]:
         """What this registration made that is still there, by kind."""

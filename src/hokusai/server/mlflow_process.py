@@ -95,6 +95,7 @@ class MlflowProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.backend_store_uri = backend_store_uri
+        self.artifacts_destination = artifacts_destination
         self.command = server_command(
             port=port,
             backend_store_uri=backend_store_uri,

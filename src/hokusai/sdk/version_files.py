@@ -1,0 +1,72 @@
+"""A version's files on local disk, checked against its manifest before anyone uses them.
+
+``load_model`` and ``hokusai models pull`` both come here: the files are downloaded, the
+manifest beside them is checked against the digest the version records, and every file
+against the manifest. Only then does anything read the files (unpickling a model is
+running its code, so a file that is not what was registered must never reach it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from hokusai.integrity import (
+    TAG_MANIFEST_DIGEST,
+    IntegrityError,
+    Manifest,
+    check_manifest_digest,
+    manifest_path,
+    verify_directory,
+)
+from hokusai.sdk.artifacts import artifact_root_path, download_bytes, download_directory
+from hokusai.sdk.errors import NotFoundError, ValidationError
+from hokusai.sdk.results import ModelVersion
+from hokusai.sdk.transport import Transport
+
+# "digest": every file checked against the version's manifest (the default);
+# "none": the files as the store has them, for versions that record no manifest.
+Verify = Literal["digest", "none"]
+VERIFY_CHOICES: tuple[Verify, ...] = ("digest", "none")
+
+
+def described(version: ModelVersion) -> str:
+    return f"version {version.version} of model '{version.name}'"
+
+
+def download_version(
+    transport: Transport, version: ModelVersion, local: Path, *, verify: Verify = "digest"
+) -> Path:
+    """The version's files in ``local`` (a new directory); with ``verify="digest"``,
+    :class:`IntegrityError` unless every file is the one registered."""
+    if verify not in VERIFY_CHOICES:
+        raise ValidationError(f"verify must be one of {', '.join(VERIFY_CHOICES)}, not {verify!r}")
+    remote = artifact_root_path(version.source)
+    manifest = version_manifest(transport, version, remote) if verify == "digest" else None
+    download_directory(transport, remote, local)
+    if manifest is not None:
+        verify_directory(local, manifest, described(version))
+    return local
+
+
+def version_manifest(transport: Transport, version: ModelVersion, remote: str) -> Manifest:
+    """The manifest the version records, checked against the digest in its tag."""
+    subject = described(version)
+    recorded = version.tags.get(TAG_MANIFEST_DIGEST)
+    if recorded is None:
+        raise IntegrityError(
+            subject,
+            [
+                "it records no manifest (made before manifests were recorded, or by a client "
+                "that records none), so its files cannot be checked; load it with "
+                "verify='none' only if you trust them"
+            ],
+        )
+    location = manifest_path(remote)
+    try:
+        data = download_bytes(transport, location)
+    except NotFoundError:
+        raise IntegrityError(subject, [f"its manifest {location} is missing"]) from None
+    manifest = Manifest.from_json(data, subject=subject)
+    check_manifest_digest(manifest, recorded, subject)
+    return manifest
