@@ -18,6 +18,7 @@ from hokusai.sdk.errors import (
     RegistrationError,
     RegistryUnavailableError,
     ServerError,
+    UnsafeModelError,
     ValidationError,
 )
 from hokusai.sdk.registry import ModelRegistry
@@ -50,6 +51,7 @@ __all__ = [
     "RegistryUnavailableError",
     "RemovedRun",
     "ServerError",
+    "UnsafeModelError",
     "ValidationError",
     "__version__",
 ]

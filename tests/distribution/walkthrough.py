@@ -61,7 +61,9 @@ def main(api_url: str, api_key: str, name: str, serialization_format: str | None
         )
         lineage = registry.get_model_lineage(name)
         latest_for_token = registry.get_tokenized_model(token)
-        loaded = registry.load_model(f"{name}/{improved.version}")
+        loaded = registry.load_model(
+            f"{name}/{improved.version}", allow_pickle=serialization_format != "skops"
+        )
         predicted = [int(p) for p in loaded.predict(holdout[:20])]
     print(
         json.dumps(

@@ -13,7 +13,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from hokusai import ValidationError
+from hokusai import UnsafeModelError, ValidationError
 from hokusai.cli.main import app
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.model_files import SERIALIZATION_FORMATS, TAG_SERIALIZATION_FORMAT
@@ -47,7 +47,12 @@ def test_each_format_is_recorded_and_loads_back(
     expected = chosen or "skops"
     assert stored_format(mlflow_rest, result.source) == expected
     assert mlflow_rest.version_tags(name, result.version)[TAG_SERIALIZATION_FORMAT] == expected
-    loaded = registry.load_model(result.model_uri)
+    pickled = expected != "skops"
+    if pickled:
+        # Unpickling runs the file's code: refused unless the caller says it trusts it.
+        with pytest.raises(UnsafeModelError, match=f"sklearn flavour is stored as {expected}"):
+            registry.load_model(result.model_uri)
+    loaded = registry.load_model(result.model_uri, allow_pickle=pickled)
     assert list(loaded.predict(leads.features)) == list(lead_model.predict(leads.features))
 
 
@@ -101,7 +106,7 @@ def test_cli_serialization_format(
     assert stored_format(mlflow_rest, answer["source"]) == "cloudpickle"
     reader = ModelRegistry(api_key=sdk_gateway.create_key(Scope.READ), api_url=sdk_gateway.url)
     leads = make_leads(30, seed=3)
-    loaded = reader.load_model(answer["model_uri"])
+    loaded = reader.load_model(answer["model_uri"], allow_pickle=True)
     assert list(loaded.predict(leads.features)) == list(lead_model.predict(leads.features))
 
     result = CliRunner().invoke(

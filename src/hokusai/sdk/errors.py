@@ -16,6 +16,7 @@
     │   ├── RateLimitedError        429: over a rate limit (retry_after)
     │   └── ServerError             500: the server failed unexpectedly
     ├── RegistrationError           a registration failed at a named step (what it left)
+    ├── UnsafeModelError            loading would unpickle the model (allow_pickle=True)
     └── IntegrityError              a model's files differ from its manifest (names each
                                     file); defined in ``hokusai.integrity``
 
@@ -47,6 +48,20 @@ class ConfigurationError(HokusaiError):
 
 class ValidationError(HokusaiError, ValueError):
     """An argument is invalid; nothing was sent."""
+
+
+class UnsafeModelError(HokusaiError):
+    """Loading the model would unpickle it, which runs the code its files hold; nothing
+    was loaded. ``reasons`` says what in the model is a pickle."""
+
+    def __init__(self, subject: str, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__(
+            f"{subject} loads with pickle, which runs whatever code its files hold "
+            f"({'; '.join(reasons)}); nothing was loaded. Pass allow_pickle=True only if you "
+            "trust whoever registered it; a scikit-learn model registered in the skops "
+            "format loads without it."
+        )
 
 
 def _with_request_id(text: str, error_code: str | None, request_id: str | None) -> str:

@@ -20,7 +20,12 @@ from typing import Any, cast
 
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.config import resolve
-from hokusai.sdk.errors import NotFoundError, PermissionDeniedError, ValidationError
+from hokusai.sdk.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    UnsafeModelError,
+    ValidationError,
+)
 from hokusai.sdk.leftovers import remove_leftovers
 from hokusai.sdk.lineage import TAG_MODEL_TYPE, improvement_tags, lineage_entry
 from hokusai.sdk.model_files import check_serialization_format
@@ -33,6 +38,7 @@ from hokusai.sdk.results import (
     RegistrationResult,
     RemovedRun,
 )
+from hokusai.sdk.safe_formats import pickle_reasons
 from hokusai.sdk.transport import Transport
 from hokusai.sdk.validation import (
     check_alias,
@@ -46,7 +52,7 @@ from hokusai.sdk.validation import (
     metadata_tags,
     validate_token_id,
 )
-from hokusai.sdk.version_files import Verify, download_version
+from hokusai.sdk.version_files import Verify, described, download_version
 from hokusai.tokens import TAG_TOKEN_ID, measurement_tags, token_tags
 
 LATEST_ALIASES = ("production", "champion")
@@ -485,13 +491,23 @@ class ModelRegistry:
             shutil.rmtree(scratch, ignore_errors=True)
         return version
 
-    def load_model(self, reference: str | ModelVersion, *, verify: Verify = "digest") -> Any:
+    def load_model(
+        self,
+        reference: str | ModelVersion,
+        *,
+        verify: Verify = "digest",
+        allow_pickle: bool = False,
+    ) -> Any:
         """Download a version's files and load it as an ``mlflow.pyfunc`` model.
 
         With ``verify="digest"`` (the default) every file is checked against the manifest
         the version recorded at registration before anything is loaded; a changed,
         missing or extra file raises :class:`~hokusai.IntegrityError` naming it.
         ``verify="none"`` loads the files as stored (a version without a manifest).
+
+        A model that loads with pickle (cloudpickle or pickle files, a custom Python
+        model, PyTorch) runs the code its files hold: it raises
+        :class:`~hokusai.UnsafeModelError` unless ``allow_pickle=True``.
         """
         import mlflow.pyfunc
 
@@ -503,6 +519,8 @@ class ModelRegistry:
         scratch = Path(tempfile.mkdtemp(prefix="hokusai-load-"))
         try:
             local = download_version(self._transport, version, scratch / "model", verify=verify)
+            if not allow_pickle and (reasons := pickle_reasons(local)):
+                raise UnsafeModelError(described(version), reasons)
             model = mlflow.pyfunc.load_model(str(local))
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
