@@ -240,3 +240,39 @@ def test_the_manifest_of_a_ready_version_cannot_be_rewritten_through_the_gateway
         assert response.status_code == 400, response.text
         assert response.json()["error_code"] == "INVALID_STATE"
     assert files.with_name(files.name + ".manifest.json").read_bytes() == before
+
+
+# ---- hokusai doctor --model --------------------------------------------------------------
+
+
+def doctor(gateway: RunningGateway, version: ModelVersion) -> Result:
+    env = {"HOKUSAI_API_URL": gateway.url, "HOKUSAI_API_KEY": gateway.create_key(Scope.READ)}
+    reference = f"{version.name}/{version.version}"
+    return CliRunner().invoke(app, ["doctor", "--model", reference, "--json"], env=env)
+
+
+def test_doctor_reports_a_versions_digest_and_format(
+    registered: tuple[ModelVersion, Path], sdk_gateway: RunningGateway
+) -> None:
+    version, _ = registered
+    healthy = doctor(sdk_gateway, version)
+    assert healthy.exit_code == 0, healthy.output
+    hop = json.loads(healthy.stdout)["hops"][-1]
+    assert hop["name"] == "model" and hop["ok"], hop
+    assert version.tags[TAG_MANIFEST_DIGEST] in hop["detail"]
+    assert "format skops, loads without pickle" in hop["detail"]
+
+
+def test_doctor_names_a_changed_file(
+    registered: tuple[ModelVersion, Path], sdk_gateway: RunningGateway
+) -> None:
+    # Changed before anything read it: once read, the gateway's cache serves the
+    # registered bytes (a READY version's files never change through it).
+    version, files = registered
+    _flip_a_byte(files)
+    changed = doctor(sdk_gateway, version)
+    assert changed.exit_code == 1, changed.output
+    report = json.loads(changed.stdout)
+    assert report["failed_hop"] == "model"
+    assert "MLmodel has SHA-256" in report["hops"][-1]["detail"]
+    assert "Do not deploy this version" in report["hops"][-1]["fix"]

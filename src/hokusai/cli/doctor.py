@@ -31,6 +31,14 @@ def doctor(
             "--webhook", help="Also send a test event to this webhook endpoint (admin key)."
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Also check this version (NAME@ALIAS or NAME/VERSION): every file against "
+            "the manifest recorded at registration, and how it loads.",
+        ),
+    ] = None,
     server: Annotated[
         bool, typer.Option("--server", help="Check this server's own dependencies instead.")
     ] = False,
@@ -51,13 +59,13 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check each hop in order (config, dns, connect, health, auth, proxy_read, write,
-    webhooks) and stop at the first failure with its fix. Exit 0 only when all pass."""
+    webhooks, model) and stop at the first failure with its fix. Exit 0 only when all pass."""
     if server:
         with server_extra("hokusai doctor --server"):
             report = server_report(data_dir, mlflow_url, timeout)
     else:
         report = ClientDoctor(
-            api_url, api_key, profile, write=write, webhook=webhook, timeout=timeout
+            api_url, api_key, profile, write=write, webhook=webhook, model=model, timeout=timeout
         ).run()
     if as_json:
         print(report.as_json())

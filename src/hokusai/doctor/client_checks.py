@@ -52,10 +52,11 @@ class ClientDoctor:
         *,
         write: bool = False,
         webhook: str | None = None,
+        model: str | None = None,
         timeout: float = TIMEOUT,
     ) -> None:
         self.api_url, self.api_key, self.profile = api_url, api_key, profile
-        self.write, self.webhook = write, webhook
+        self.write, self.webhook, self.model = write, webhook, model
         self.timeout = timeout
         self.config: ClientConfig | None = None
         self.address: tuple[str, int] | None = None
@@ -78,6 +79,8 @@ class ClientDoctor:
             hops.append(("write", self.check_write))
         if self.webhook:
             hops.append(("webhooks", self.check_webhook))
+        if self.model:
+            hops.append(("model", self.check_model))
         try:
             for name, check in hops:
                 if not report.run(name, check):
@@ -332,6 +335,14 @@ class ClientDoctor:
             f"{response.status_code} {message}",
             f"Check the gateway's log for request id {response.headers.get('x-request-id')}.",
         )
+
+    def check_model(self) -> str:
+        """Download the version ``--model`` names, check every file against its manifest,
+        and say how it loads; nothing is deserialized."""
+        from hokusai.doctor.model_check import check_version
+
+        assert self.config is not None and self.model is not None
+        return check_version(self.config, self.model, self.timeout)
 
     def check_write(self) -> str:
         base = "/api/mlflow/api/2.0/mlflow/"
