@@ -15,8 +15,8 @@ import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.faults.support import connect, read_answer
 from tests.helpers import gateway_settings, start_gateway
+from tests.raw_http import connect, read_answer
 
 pytestmark = pytest.mark.integration
 
