@@ -11,11 +11,13 @@ from hokusai import timestamps
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.settings import Settings
 from tests.helpers import (
     POSTGRES_ENV,
     MakeGateway,
     MovedClock,
     RunningGateway,
+    ServeGateway,
     free_port,
     gateway_settings,
     postgres_database,
@@ -86,19 +88,30 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowPr
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path) -> Iterator[MakeGateway]:
-    """Gateways on ``store`` in front of ``mlflow_url``, with settings of the test's own
-    (``overrides``); every one is stopped after the test."""
+def serve_gateway() -> Iterator[ServeGateway]:
+    """Gateways started with whole ``settings`` of the test's (on ``port`` when given);
+    every one is stopped after the test."""
     started: list[RunningGateway] = []
 
-    def make(store: str, mlflow_url: str, **overrides: object) -> RunningGateway:
-        running = start_gateway(gateway_settings(store, mlflow_url, tmp_path, **overrides))
+    def serve(settings: Settings, *, port: int | None = None) -> RunningGateway:
+        running = start_gateway(settings, port=port)
         started.append(running)
         return running
 
-    yield make
+    yield serve
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def make_gateway(serve_gateway: ServeGateway, tmp_path: Path) -> MakeGateway:
+    """Gateways on ``store`` in front of ``mlflow_url``, with settings of the test's own
+    (``overrides``); every one is stopped after the test."""
+
+    def make(store: str, mlflow_url: str, **overrides: object) -> RunningGateway:
+        return serve_gateway(gateway_settings(store, mlflow_url, tmp_path, **overrides))
+
+    return make
 
 
 @pytest.fixture

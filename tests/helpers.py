@@ -136,6 +136,13 @@ class MakeGateway(Protocol):
     def __call__(self, store: str, mlflow_url: str, **overrides: object) -> RunningGateway: ...
 
 
+class ServeGateway(Protocol):
+    """The ``serve_gateway`` fixture: a gateway started with ``settings`` (on ``port`` when
+    given), stopped after the test."""
+
+    def __call__(self, settings: Settings, *, port: int | None = None) -> RunningGateway: ...
+
+
 def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGateway:
     """The real gateway on a real loopback socket, served by uvicorn in a thread; on
     ``port`` when it must be known first (single sign-on's redirect URI names it)."""

@@ -24,11 +24,10 @@ from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     MLFLOW_API,
+    MakeGateway,
     RunningGateway,
     auth,
     free_port,
-    gateway_settings,
-    start_gateway,
 )
 
 pytestmark = pytest.mark.integration
@@ -90,21 +89,19 @@ class BreakingUpstream:
 
 
 @pytest.fixture
-def breaking(tmp_path: Path) -> Iterator[tuple[RunningGateway, BreakingUpstream]]:
+def breaking(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> Iterator[tuple[RunningGateway, BreakingUpstream]]:
     upstream = BreakingUpstream()
     thread = threading.Thread(target=upstream.serve, daemon=True)
     thread.start()
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            upstream.url,
-            tmp_path,
-            upstream_api_timeout=1.0,
-            upstream_read_timeout=10.0,
-        )
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}",
+        upstream.url,
+        upstream_api_timeout=1.0,
+        upstream_read_timeout=10.0,
     )
     yield running, upstream
-    running.stop()
     upstream._stop.set()
     thread.join(timeout=5)
 
@@ -118,7 +115,7 @@ def error_of(response: httpx.Response, status: int, code: str) -> str:
 
 
 def test_sent_outcome_unknown_is_told_apart_from_never_sent(
-    breaking: tuple[RunningGateway, BreakingUpstream], tmp_path: Path
+    breaking: tuple[RunningGateway, BreakingUpstream], make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
     running, upstream = breaking
     key = running.create_key(Scope.WRITE)
@@ -157,32 +154,26 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
 
     # Never sent: nothing listens. 503 with Retry-After, and no upstream URL shown.
     dead = f"http://127.0.0.1:{free_port()}"
-    down = start_gateway(gateway_settings(f"sqlite:///{tmp_path / 'down.db'}", dead, tmp_path))
-    try:
-        down_key = down.create_key(Scope.WRITE)
-        response = httpx.post(down.url + SEARCH, json={}, headers=auth(down_key))
-        message = error_of(response, 503, "TEMPORARILY_UNAVAILABLE")
-        assert response.headers["retry-after"] == "1"
-        assert "x-should-retry" not in response.headers
-        assert "was not sent" in message
-        assert dead not in message and "127.0.0.1" not in message
-    finally:
-        down.stop()
+    down = make_gateway(f"sqlite:///{tmp_path / 'down.db'}", dead)
+    down_key = down.create_key(Scope.WRITE)
+    response = httpx.post(down.url + SEARCH, json={}, headers=auth(down_key))
+    message = error_of(response, 503, "TEMPORARILY_UNAVAILABLE")
+    assert response.headers["retry-after"] == "1"
+    assert "x-should-retry" not in response.headers
+    assert "was not sent" in message
+    assert dead not in message and "127.0.0.1" not in message
 
 
 def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
-    mlflow_server: MlflowProcess, tmp_path: Path
+    mlflow_server: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            mlflow_server.url,
-            tmp_path,
-            upstream_api_timeout=API_TIMEOUT,
-            upstream_connect_timeout=2.0,  # a pooled connection is waited for up to 10 s
-            upstream_pool_size=4,
-            max_in_flight_per_key=3,
-        )
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}",
+        mlflow_server.url,
+        upstream_api_timeout=API_TIMEOUT,
+        upstream_connect_timeout=2.0,  # a pooled connection is waited for up to 10 s
+        upstream_pool_size=4,
+        max_in_flight_per_key=3,
     )
     keys = [running.create_key(Scope.READ, name=f"reader {i}") for i in range(3)]
 
@@ -193,41 +184,40 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
 
     assert mlflow_server.pid is not None
     group = mlflow_server.pid  # MLflow runs in a process group of its own
+    first = get(keys[0])
+    assert first[0] == 200, first[2].text
+    os.killpg(group, signal.SIGSTOP)
     try:
-        first = get(keys[0])
-        assert first[0] == 200, first[2].text
-        os.killpg(group, signal.SIGSTOP)
-        try:
-            with ThreadPoolExecutor(8) as pool:
-                results = list(pool.map(get, [keys[i % 3] for i in range(8)]))
-            ready = httpx.get(running.url + "/ready", timeout=30)
-        finally:
-            os.killpg(group, signal.SIGCONT)
-        for status, elapsed, response in results:
-            # Twice the pool: half wait for a connection, then time out in turn.
-            assert status == 504, response.text
-            error_of(response, 504, "DEADLINE_EXCEEDED")
-            assert elapsed < 4 * API_TIMEOUT, f"a hung MLflow held a request {elapsed:.1f} s"
-        assert ready.status_code == 503
-        mlflow_check = ready.json()["checks"]["mlflow"]
-        assert mlflow_check["ok"] is False
-        assert "did not answer" in mlflow_check["detail"]
-
-        # MLflow answers again (once it has worked off what queued while it was stopped):
-        # the pool was not used up, every key is served.
-        deadline = time.monotonic() + 120
-        while get(keys[0])[0] != 200:
-            assert time.monotonic() < deadline, "MLflow never answered again"
-            time.sleep(0.5)
-        with ThreadPoolExecutor(4) as pool:
-            after = list(pool.map(get, [keys[i % 3] for i in range(8)]))
-        assert [status for status, _, _ in after] == [200] * 8, after[0][2].text
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(get, [keys[i % 3] for i in range(8)]))
+        ready = httpx.get(running.url + "/ready", timeout=30)
     finally:
-        running.stop()
+        os.killpg(group, signal.SIGCONT)
+    for status, elapsed, response in results:
+        # Twice the pool: half wait for a connection, then time out in turn.
+        assert status == 504, response.text
+        error_of(response, 504, "DEADLINE_EXCEEDED")
+        assert elapsed < 4 * API_TIMEOUT, f"a hung MLflow held a request {elapsed:.1f} s"
+    assert ready.status_code == 503
+    mlflow_check = ready.json()["checks"]["mlflow"]
+    assert mlflow_check["ok"] is False
+    assert "did not answer" in mlflow_check["detail"]
+
+    # MLflow answers again (once it has worked off what queued while it was stopped):
+    # the pool was not used up, every key is served.
+    deadline = time.monotonic() + 120
+    while get(keys[0])[0] != 200:
+        assert time.monotonic() < deadline, "MLflow never answered again"
+        time.sleep(0.5)
+    with ThreadPoolExecutor(4) as pool:
+        after = list(pool.map(get, [keys[i % 3] for i in range(8)]))
+    assert [status for status, _, _ in after] == [200] * 8, after[0][2].text
 
 
 @pytest.mark.reliability
-def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
+def test_mlflow_killed_under_load_is_503_then_recovers(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
     # An MLflow of its own: the session's must not depend on this restart.
     mlflow_server = MlflowProcess(
         port=free_port(),
@@ -237,13 +227,8 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
         log_file=tmp_path / "mlflow.log",
     )
     mlflow_server.start()
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            mlflow_server.url,
-            tmp_path,
-            upstream_api_timeout=API_TIMEOUT,
-        )
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url, upstream_api_timeout=API_TIMEOUT
     )
     key = running.create_key(Scope.READ)
     seen: list[tuple[int, float, str | None]] = []
@@ -291,7 +276,6 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
-        running.stop()
         mlflow_server.stop()
     failures = [entry for entry in seen if entry[0] != 200]
     assert failures, "killing MLflow went unnoticed"

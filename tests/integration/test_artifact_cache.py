@@ -19,7 +19,7 @@ import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, ServeGateway, gateway_settings, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -252,13 +252,13 @@ def test_a_file_larger_than_the_cache_is_proxied(
 
 
 def test_the_cache_directory_goes_with_the_gateway(
-    mlflow_server: MlflowProcess, tmp_path: Path
+    mlflow_server: MlflowProcess, serve_gateway: ServeGateway, tmp_path: Path
 ) -> None:
     settings = gateway_settings(f"sqlite:///{tmp_path / 'h.db'}", mlflow_server.url, tmp_path)
     stale = settings.resolved_artifact_cache_dir / "999999999-deadbeef"
     stale.mkdir(parents=True)
     (stale / "left-behind").write_bytes(b"x")
-    gateway = start_gateway(settings)
+    gateway = serve_gateway(settings)
     key = gateway.create_key(Scope.WRITE)
     with httpx.Client(
         base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
@@ -267,7 +267,7 @@ def test_the_cache_directory_goes_with_the_gateway(
         assert http.get(f"{FILES}{path}/model.pkl").content == b"kept a while"
     assert not stale.exists()
     assert len(list(settings.resolved_artifact_cache_dir.iterdir())) == 1
-    gateway.stop()
+    gateway.stop()  # stopped here: what a stop leaves behind is what this test checks
     assert list(settings.resolved_artifact_cache_dir.iterdir()) == []
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +17,7 @@ from sqlalchemy import text
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import MLFLOW_API, RunningGateway, auth, gateway_settings, start_gateway
+from tests.helpers import MLFLOW_API, MakeGateway, RunningGateway, auth
 
 pytestmark = pytest.mark.integration
 
@@ -67,14 +65,10 @@ def create_experiment(running: RunningGateway, key: str, headers: dict[str, str]
 
 @pytest.fixture
 def proxied(
-    store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
-) -> Iterator[RunningGateway]:
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
+) -> RunningGateway:
     """A gateway told that loopback is its reverse proxy."""
-    running = start_gateway(
-        gateway_settings(store_url, mlflow_server.url, tmp_path, trusted_proxies="127.0.0.1/32")
-    )
-    yield running
-    running.stop()
+    return make_gateway(store_url, mlflow_server.url, trusted_proxies="127.0.0.1/32")
 
 
 # ---- client addresses ------------------------------------------------------------------
@@ -141,40 +135,35 @@ def test_forwarded_proto_and_host_only_from_a_trusted_proxy(
 
 
 def test_failed_attempts_never_lock_out_a_valid_key(
-    store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
 ) -> None:
-    running = start_gateway(
-        gateway_settings(store_url, mlflow_server.url, tmp_path, auth_failures_per_minute=3)
-    )
-    try:
-        good = running.create_key(Scope.READ)
-        # Well-formed keys with a valid checksum that were never issued: the costly kind.
-        statuses = []
-        for n in range(6):
-            forged = {**auth(generate_key()), "X-Forwarded-For": f"203.0.113.{n}"}
-            statuses.append(http.get(running.url + SEARCH, headers=forged).status_code)
-        # Changing X-Forwarded-For does not open a new window.
-        assert statuses == [401, 401, 401, 429, 429, 429]
+    running = make_gateway(store_url, mlflow_server.url, auth_failures_per_minute=3)
+    good = running.create_key(Scope.READ)
+    # Well-formed keys with a valid checksum that were never issued: the costly kind.
+    statuses = []
+    for n in range(6):
+        forged = {**auth(generate_key()), "X-Forwarded-For": f"203.0.113.{n}"}
+        statuses.append(http.get(running.url + SEARCH, headers=forged).status_code)
+    # Changing X-Forwarded-For does not open a new window.
+    assert statuses == [401, 401, 401, 429, 429, 429]
 
-        for _ in range(3):
-            assert http.get(running.url + SEARCH, headers=auth(good)).status_code == 200
-            assert http.get(running.url + "/api/v1/whoami", headers=auth(good)).status_code == 200
-        # The window still slows down what fails, and says why this attempt failed.
-        assert_error(
-            http.get(running.url + SEARCH, headers=auth(generate_key())),
-            429,
-            "REQUEST_LIMIT_EXCEEDED",
-            "from 127.0.0.1",
-            "Unknown API key",
-        )
-        assert_error(
-            http.get(running.url + SEARCH),
-            429,
-            "REQUEST_LIMIT_EXCEEDED",
-            "No API key was sent",
-        )
-    finally:
-        running.stop()
+    for _ in range(3):
+        assert http.get(running.url + SEARCH, headers=auth(good)).status_code == 200
+        assert http.get(running.url + "/api/v1/whoami", headers=auth(good)).status_code == 200
+    # The window still slows down what fails, and says why this attempt failed.
+    assert_error(
+        http.get(running.url + SEARCH, headers=auth(generate_key())),
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        "from 127.0.0.1",
+        "Unknown API key",
+    )
+    assert_error(
+        http.get(running.url + SEARCH),
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        "No API key was sent",
+    )
 
 
 def test_missing_key_names_both_headers(gateway: RunningGateway) -> None:

@@ -28,6 +28,7 @@ from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecor
 from tests.helpers import (
     POSTGRES_ENV,
     RunningGateway,
+    ServeGateway,
     free_port,
     gateway_settings,
     postgres_database,
@@ -363,7 +364,7 @@ def test_the_stock_client_lands_in_its_keys_workspace(
 
 
 def test_an_mlflow_store_from_before_workspaces_is_the_default_workspace(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, store_url: str, serve_gateway: ServeGateway
 ) -> None:
     """Models registered before MLflow ran with workspaces are found in ``default``."""
     database = f"sqlite:///{tmp_path / 'mlflow-before.db'}"
@@ -378,17 +379,12 @@ def test_an_mlflow_store_from_before_workspaces_is_the_default_workspace(
     )
     try:
         process.start(wait_seconds=300)
-        running = start_gateway(gateway_settings(store_url, process.url, tmp_path / "home"))
-        try:
-            key = running.create_key(Scope.READ)
-            with httpx.Client(
-                base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-            ) as reader:
-                model = ok(
-                    reader.get(f"{V2}/registered-models/get", params={"name": "LSCOR-legacy"})
-                )
-            assert model["registered_model"]["description"] == "registered single-tenant"
-        finally:
-            running.stop()
+        running = serve_gateway(gateway_settings(store_url, process.url, tmp_path / "home"))
+        key = running.create_key(Scope.READ)
+        with httpx.Client(
+            base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as reader:
+            model = ok(reader.get(f"{V2}/registered-models/get", params={"name": "LSCOR-legacy"}))
+        assert model["registered_model"]["description"] == "registered single-tenant"
     finally:
         process.stop()
