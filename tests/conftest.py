@@ -18,8 +18,8 @@ from tests.helpers import (
     MovedClock,
     RunningGateway,
     ServeGateway,
-    free_port,
     gateway_settings,
+    mlflow_running,
     postgres_database,
     start_gateway,
 )
@@ -69,22 +69,8 @@ def engine(store_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowProcess]:
     """A real MLflow tracking server (the pinned version) on a loopback port."""
-    root = tmp_path_factory.mktemp("mlflow")
-    process = MlflowProcess(
-        port=free_port(),
-        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_destination=str(root / "artifacts"),
-        workers=1,
-        log_file=root / "mlflow.log",
-    )
-    try:
-        # MLflow alone takes 10-30 s to start, several minutes on a 2-core machine under load.
-        process.start(wait_seconds=300)
-    except BaseException:
-        process.stop()  # a server that was slow to start must not outlive the session
-        raise
-    yield process
-    process.stop()
+    with mlflow_running(tmp_path_factory.mktemp("mlflow")) as process:
+        yield process
 
 
 @pytest.fixture

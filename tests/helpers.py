@@ -32,6 +32,7 @@ from hokusai.gateway.app import Gateway
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.http_server import server_config
+from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
 from hokusai.timestamps import system_clock
 
@@ -96,6 +97,26 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def mlflow_running(root: Path, backend_store_uri: str | None = None) -> Iterator[MlflowProcess]:
+    """A real MLflow tracking server (the pinned version) on a loopback port, its artifacts
+    and log under ``root`` (its store too, on SQLite, unless ``backend_store_uri``);
+    stopped when the block ends, also when it was too slow to start."""
+    process = MlflowProcess(
+        port=free_port(),
+        backend_store_uri=backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_destination=str(root / "artifacts"),
+        workers=1,
+        log_file=root / "mlflow.log",
+    )
+    try:
+        # MLflow alone takes 10-30 s to start, several minutes on a 2-core machine under load.
+        process.start(wait_seconds=300)
+        yield process
+    finally:
+        process.stop()
 
 
 @dataclass
@@ -163,6 +184,19 @@ def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGate
 
 
 # ---- `hokusai serve` as separate processes (replicas) ----------------------------------
+
+
+@contextlib.contextmanager
+def sqlite_gateway(home: Path, mlflow_url: str, **overrides: object) -> Iterator[RunningGateway]:
+    """A gateway on a SQLite store in ``home``, stopped when the block ends: for fixtures
+    wider than a test (``make_gateway`` serves one test)."""
+    running = start_gateway(
+        gateway_settings(f"sqlite:///{home / 'hokusai.db'}", mlflow_url, home, **overrides)
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @contextlib.contextmanager

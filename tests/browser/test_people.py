@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.chromium import save_screenshot
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, sqlite_gateway
 from tests.webhooks.receiver import Receiver, running_receiver
 
 pytestmark = pytest.mark.integration
@@ -44,16 +44,8 @@ def site(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     home = tmp_path_factory.mktemp("people")
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{home / 'hokusai.db'}",
-            mlflow_server.url,
-            home,
-            webhook_allow_private=True,
-        )
-    )
-    yield running
-    running.stop()
+    with sqlite_gateway(home, mlflow_server.url, webhook_allow_private=True) as running:
+        yield running
 
 
 @pytest.fixture

@@ -36,9 +36,8 @@ from tests.helpers import (
     MovedClock,
     RunningGateway,
     free_port,
-    gateway_settings,
     postgres_database,
-    start_gateway,
+    sqlite_gateway,
 )
 from tests.webhooks.receiver import Receiver
 
@@ -57,18 +56,13 @@ def hop_gateway(
     """One gateway for the module. Loopback webhook receivers are allowed; the limit on
     failed authentications per address is out of the way, since every test here fails to
     authenticate from the same address on purpose."""
-    home = tmp_path_factory.mktemp("hops")
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{home / 'hokusai.db'}",
-            mlflow_server.url,
-            home,
-            webhook_allow_private=True,
-            auth_failures_per_minute=100_000,
-        )
-    )
-    yield running
-    running.stop()
+    with sqlite_gateway(
+        tmp_path_factory.mktemp("hops"),
+        mlflow_server.url,
+        webhook_allow_private=True,
+        auth_failures_per_minute=100_000,
+    ) as running:
+        yield running
 
 
 def add_webhook(gateway: RunningGateway, admin_key: str, url: str) -> str:

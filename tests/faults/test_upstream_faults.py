@@ -28,6 +28,7 @@ from tests.helpers import (
     RunningGateway,
     auth,
     free_port,
+    mlflow_running,
 )
 
 pytestmark = pytest.mark.integration
@@ -214,21 +215,19 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
     assert [status for status, _, _ in after] == [200] * 8, after[0][2].text
 
 
+@pytest.fixture
+def own_mlflow(tmp_path: Path) -> Iterator[MlflowProcess]:
+    """An MLflow of the test's own: the session's must not depend on its restart."""
+    with mlflow_running(tmp_path) as process:
+        yield process
+
+
 @pytest.mark.reliability
 def test_mlflow_killed_under_load_is_503_then_recovers(
-    make_gateway: MakeGateway, tmp_path: Path
+    own_mlflow: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
-    # An MLflow of its own: the session's must not depend on this restart.
-    mlflow_server = MlflowProcess(
-        port=free_port(),
-        backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifacts_destination=str(tmp_path / "artifacts"),
-        workers=1,
-        log_file=tmp_path / "mlflow.log",
-    )
-    mlflow_server.start()
     running = make_gateway(
-        f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url, upstream_api_timeout=API_TIMEOUT
+        f"sqlite:///{tmp_path / 'hokusai.db'}", own_mlflow.url, upstream_api_timeout=API_TIMEOUT
     )
     key = running.create_key(Scope.READ)
     seen: list[tuple[int, float, str | None]] = []
@@ -256,9 +255,9 @@ def test_mlflow_killed_under_load_is_503_then_recovers(
         for worker in workers:
             worker.start()
         time.sleep(1.0)
-        assert mlflow_server.pid is not None
-        restarts = mlflow_server.restarts
-        os.killpg(mlflow_server.pid, signal.SIGKILL)
+        assert own_mlflow.pid is not None
+        restarts = own_mlflow.restarts
+        os.killpg(own_mlflow.pid, signal.SIGKILL)
         # While MLflow is down: prompt MLflow-format refusals, none hanging.
         deadline = time.monotonic() + 30
         while not any(status == 503 for status, _, _ in seen):
@@ -267,7 +266,7 @@ def test_mlflow_killed_under_load_is_503_then_recovers(
         # The supervisor restarts MLflow (its start alone can take minutes on a loaded
         # machine); the gateway is never restarted.
         deadline = time.monotonic() + 420
-        while mlflow_server.restarts == restarts or not seen or seen[-1][0] != 200:
+        while own_mlflow.restarts == restarts or not seen or seen[-1][0] != 200:
             assert time.monotonic() < deadline, "traffic did not recover"
             time.sleep(0.5)
         recovered_at = len(seen)
@@ -276,7 +275,6 @@ def test_mlflow_killed_under_load_is_503_then_recovers(
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
-        mlflow_server.stop()
     failures = [entry for entry in seen if entry[0] != 200]
     assert failures, "killing MLflow went unnoticed"
     # 503 refused; 502 broken mid-request; 504 sent to the restarting MLflow, which takes

@@ -19,7 +19,7 @@ import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, ServeGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, ServeGateway, gateway_settings, sqlite_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +33,8 @@ def running(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     home = tmp_path_factory.mktemp("artifact-cache")
-    settings = gateway_settings(
-        f"sqlite:///{home / 'hokusai.db'}",
-        mlflow_server.url,
-        home,
-        artifact_cache_max_bytes=5 * MIB,
-    )
-    gateway = start_gateway(settings)
-    yield gateway
-    gateway.stop()
+    with sqlite_gateway(home, mlflow_server.url, artifact_cache_max_bytes=5 * MIB) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from tests.helpers import (
     POSTGRES_ENV,
     MakeGateway,
     RunningGateway,
-    free_port,
+    mlflow_running,
     postgres_database,
 )
 
@@ -64,19 +64,12 @@ def stores(
         return
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    with postgres_database() as store_url, postgres_database() as mlflow_store_url:
-        mlflow_pg = MlflowProcess(
-            port=free_port(),
-            backend_store_uri=mlflow_store_url,
-            artifacts_destination=str(tmp_path / "artifacts"),
-            workers=1,
-            log_file=tmp_path / "mlflow.log",
-        )
-        try:
-            mlflow_pg.start(wait_seconds=300)  # a busy machine can take minutes
-            yield store_url, mlflow_pg
-        finally:
-            mlflow_pg.stop()
+    with (
+        postgres_database() as store_url,
+        postgres_database() as mlflow_store_url,
+        mlflow_running(tmp_path, mlflow_store_url) as mlflow_pg,
+    ):
+        yield store_url, mlflow_pg
 
 
 @pytest.fixture
