@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from sqlalchemy.engine import make_url
 from hokusai.db.engine import make_engine, normalise_url
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
+from hokusai.keys.format import checksum
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.http_server import server_config
@@ -50,6 +52,28 @@ def auth(key: str, request_id: str | None = None) -> dict[str, str]:
     if request_id:
         headers["X-Request-ID"] = request_id
     return headers
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
+    """``response`` is the gateway's error in MLflow's format, with ``status``, ``code``, its
+    request id and each of ``phrases`` in its message; returns the message."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_code"] == code, body
+    assert body["request_id"] == response.headers["x-request-id"]
+    for phrase in phrases:
+        assert phrase in body["message"], body["message"]
+    return str(body["message"])
+
+
+def keys_sharing_a_prefix(count: int) -> list[str]:
+    """Well-formed keys whose display prefixes are the same."""
+    prefix = "hk_live_" + uuid.uuid4().hex[:6]
+    keys = []
+    for i in range(count):
+        body = prefix + f"{i:02d}" + "A" * 24
+        keys.append(body + checksum(body))
+    return keys
 
 
 def reread_tracking_uri() -> None:
@@ -134,6 +158,15 @@ class RunningGateway:
         kwargs.setdefault("name", f"test {scope.value}")
         kwargs.setdefault("owner", "tests")
         return self.gateway.keys.create(scope=scope, **kwargs).key  # type: ignore[arg-type]
+
+    def revoke_key(self, key: str) -> None:
+        """Revoke ``key`` as an admin does: through ``/api/v1``, with an admin key."""
+        admin = self.create_key(Scope.ADMIN)
+        key_id = self.gateway.keys.resolve(key).id
+        revoked = httpx.post(
+            f"{self.url}/api/v1/keys/{key_id}/revoke", headers=auth(admin), timeout=30
+        )
+        assert revoked.status_code == 200, revoked.text
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -135,14 +134,7 @@ def test_a_revoked_keys_session_is_refused_on_the_next_click(
     key = site.create_key(Scope.READ)
     sign_in(page, site, key)
     expect(page).to_have_url(re.compile(re.escape(site.url + "/api/mlflow/")))
-    admin = site.create_key(Scope.ADMIN)
-    key_id = site.gateway.keys.resolve(key).id
-    revoked = httpx.post(
-        f"{site.url}/api/v1/keys/{key_id}/revoke",
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=30,
-    )
-    assert revoked.status_code == 200, revoked.text
+    site.revoke_key(key)
     page.reload()
     expect(page).to_have_url(re.compile(r"/login\?next="))
 

@@ -26,6 +26,7 @@ from tests.helpers import (
     MLFLOW_API,
     MakeGateway,
     RunningGateway,
+    assert_error,
     auth,
     free_port,
     mlflow_running,
@@ -107,14 +108,6 @@ def breaking(
     thread.join(timeout=5)
 
 
-def error_of(response: httpx.Response, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error_code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    return str(body["message"])
-
-
 def test_sent_outcome_unknown_is_told_apart_from_never_sent(
     breaking: tuple[RunningGateway, BreakingUpstream], make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
@@ -123,7 +116,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
 
     # Sent, then the connection broke: a write must not be repeated blindly.
     response = httpx.post(running.url + SEARCH, json={"experiment_ids": ["0"]}, headers=auth(key))
-    message = error_of(response, 502, "TEMPORARILY_UNAVAILABLE")
+    message = assert_error(response, 502, "TEMPORARILY_UNAVAILABLE")
     assert response.headers["x-should-retry"] == "false"
     assert "retry-after" not in response.headers
     assert "may or may not have been applied" in message
@@ -131,7 +124,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
 
     # A read that broke the same way: repeating it is harmless, so no such header.
     response = httpx.get(running.url + GET_BY_NAME, headers=auth(key))
-    error_of(response, 502, "TEMPORARILY_UNAVAILABLE")
+    assert_error(response, 502, "TEMPORARILY_UNAVAILABLE")
     assert "x-should-retry" not in response.headers
 
     # Sent, then no answer within the API timeout: 504, bounded by that timeout.
@@ -143,7 +136,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
         timeout=30,
     )
     elapsed = time.monotonic() - started
-    message = error_of(response, 504, "DEADLINE_EXCEEDED")
+    message = assert_error(response, 504, "DEADLINE_EXCEEDED")
     assert "within 1 s" in message
     assert response.headers["x-should-retry"] == "false"
     assert elapsed < LATE_SECONDS, f"the 1 s API timeout took {elapsed:.1f} s"
@@ -158,7 +151,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
     down = make_gateway(f"sqlite:///{tmp_path / 'down.db'}", dead)
     down_key = down.create_key(Scope.WRITE)
     response = httpx.post(down.url + SEARCH, json={}, headers=auth(down_key))
-    message = error_of(response, 503, "TEMPORARILY_UNAVAILABLE")
+    message = assert_error(response, 503, "TEMPORARILY_UNAVAILABLE")
     assert response.headers["retry-after"] == "1"
     assert "x-should-retry" not in response.headers
     assert "was not sent" in message
@@ -197,7 +190,7 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
     for status, elapsed, response in results:
         # Twice the pool: half wait for a connection, then time out in turn.
         assert status == 504, response.text
-        error_of(response, 504, "DEADLINE_EXCEEDED")
+        assert_error(response, 504, "DEADLINE_EXCEEDED")
         assert elapsed < 4 * API_TIMEOUT, f"a hung MLflow held a request {elapsed:.1f} s"
     assert ready.status_code == 503
     mlflow_check = ready.json()["checks"]["mlflow"]

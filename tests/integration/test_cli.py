@@ -25,7 +25,7 @@ from typer.testing import CliRunner, Result
 
 from hokusai.admin import keys as key_admin
 from hokusai.cli.main import app
-from hokusai.keys.format import checksum, generate_key, parse_key
+from hokusai.keys.format import generate_key, parse_key
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
 from tests.helpers import (
@@ -34,6 +34,7 @@ from tests.helpers import (
     RunningGateway,
     ServeGateway,
     auth,
+    keys_sharing_a_prefix,
     postgres_database,
 )
 
@@ -268,16 +269,6 @@ def test_rotate(cli: Cli, mlflow_server: MlflowProcess, serve_gateway: ServeGate
     # A revoked key is invalid input for a rotation (HTTP: 400 INVALID_PARAMETER_VALUE).
     result = cli("keys", "rotate", old["record"]["id"], code=2)
     assert "is revoked" in text_of(result) and result.stdout == ""
-
-
-def keys_sharing_a_prefix(count: int) -> list[str]:
-    """Well-formed keys whose display prefixes are the same."""
-    prefix = "hk_live_" + uuid.uuid4().hex[:6]
-    keys = []
-    for i in range(count):
-        body = prefix + f"{i:02d}" + "A" * 24
-        keys.append(body + checksum(body))
-    return keys
 
 
 def test_ambiguous_and_unknown_references(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

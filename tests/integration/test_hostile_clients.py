@@ -4,7 +4,6 @@ answer outside the error format."""
 
 from __future__ import annotations
 
-import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,8 @@ from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import MLFLOW_API, MakeGateway, RunningGateway, auth
+from tests.helpers import assert_error as assert_mlflow_error
+from tests.raw_http import exchange
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +36,10 @@ def _server_believes_no_proxy_header(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
+    """The error format, sent as JSON."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["error_code"] == code, body
-    assert body["request_id"] == response.headers["x-request-id"]
-    for phrase in phrases:
-        assert phrase in body["message"], body["message"]
-    return str(body["message"])
+    return assert_mlflow_error(response, status, code, *phrases)
 
 
 def audit_rows(running: RunningGateway) -> list[dict[str, Any]]:
@@ -425,14 +422,11 @@ def test_ready_does_not_name_the_upstream(
 
 def test_a_trailing_slash_is_a_404_in_the_format_never_a_redirect(gateway: RunningGateway) -> None:
     admin = gateway.create_key(Scope.ADMIN)
-    with socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]))) as sock:
-        sock.sendall(
-            b"GET /api/v1/keys/ HTTP/1.1\r\nHost: evil.example\r\n"
-            + f"Authorization: Bearer {admin}\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = exchange(
+        gateway,
+        b"GET /api/v1/keys/ HTTP/1.1\r\nHost: evil.example\r\n"
+        + f"Authorization: Bearer {admin}\r\nConnection: close\r\n\r\n".encode(),
+    )
     head = data.partition(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 404"), head
     assert b"location:" not in head and b"evil.example" not in data
