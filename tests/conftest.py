@@ -11,13 +11,15 @@ from hokusai import timestamps
 from hokusai.db.engine import make_engine
 from hokusai.db.migrate import upgrade
 from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.settings import Settings
 from tests.helpers import (
     POSTGRES_ENV,
     MakeGateway,
     MovedClock,
     RunningGateway,
-    free_port,
+    ServeGateway,
     gateway_settings,
+    mlflow_running,
     postgres_database,
     start_gateway,
 )
@@ -67,38 +69,35 @@ def engine(store_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowProcess]:
     """A real MLflow tracking server (the pinned version) on a loopback port."""
-    root = tmp_path_factory.mktemp("mlflow")
-    process = MlflowProcess(
-        port=free_port(),
-        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_destination=str(root / "artifacts"),
-        workers=1,
-        log_file=root / "mlflow.log",
-    )
-    try:
-        # MLflow alone takes 10-30 s to start, several minutes on a 2-core machine under load.
-        process.start(wait_seconds=300)
-    except BaseException:
-        process.stop()  # a server that was slow to start must not outlive the session
-        raise
-    yield process
-    process.stop()
+    with mlflow_running(tmp_path_factory.mktemp("mlflow")) as process:
+        yield process
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path) -> Iterator[MakeGateway]:
-    """Gateways on ``store`` in front of ``mlflow_url``, with settings of the test's own
-    (``overrides``); every one is stopped after the test."""
+def serve_gateway() -> Iterator[ServeGateway]:
+    """Gateways started with whole ``settings`` of the test's (on ``port`` when given);
+    every one is stopped after the test."""
     started: list[RunningGateway] = []
 
-    def make(store: str, mlflow_url: str, **overrides: object) -> RunningGateway:
-        running = start_gateway(gateway_settings(store, mlflow_url, tmp_path, **overrides))
+    def serve(settings: Settings, *, port: int | None = None) -> RunningGateway:
+        running = start_gateway(settings, port=port)
         started.append(running)
         return running
 
-    yield make
+    yield serve
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def make_gateway(serve_gateway: ServeGateway, tmp_path: Path) -> MakeGateway:
+    """Gateways on ``store`` in front of ``mlflow_url``, with settings of the test's own
+    (``overrides``); every one is stopped after the test."""
+
+    def make(store: str, mlflow_url: str, **overrides: object) -> RunningGateway:
+        return serve_gateway(gateway_settings(store, mlflow_url, tmp_path, **overrides))
+
+    return make
 
 
 @pytest.fixture

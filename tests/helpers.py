@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,9 +30,11 @@ from sqlalchemy.engine import make_url
 from hokusai.db.engine import make_engine, normalise_url
 from hokusai.db.migrate import upgrade
 from hokusai.gateway.app import Gateway
+from hokusai.keys.format import checksum
 from hokusai.keys.scopes import Scope
 from hokusai.keys.service import KeyService
 from hokusai.server.http_server import server_config
+from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
 from hokusai.timestamps import system_clock
 
@@ -49,6 +52,28 @@ def auth(key: str, request_id: str | None = None) -> dict[str, str]:
     if request_id:
         headers["X-Request-ID"] = request_id
     return headers
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
+    """``response`` is the gateway's error in MLflow's format, with ``status``, ``code``, its
+    request id and each of ``phrases`` in its message; returns the message."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_code"] == code, body
+    assert body["request_id"] == response.headers["x-request-id"]
+    for phrase in phrases:
+        assert phrase in body["message"], body["message"]
+    return str(body["message"])
+
+
+def keys_sharing_a_prefix(count: int) -> list[str]:
+    """Well-formed keys whose display prefixes are the same."""
+    prefix = "hk_live_" + uuid.uuid4().hex[:6]
+    keys = []
+    for i in range(count):
+        body = prefix + f"{i:02d}" + "A" * 24
+        keys.append(body + checksum(body))
+    return keys
 
 
 def reread_tracking_uri() -> None:
@@ -98,6 +123,26 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+@contextlib.contextmanager
+def mlflow_running(root: Path, backend_store_uri: str | None = None) -> Iterator[MlflowProcess]:
+    """A real MLflow tracking server (the pinned version) on a loopback port, its artifacts
+    and log under ``root`` (its store too, on SQLite, unless ``backend_store_uri``);
+    stopped when the block ends, also when it was too slow to start."""
+    process = MlflowProcess(
+        port=free_port(),
+        backend_store_uri=backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_destination=str(root / "artifacts"),
+        workers=1,
+        log_file=root / "mlflow.log",
+    )
+    try:
+        # MLflow alone takes 10-30 s to start, several minutes on a 2-core machine under load.
+        process.start(wait_seconds=300)
+        yield process
+    finally:
+        process.stop()
+
+
 @dataclass
 class RunningGateway:
     url: str
@@ -113,6 +158,15 @@ class RunningGateway:
         kwargs.setdefault("name", f"test {scope.value}")
         kwargs.setdefault("owner", "tests")
         return self.gateway.keys.create(scope=scope, **kwargs).key  # type: ignore[arg-type]
+
+    def revoke_key(self, key: str) -> None:
+        """Revoke ``key`` as an admin does: through ``/api/v1``, with an admin key."""
+        admin = self.create_key(Scope.ADMIN)
+        key_id = self.gateway.keys.resolve(key).id
+        revoked = httpx.post(
+            f"{self.url}/api/v1/keys/{key_id}/revoke", headers=auth(admin), timeout=30
+        )
+        assert revoked.status_code == 200, revoked.text
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -136,6 +190,13 @@ class MakeGateway(Protocol):
     def __call__(self, store: str, mlflow_url: str, **overrides: object) -> RunningGateway: ...
 
 
+class ServeGateway(Protocol):
+    """The ``serve_gateway`` fixture: a gateway started with ``settings`` (on ``port`` when
+    given), stopped after the test."""
+
+    def __call__(self, settings: Settings, *, port: int | None = None) -> RunningGateway: ...
+
+
 def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGateway:
     """The real gateway on a real loopback socket, served by uvicorn in a thread; on
     ``port`` when it must be known first (single sign-on's redirect URI names it)."""
@@ -156,6 +217,19 @@ def start_gateway(settings: Settings, *, port: int | None = None) -> RunningGate
 
 
 # ---- `hokusai serve` as separate processes (replicas) ----------------------------------
+
+
+@contextlib.contextmanager
+def sqlite_gateway(home: Path, mlflow_url: str, **overrides: object) -> Iterator[RunningGateway]:
+    """A gateway on a SQLite store in ``home``, stopped when the block ends: for fixtures
+    wider than a test (``make_gateway`` serves one test)."""
+    running = start_gateway(
+        gateway_settings(f"sqlite:///{home / 'hokusai.db'}", mlflow_url, home, **overrides)
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @contextlib.contextmanager

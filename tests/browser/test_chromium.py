@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.chromium import EgressTrap, save_screenshot
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, sqlite_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +20,8 @@ NOWHERE = "http://127.0.0.1:1"  # the page needs no MLflow
 
 @pytest.fixture(scope="module")
 def docs_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    home = tmp_path_factory.mktemp("browser-docs")
-    running = start_gateway(gateway_settings(f"sqlite:///{home / 'hokusai.db'}", NOWHERE, home))
-    yield running
-    running.stop()
+    with sqlite_gateway(tmp_path_factory.mktemp("browser-docs"), NOWHERE) as running:
+        yield running
 
 
 def test_the_browser_is_headless_chromium(browser: Browser) -> None:

@@ -17,14 +17,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.chromium import save_screenshot
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, sqlite_gateway
 from tests.webhooks.receiver import Receiver, running_receiver
 
 pytestmark = pytest.mark.integration
@@ -44,16 +43,8 @@ def site(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     home = tmp_path_factory.mktemp("people")
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{home / 'hokusai.db'}",
-            mlflow_server.url,
-            home,
-            webhook_allow_private=True,
-        )
-    )
-    yield running
-    running.stop()
+    with sqlite_gateway(home, mlflow_server.url, webhook_allow_private=True) as running:
+        yield running
 
 
 @pytest.fixture
@@ -143,14 +134,7 @@ def test_a_revoked_keys_session_is_refused_on_the_next_click(
     key = site.create_key(Scope.READ)
     sign_in(page, site, key)
     expect(page).to_have_url(re.compile(re.escape(site.url + "/api/mlflow/")))
-    admin = site.create_key(Scope.ADMIN)
-    key_id = site.gateway.keys.resolve(key).id
-    revoked = httpx.post(
-        f"{site.url}/api/v1/keys/{key_id}/revoke",
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=30,
-    )
-    assert revoked.status_code == 200, revoked.text
+    site.revoke_key(key)
     page.reload()
     expect(page).to_have_url(re.compile(r"/login\?next="))
 

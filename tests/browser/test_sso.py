@@ -18,9 +18,9 @@ from hokusai.db.schema import api_keys, audit_log
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     RunningGateway,
+    ServeGateway,
     free_port,
     gateway_settings,
-    start_gateway,
     start_oidc_provider,
 )
 
@@ -30,7 +30,9 @@ CLIENT_ID = "hokusai"
 
 
 @pytest.fixture
-def sso_gateway(mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[RunningGateway]:
+def sso_gateway(
+    mlflow_server: MlflowProcess, serve_gateway: ServeGateway, tmp_path: Path
+) -> Iterator[RunningGateway]:
     port, secret = free_port(), secrets.token_urlsafe(24)
     provider = start_oidc_provider(
         free_port(),
@@ -48,9 +50,7 @@ def sso_gateway(mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[Runnin
         oidc_client_secret=secret,
         oidc_role_map='[{"group": "gtm-admins", "workspace": "default", "role": "promote"}]',
     )
-    running = start_gateway(settings, port=port)
-    yield running
-    running.stop()
+    yield serve_gateway(settings, port=port)
     provider.stop()
 
 

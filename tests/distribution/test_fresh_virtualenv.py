@@ -24,7 +24,7 @@ from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.version import __version__
 from tests.distribution.support import MLFLOW_ENDS, Distribution
-from tests.helpers import RunningGateway, free_port, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, free_port, sqlite_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -78,12 +78,8 @@ class Virtualenv:
 def venv_gateway(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
-    home = tmp_path_factory.mktemp("gateway")
-    running = start_gateway(
-        gateway_settings(f"sqlite:///{home}/hokusai.db", mlflow_server.url, home)
-    )
-    yield running
-    running.stop()
+    with sqlite_gateway(tmp_path_factory.mktemp("gateway"), mlflow_server.url) as running:
+        yield running
 
 
 @pytest.fixture(scope="module", params=sorted(MLFLOW_ENDS))

@@ -113,8 +113,26 @@ def test_the_terminal_output_of_a_hung_mlflow_has_no_traceback(
 # ---- a server that answers nonsense -------------------------------------------------------
 
 
-def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def handler(answer: Callable[[str], tuple[int, bytes]]) -> type[BaseHTTPRequestHandler]:
+    """A request handler that answers each GET with ``answer(path)``: a status and a body."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answer(self.path)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def answering(answer: Callable[[str], tuple[int, bytes]]) -> Iterator[str]:
+    """The URL of a loopback HTTP server that answers each GET with ``answer(path)``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(answer))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -123,26 +141,16 @@ def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     thread.join(timeout=5)
 
 
-class _Answers(BaseHTTPRequestHandler):
+def _like_a_gateway(path: str) -> tuple[int, bytes]:
     """Looks like a Hokusai gateway on /health, and answers whoami with HTML."""
-
-    def do_GET(self) -> None:
-        if self.path == "/health":
-            body = json.dumps({"service": "hokusai-gateway", "version": "0"}).encode()
-        else:
-            body = b"<html>not json</html>"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+    if path == "/health":
+        return 200, json.dumps({"service": "hokusai-gateway", "version": "0"}).encode()
+    return 200, b"<html>not json</html>"
 
 
 @pytest.fixture
 def nonsense() -> Iterator[str]:
-    yield from serve_http(_Answers)
+    yield from answering(_like_a_gateway)
 
 
 def test_an_unexpected_answer_is_a_failed_hop_not_a_traceback(
@@ -197,21 +205,9 @@ def test_no_key_advice_fits_the_command_line(doctor: Doctor) -> None:
 # ---- the runtime file of `hokusai serve` ----------------------------------------------------
 
 
-class _Healthy(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"status": "ok"}'
-        self.send_response(200 if self.path == "/health" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def healthy() -> Iterator[str]:
-    yield from serve_http(_Healthy)
+    yield from answering(lambda path: (200 if path == "/health" else 404, b'{"status": "ok"}'))
 
 
 def test_server_doctor_checks_the_mlflow_of_the_runtime_file(
@@ -334,7 +330,7 @@ def tls_server() -> Iterator[Callable[[Path], str]]:
     servers: list[ThreadingHTTPServer] = []
 
     def start(cert_file: Path) -> str:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler(_like_a_gateway))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file)
         server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -32,12 +32,12 @@ from tests.doctor.support import (
 )
 from tests.helpers import (
     POSTGRES_ENV,
+    MakeGateway,
     MovedClock,
     RunningGateway,
     free_port,
-    gateway_settings,
     postgres_database,
-    start_gateway,
+    sqlite_gateway,
 )
 from tests.webhooks.receiver import Receiver
 
@@ -56,18 +56,13 @@ def hop_gateway(
     """One gateway for the module. Loopback webhook receivers are allowed; the limit on
     failed authentications per address is out of the way, since every test here fails to
     authenticate from the same address on purpose."""
-    home = tmp_path_factory.mktemp("hops")
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{home / 'hokusai.db'}",
-            mlflow_server.url,
-            home,
-            webhook_allow_private=True,
-            auth_failures_per_minute=100_000,
-        )
-    )
-    yield running
-    running.stop()
+    with sqlite_gateway(
+        tmp_path_factory.mktemp("hops"),
+        mlflow_server.url,
+        webhook_allow_private=True,
+        auth_failures_per_minute=100_000,
+    ) as running:
+        yield running
 
 
 def add_webhook(gateway: RunningGateway, admin_key: str, url: str) -> str:
@@ -367,42 +362,39 @@ def test_terminal_output_of_a_passing_walk(doctor: Doctor, hop_gateway: RunningG
 def test_auth_hop_when_the_auth_store_is_gone(
     doctor: Doctor,
     mlflow_server: MlflowProcess,
-    tmp_path: Path,
+    make_gateway: MakeGateway,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(f"{POSTGRES_ENV} is not set")
     with postgres_database() as url:
-        running = start_gateway(gateway_settings(url, mlflow_server.url, tmp_path))
-        try:
-            key = running.create_key(Scope.READ)
-            assert httpx.get(running.url + "/ready", timeout=10).status_code == 200
-            drop_database(url)
-            unavailable = metric(running.url, REQUESTS, route_class="admin", status="503")
+        running = make_gateway(url, mlflow_server.url)
+        key = running.create_key(Scope.READ)
+        assert httpx.get(running.url + "/ready", timeout=10).status_code == 200
+        drop_database(url)
+        unavailable = metric(running.url, REQUESTS, route_class="admin", status="503")
 
-            code, report = doctor.json(url=running.url, key=key)
+        code, report = doctor.json(url=running.url, key=key)
 
-            failed = assert_failed(
-                code, report, "auth", "TEMPORARILY_UNAVAILABLE", "cannot reach its auth store"
-            )
-            assert "hokusai doctor --server" in failed["fix"]
-            after = metric(running.url, REQUESTS, route_class="admin", status="503")
-            assert after == unavailable + 1
+        failed = assert_failed(
+            code, report, "auth", "TEMPORARILY_UNAVAILABLE", "cannot reach its auth store"
+        )
+        assert "hokusai doctor --server" in failed["fix"]
+        after = metric(running.url, REQUESTS, route_class="admin", status="503")
+        assert after == unavailable + 1
 
-            ready = httpx.get(running.url + "/ready", timeout=10)
-            assert ready.status_code == 503, ready.text
-            checks = ready.json()["checks"]
-            assert checks["auth_store"]["ok"] is False, checks
-            assert checks["auth_store"]["detail"], checks
-            assert checks["mlflow"]["ok"] is True, checks
+        ready = httpx.get(running.url + "/ready", timeout=10)
+        assert ready.status_code == 503, ready.text
+        checks = ready.json()["checks"]
+        assert checks["auth_store"]["ok"] is False, checks
+        assert checks["auth_store"]["detail"], checks
+        assert checks["mlflow"]["ok"] is True, checks
 
-            tracking = metric(running.url, REQUESTS, route_class="tracking", status="503")
-            shown = stock_client_error(monkeypatch, running.tracking_uri, key)
-            assert "503" in shown
-            after = metric(running.url, REQUESTS, route_class="tracking", status="503")
-            assert after >= tracking + 1
-        finally:
-            running.stop()
+        tracking = metric(running.url, REQUESTS, route_class="tracking", status="503")
+        shown = stock_client_error(monkeypatch, running.tracking_uri, key)
+        assert "503" in shown
+        after = metric(running.url, REQUESTS, route_class="tracking", status="503")
+        assert after >= tracking + 1
 
 
 def drop_database(url: str) -> None:
@@ -422,42 +414,36 @@ def drop_database(url: str) -> None:
 def test_proxy_read_hop_when_mlflow_is_stopped(
     doctor: Doctor,
     spare_mlflow: SpareMlflow,
+    make_gateway: MakeGateway,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mlflow = spare_mlflow.ready()
-    running = start_gateway(
-        gateway_settings(f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow.url, tmp_path)
-    )
-    try:
-        key = running.create_key(Scope.READ)
-        code, report = doctor.json(url=running.url, key=key)
-        assert code == 0, report  # the same walk passes while MLflow runs
+    running = make_gateway(f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow.url)
+    key = running.create_key(Scope.READ)
+    code, report = doctor.json(url=running.url, key=key)
+    assert code == 0, report  # the same walk passes while MLflow runs
 
-        spare_mlflow.stop()
-        refused = metric(running.url, UPSTREAM_ERRORS, kind="refused")
-        unavailable = metric(running.url, REQUESTS, route_class="tracking", status="503")
+    spare_mlflow.stop()
+    refused = metric(running.url, UPSTREAM_ERRORS, kind="refused")
+    unavailable = metric(running.url, REQUESTS, route_class="tracking", status="503")
 
-        code, report = doctor.json(url=running.url, key=key)
+    code, report = doctor.json(url=running.url, key=key)
 
-        failed = assert_failed(
-            code, report, "proxy_read", "TEMPORARILY_UNAVAILABLE", "not reachable"
-        )
-        assert "/ready" in failed["fix"]
-        # Callers are not told where MLflow runs; the operator's log and doctor --server are.
-        assert mlflow.url not in json.dumps(failed)
-        assert metric(running.url, UPSTREAM_ERRORS, kind="refused") == refused + 1
-        after = metric(running.url, REQUESTS, route_class="tracking", status="503")
-        assert after == unavailable + 1
+    failed = assert_failed(code, report, "proxy_read", "TEMPORARILY_UNAVAILABLE", "not reachable")
+    assert "/ready" in failed["fix"]
+    # Callers are not told where MLflow runs; the operator's log and doctor --server are.
+    assert mlflow.url not in json.dumps(failed)
+    assert metric(running.url, UPSTREAM_ERRORS, kind="refused") == refused + 1
+    after = metric(running.url, REQUESTS, route_class="tracking", status="503")
+    assert after == unavailable + 1
 
-        ready = httpx.get(running.url + "/ready", timeout=10)
-        assert ready.status_code == 503, ready.text
-        checks = ready.json()["checks"]
-        assert checks["mlflow"]["ok"] is False and checks["mlflow"]["detail"], checks
-        assert checks["auth_store"]["ok"] is True, checks
+    ready = httpx.get(running.url + "/ready", timeout=10)
+    assert ready.status_code == 503, ready.text
+    checks = ready.json()["checks"]
+    assert checks["mlflow"]["ok"] is False and checks["mlflow"]["detail"], checks
+    assert checks["auth_store"]["ok"] is True, checks
 
-        shown = stock_client_error(monkeypatch, running.tracking_uri, key)
-        assert "503" in shown
-        assert metric(running.url, UPSTREAM_ERRORS, kind="refused") >= refused + 2
-    finally:
-        running.stop()
+    shown = stock_client_error(monkeypatch, running.tracking_uri, key)
+    assert "503" in shown
+    assert metric(running.url, UPSTREAM_ERRORS, kind="refused") >= refused + 2

@@ -24,7 +24,7 @@ from hokusai.keys.scopes import Scope
 from hokusai.logs import JsonFormatter
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.doctor.support import Served
-from tests.helpers import MLFLOW_API, RunningGateway, gateway_settings, start_gateway
+from tests.helpers import MLFLOW_API, MakeGateway, RunningGateway
 
 pytestmark = pytest.mark.integration
 
@@ -178,14 +178,8 @@ def relay(mlflow_server: MlflowProcess) -> Iterator[Relay]:
 
 
 @pytest.fixture
-def relayed_gateway(relay: Relay, tmp_path: Path) -> Iterator[RunningGateway]:
-    running = start_gateway(
-        gateway_settings(f"sqlite:///{tmp_path / 'hokusai.db'}", relay.url, tmp_path)
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+def relayed_gateway(relay: Relay, make_gateway: MakeGateway, tmp_path: Path) -> RunningGateway:
+    return make_gateway(f"sqlite:///{tmp_path / 'hokusai.db'}", relay.url)
 
 
 @pytest.fixture

@@ -8,32 +8,29 @@ import json
 import select
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.faults.support import connect, read_answer
-from tests.helpers import MLFLOW_API, RunningGateway, gateway_settings, start_gateway
+from tests.helpers import MLFLOW_API, MakeGateway, RunningGateway
+from tests.raw_http import connect, read_answer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def guarded(mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[RunningGateway]:
-    settings = gateway_settings(
+def guarded(
+    mlflow_server: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
+) -> RunningGateway:
+    return make_gateway(
         f"sqlite:///{tmp_path / 'hokusai.db'}",
         mlflow_server.url,
-        tmp_path,
         max_header_bytes=16 * 1024,
         header_timeout=1.0,
         max_connections=6,
     )
-    running = start_gateway(settings)
-    yield running
-    running.stop()
 
 
 def assert_mlflow_error(status: int, headers: dict[str, str], body: bytes, expected: int) -> str:

@@ -24,11 +24,12 @@ from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     MLFLOW_API,
+    MakeGateway,
     RunningGateway,
+    assert_error,
     auth,
     free_port,
-    gateway_settings,
-    start_gateway,
+    mlflow_running,
 )
 
 pytestmark = pytest.mark.integration
@@ -90,42 +91,32 @@ class BreakingUpstream:
 
 
 @pytest.fixture
-def breaking(tmp_path: Path) -> Iterator[tuple[RunningGateway, BreakingUpstream]]:
+def breaking(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> Iterator[tuple[RunningGateway, BreakingUpstream]]:
     upstream = BreakingUpstream()
     thread = threading.Thread(target=upstream.serve, daemon=True)
     thread.start()
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            upstream.url,
-            tmp_path,
-            upstream_api_timeout=1.0,
-            upstream_read_timeout=10.0,
-        )
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}",
+        upstream.url,
+        upstream_api_timeout=1.0,
+        upstream_read_timeout=10.0,
     )
     yield running, upstream
-    running.stop()
     upstream._stop.set()
     thread.join(timeout=5)
 
 
-def error_of(response: httpx.Response, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error_code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    return str(body["message"])
-
-
 def test_sent_outcome_unknown_is_told_apart_from_never_sent(
-    breaking: tuple[RunningGateway, BreakingUpstream], tmp_path: Path
+    breaking: tuple[RunningGateway, BreakingUpstream], make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
     running, upstream = breaking
     key = running.create_key(Scope.WRITE)
 
     # Sent, then the connection broke: a write must not be repeated blindly.
     response = httpx.post(running.url + SEARCH, json={"experiment_ids": ["0"]}, headers=auth(key))
-    message = error_of(response, 502, "TEMPORARILY_UNAVAILABLE")
+    message = assert_error(response, 502, "TEMPORARILY_UNAVAILABLE")
     assert response.headers["x-should-retry"] == "false"
     assert "retry-after" not in response.headers
     assert "may or may not have been applied" in message
@@ -133,7 +124,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
 
     # A read that broke the same way: repeating it is harmless, so no such header.
     response = httpx.get(running.url + GET_BY_NAME, headers=auth(key))
-    error_of(response, 502, "TEMPORARILY_UNAVAILABLE")
+    assert_error(response, 502, "TEMPORARILY_UNAVAILABLE")
     assert "x-should-retry" not in response.headers
 
     # Sent, then no answer within the API timeout: 504, bounded by that timeout.
@@ -145,7 +136,7 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
         timeout=30,
     )
     elapsed = time.monotonic() - started
-    message = error_of(response, 504, "DEADLINE_EXCEEDED")
+    message = assert_error(response, 504, "DEADLINE_EXCEEDED")
     assert "within 1 s" in message
     assert response.headers["x-should-retry"] == "false"
     assert elapsed < LATE_SECONDS, f"the 1 s API timeout took {elapsed:.1f} s"
@@ -157,32 +148,26 @@ def test_sent_outcome_unknown_is_told_apart_from_never_sent(
 
     # Never sent: nothing listens. 503 with Retry-After, and no upstream URL shown.
     dead = f"http://127.0.0.1:{free_port()}"
-    down = start_gateway(gateway_settings(f"sqlite:///{tmp_path / 'down.db'}", dead, tmp_path))
-    try:
-        down_key = down.create_key(Scope.WRITE)
-        response = httpx.post(down.url + SEARCH, json={}, headers=auth(down_key))
-        message = error_of(response, 503, "TEMPORARILY_UNAVAILABLE")
-        assert response.headers["retry-after"] == "1"
-        assert "x-should-retry" not in response.headers
-        assert "was not sent" in message
-        assert dead not in message and "127.0.0.1" not in message
-    finally:
-        down.stop()
+    down = make_gateway(f"sqlite:///{tmp_path / 'down.db'}", dead)
+    down_key = down.create_key(Scope.WRITE)
+    response = httpx.post(down.url + SEARCH, json={}, headers=auth(down_key))
+    message = assert_error(response, 503, "TEMPORARILY_UNAVAILABLE")
+    assert response.headers["retry-after"] == "1"
+    assert "x-should-retry" not in response.headers
+    assert "was not sent" in message
+    assert dead not in message and "127.0.0.1" not in message
 
 
 def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
-    mlflow_server: MlflowProcess, tmp_path: Path
+    mlflow_server: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            mlflow_server.url,
-            tmp_path,
-            upstream_api_timeout=API_TIMEOUT,
-            upstream_connect_timeout=2.0,  # a pooled connection is waited for up to 10 s
-            upstream_pool_size=4,
-            max_in_flight_per_key=3,
-        )
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}",
+        mlflow_server.url,
+        upstream_api_timeout=API_TIMEOUT,
+        upstream_connect_timeout=2.0,  # a pooled connection is waited for up to 10 s
+        upstream_pool_size=4,
+        max_in_flight_per_key=3,
     )
     keys = [running.create_key(Scope.READ, name=f"reader {i}") for i in range(3)]
 
@@ -193,57 +178,49 @@ def test_hung_mlflow_fails_api_calls_in_bounded_time_and_keeps_the_pool(
 
     assert mlflow_server.pid is not None
     group = mlflow_server.pid  # MLflow runs in a process group of its own
+    first = get(keys[0])
+    assert first[0] == 200, first[2].text
+    os.killpg(group, signal.SIGSTOP)
     try:
-        first = get(keys[0])
-        assert first[0] == 200, first[2].text
-        os.killpg(group, signal.SIGSTOP)
-        try:
-            with ThreadPoolExecutor(8) as pool:
-                results = list(pool.map(get, [keys[i % 3] for i in range(8)]))
-            ready = httpx.get(running.url + "/ready", timeout=30)
-        finally:
-            os.killpg(group, signal.SIGCONT)
-        for status, elapsed, response in results:
-            # Twice the pool: half wait for a connection, then time out in turn.
-            assert status == 504, response.text
-            error_of(response, 504, "DEADLINE_EXCEEDED")
-            assert elapsed < 4 * API_TIMEOUT, f"a hung MLflow held a request {elapsed:.1f} s"
-        assert ready.status_code == 503
-        mlflow_check = ready.json()["checks"]["mlflow"]
-        assert mlflow_check["ok"] is False
-        assert "did not answer" in mlflow_check["detail"]
-
-        # MLflow answers again (once it has worked off what queued while it was stopped):
-        # the pool was not used up, every key is served.
-        deadline = time.monotonic() + 120
-        while get(keys[0])[0] != 200:
-            assert time.monotonic() < deadline, "MLflow never answered again"
-            time.sleep(0.5)
-        with ThreadPoolExecutor(4) as pool:
-            after = list(pool.map(get, [keys[i % 3] for i in range(8)]))
-        assert [status for status, _, _ in after] == [200] * 8, after[0][2].text
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(get, [keys[i % 3] for i in range(8)]))
+        ready = httpx.get(running.url + "/ready", timeout=30)
     finally:
-        running.stop()
+        os.killpg(group, signal.SIGCONT)
+    for status, elapsed, response in results:
+        # Twice the pool: half wait for a connection, then time out in turn.
+        assert status == 504, response.text
+        assert_error(response, 504, "DEADLINE_EXCEEDED")
+        assert elapsed < 4 * API_TIMEOUT, f"a hung MLflow held a request {elapsed:.1f} s"
+    assert ready.status_code == 503
+    mlflow_check = ready.json()["checks"]["mlflow"]
+    assert mlflow_check["ok"] is False
+    assert "did not answer" in mlflow_check["detail"]
+
+    # MLflow answers again (once it has worked off what queued while it was stopped):
+    # the pool was not used up, every key is served.
+    deadline = time.monotonic() + 120
+    while get(keys[0])[0] != 200:
+        assert time.monotonic() < deadline, "MLflow never answered again"
+        time.sleep(0.5)
+    with ThreadPoolExecutor(4) as pool:
+        after = list(pool.map(get, [keys[i % 3] for i in range(8)]))
+    assert [status for status, _, _ in after] == [200] * 8, after[0][2].text
+
+
+@pytest.fixture
+def own_mlflow(tmp_path: Path) -> Iterator[MlflowProcess]:
+    """An MLflow of the test's own: the session's must not depend on its restart."""
+    with mlflow_running(tmp_path) as process:
+        yield process
 
 
 @pytest.mark.reliability
-def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
-    # An MLflow of its own: the session's must not depend on this restart.
-    mlflow_server = MlflowProcess(
-        port=free_port(),
-        backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifacts_destination=str(tmp_path / "artifacts"),
-        workers=1,
-        log_file=tmp_path / "mlflow.log",
-    )
-    mlflow_server.start()
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            mlflow_server.url,
-            tmp_path,
-            upstream_api_timeout=API_TIMEOUT,
-        )
+def test_mlflow_killed_under_load_is_503_then_recovers(
+    own_mlflow: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}", own_mlflow.url, upstream_api_timeout=API_TIMEOUT
     )
     key = running.create_key(Scope.READ)
     seen: list[tuple[int, float, str | None]] = []
@@ -271,9 +248,9 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
         for worker in workers:
             worker.start()
         time.sleep(1.0)
-        assert mlflow_server.pid is not None
-        restarts = mlflow_server.restarts
-        os.killpg(mlflow_server.pid, signal.SIGKILL)
+        assert own_mlflow.pid is not None
+        restarts = own_mlflow.restarts
+        os.killpg(own_mlflow.pid, signal.SIGKILL)
         # While MLflow is down: prompt MLflow-format refusals, none hanging.
         deadline = time.monotonic() + 30
         while not any(status == 503 for status, _, _ in seen):
@@ -282,7 +259,7 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
         # The supervisor restarts MLflow (its start alone can take minutes on a loaded
         # machine); the gateway is never restarted.
         deadline = time.monotonic() + 420
-        while mlflow_server.restarts == restarts or not seen or seen[-1][0] != 200:
+        while own_mlflow.restarts == restarts or not seen or seen[-1][0] != 200:
             assert time.monotonic() < deadline, "traffic did not recover"
             time.sleep(0.5)
         recovered_at = len(seen)
@@ -291,8 +268,6 @@ def test_mlflow_killed_under_load_is_503_then_recovers(tmp_path: Path) -> None:
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
-        running.stop()
-        mlflow_server.stop()
     failures = [entry for entry in seen if entry[0] != 200]
     assert failures, "killing MLflow went unnoticed"
     # 503 refused; 502 broken mid-request; 504 sent to the restarting MLflow, which takes

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from hokusai.keys import service as key_service
-from hokusai.keys.format import checksum, generate_key, parse_key
+from hokusai.keys.format import generate_key, parse_key
 from hokusai.keys.scopes import Scope
-from tests.helpers import MovedClock, RunningGateway, auth
+from tests.helpers import MovedClock, RunningGateway, auth, keys_sharing_a_prefix
+from tests.helpers import assert_error as assert_mlflow_error
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +24,11 @@ CREATE_EXPERIMENT = "/api/mlflow/api/2.0/mlflow/experiments/create"
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
     """An error in MLflow's format (never FastAPI's ``{"detail": ...}``)."""
-    assert response.status_code == status, response.text
-    body = response.json()
+    message = assert_mlflow_error(response, status, code, *phrases)
     # A refusal also carries its details (what refused it, who can grant it).
+    body = response.json()
     assert set(body) - {"details"} == {"error_code", "message", "request_id"}, body
-    assert body["error_code"] == code, body
-    assert body["request_id"] == response.headers["x-request-id"]
-    for phrase in phrases:
-        assert phrase in body["message"], body["message"]
-    return str(body["message"])
+    return message
 
 
 def key_id(gateway: RunningGateway, key: str) -> str:
@@ -259,16 +256,6 @@ def test_bad_input_is_an_mlflow_error_and_creates_nothing(gateway: RunningGatewa
 
         assert all_keys(gateway) == before
         assert gateway.gateway.audit.read() == []
-
-
-def keys_sharing_a_prefix(count: int) -> list[str]:
-    """Well-formed keys whose display prefixes are the same."""
-    prefix = "hk_live_" + uuid.uuid4().hex[:6]
-    keys = []
-    for i in range(count):
-        body = prefix + f"{i:02d}" + "A" * 24
-        keys.append(body + checksum(body))
-    return keys
 
 
 def test_ambiguous_prefix_is_refused(

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from hokusai.keys.scopes import Scope
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, sqlite_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +21,8 @@ NOWHERE = "http://127.0.0.1:1"  # the Hokusai API needs no MLflow
 
 @pytest.fixture(scope="module")
 def docs_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    home: Path = tmp_path_factory.mktemp("docs")
-    running = start_gateway(gateway_settings(f"sqlite:///{home / 'hokusai.db'}", NOWHERE, home))
-    yield running
-    running.stop()
+    with sqlite_gateway(tmp_path_factory.mktemp("docs"), NOWHERE) as running:
+        yield running
 
 
 def test_the_page_and_its_assets_come_from_the_gateway(docs_gateway: RunningGateway) -> None:

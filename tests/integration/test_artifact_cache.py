@@ -19,7 +19,7 @@ import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, ServeGateway, gateway_settings, sqlite_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +33,8 @@ def running(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     home = tmp_path_factory.mktemp("artifact-cache")
-    settings = gateway_settings(
-        f"sqlite:///{home / 'hokusai.db'}",
-        mlflow_server.url,
-        home,
-        artifact_cache_max_bytes=5 * MIB,
-    )
-    gateway = start_gateway(settings)
-    yield gateway
-    gateway.stop()
+    with sqlite_gateway(home, mlflow_server.url, artifact_cache_max_bytes=5 * MIB) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")
@@ -252,13 +245,13 @@ def test_a_file_larger_than_the_cache_is_proxied(
 
 
 def test_the_cache_directory_goes_with_the_gateway(
-    mlflow_server: MlflowProcess, tmp_path: Path
+    mlflow_server: MlflowProcess, serve_gateway: ServeGateway, tmp_path: Path
 ) -> None:
     settings = gateway_settings(f"sqlite:///{tmp_path / 'h.db'}", mlflow_server.url, tmp_path)
     stale = settings.resolved_artifact_cache_dir / "999999999-deadbeef"
     stale.mkdir(parents=True)
     (stale / "left-behind").write_bytes(b"x")
-    gateway = start_gateway(settings)
+    gateway = serve_gateway(settings)
     key = gateway.create_key(Scope.WRITE)
     with httpx.Client(
         base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
@@ -267,7 +260,7 @@ def test_the_cache_directory_goes_with_the_gateway(
         assert http.get(f"{FILES}{path}/model.pkl").content == b"kept a while"
     assert not stale.exists()
     assert len(list(settings.resolved_artifact_cache_dir.iterdir())) == 1
-    gateway.stop()
+    gateway.stop()  # stopped here: what a stop leaves behind is what this test checks
     assert list(settings.resolved_artifact_cache_dir.iterdir()) == []
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import MakeGateway, RunningGateway
 
 pytestmark = pytest.mark.integration
 
@@ -99,29 +99,23 @@ def test_an_artifact_location_outside_the_root_is_refused(
     assert not exists(gateway, key, name)
 
 
-def test_admins_may_be_allowed_any_location(mlflow_server: MlflowProcess, tmp_path: Path) -> None:
-    running = start_gateway(
-        gateway_settings(
-            f"sqlite:///{tmp_path / 'hokusai.db'}",
-            mlflow_server.url,
-            tmp_path,
-            admin_artifact_locations=True,
-        )
+def test_admins_may_be_allowed_any_location(
+    mlflow_server: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    running = make_gateway(
+        f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server.url, admin_artifact_locations=True
     )
-    try:
-        location = str(tmp_path / "admin-chosen")
-        writer = running.create_key(Scope.WRITE)
-        name = f"loc-{uuid.uuid4().hex[:8]}"
-        assert create(running, writer, name, artifact_location=location).status_code == 400
-        admin = running.create_key(Scope.ADMIN)
-        response = create(running, admin, name, artifact_location=location)
-        # The gateway let the admin's choice through: MLflow with workspaces answers it
-        # (and refuses any chosen location itself), not the gateway's root rule.
-        assert response.status_code == 400, response.text
-        assert "workspaces are enabled" in response.json()["message"]
-        assert "mlflow-artifacts:/" not in response.json()["message"]
-    finally:
-        running.stop()
+    location = str(tmp_path / "admin-chosen")
+    writer = running.create_key(Scope.WRITE)
+    name = f"loc-{uuid.uuid4().hex[:8]}"
+    assert create(running, writer, name, artifact_location=location).status_code == 400
+    admin = running.create_key(Scope.ADMIN)
+    response = create(running, admin, name, artifact_location=location)
+    # The gateway let the admin's choice through: MLflow with workspaces answers it
+    # (and refuses any chosen location itself), not the gateway's root rule.
+    assert response.status_code == 400, response.text
+    assert "workspaces are enabled" in response.json()["message"]
+    assert "mlflow-artifacts:/" not in response.json()["message"]
 
 
 def test_workspace_locations_outside_the_root_never_reach_mlflow(gateway: RunningGateway) -> None:

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import MakeGateway, RunningGateway
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +25,8 @@ CREATE = "/api/mlflow/ajax-api/2.0/mlflow/registered-models/create"
 
 
 @pytest.fixture
-def site(store_url: str, mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[RunningGateway]:
-    running = start_gateway(
-        gateway_settings(
-            store_url, mlflow_server.url, tmp_path, session_idle_timeout=timedelta(seconds=2)
-        )
-    )
-    yield running
-    running.stop()
+def site(store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway) -> RunningGateway:
+    return make_gateway(store_url, mlflow_server.url, session_idle_timeout=timedelta(seconds=2))
 
 
 def browser(site: RunningGateway) -> httpx.Client:
@@ -132,17 +124,10 @@ def test_a_read_only_session_reads_and_every_write_explains_itself(site: Running
 
 def test_revoking_the_key_ends_its_sessions_at_once(site: RunningGateway) -> None:
     key = site.create_key(Scope.WRITE)
-    admin = site.create_key(Scope.ADMIN)
     with browser(site) as person:
         sign_in(person, key)
         assert person.get(SEARCH).status_code == 200
-        key_id = site.gateway.keys.resolve(key).id
-        revoked = httpx.post(
-            f"{site.url}/api/v1/keys/{key_id}/revoke",
-            headers={"Authorization": f"Bearer {admin}"},
-            timeout=30,
-        )
-        assert revoked.status_code == 200, revoked.text
+        site.revoke_key(key)
         ended = person.get(SEARCH)
         assert ended.status_code == 401
         assert (

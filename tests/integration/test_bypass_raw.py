@@ -11,8 +11,6 @@ gateway's back — has no such experiment.
 from __future__ import annotations
 
 import json
-import socket
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import pytest
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import RunningGateway
+from tests.raw_http import exchange, parse_answers
 
 pytestmark = pytest.mark.integration
 
@@ -218,59 +217,6 @@ ROWS = [
 ]
 
 
-def exchange(url: str, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send ``data`` and read until the server closes the connection (or goes quiet)."""
-    host, port = url.removeprefix("http://").split(":")
-    received = b""
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(data)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            received += chunk
-    return received
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def parse_answers(data: bytes) -> list[Answer]:
-    """Every HTTP/1.1 response in ``data``, in order (Content-Length or chunked bodies)."""
-    answers = []
-    while data.strip():
-        head, separator, data = data.partition(b"\r\n\r\n")
-        assert separator, f"incomplete response head: {head!r}"
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            length = int(headers["content-length"])
-            body, data = data[:length], data[length:]
-        elif headers.get("transfer-encoding") == "chunked":
-            body = b""
-            while True:
-                size_line, _, data = data.partition(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
-                body, data = body + data[:size], data[size + 2 :]
-                if size == 0:
-                    break
-        else:
-            body, data = data, b""
-        answers.append(Answer(int(status_line.split()[1]), headers, body))
-    return answers
-
-
 def experiment_exists(mlflow_server: MlflowProcess, name: str) -> bool:
     """Asked of MLflow directly, not through the gateway."""
     response = httpx.get(
@@ -293,7 +239,7 @@ def test_no_crafted_request_gets_past_the_gateway(
         read_key=gateway.create_key(Scope.READ),
         mlflow_port=mlflow_server.port,
     )
-    answers = parse_answers(exchange(gateway.url, row.build(attempt)))
+    answers = parse_answers(exchange(gateway, row.build(attempt)))
 
     assert not experiment_exists(mlflow_server, attempt.name), "the request reached MLflow"
     assert answers, "the gateway closed the connection without an answer"
@@ -312,8 +258,6 @@ def test_the_same_request_done_right_does_create(
     are refused for what they change, not for how they are sent."""
     name = f"bypass-control-{uuid.uuid4().hex[:8]}"
     attempt = Attempt(name=name, read_key=gateway.create_key(Scope.WRITE), mlflow_port=0)
-    answers = parse_answers(
-        exchange(gateway.url, request("POST", P + CREATE, key="{read}")(attempt))
-    )
+    answers = parse_answers(exchange(gateway, request("POST", P + CREATE, key="{read}")(attempt)))
     assert [a.status for a in answers] == [200], answers
     assert experiment_exists(mlflow_server, name)

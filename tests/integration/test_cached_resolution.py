@@ -22,6 +22,7 @@ from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     POSTGRES_ENV,
     RunningGateway,
+    ServeGateway,
     auth,
     gateway_settings,
     postgres_database,
@@ -38,15 +39,18 @@ PREFIX = "/api/mlflow" + MLFLOW
 PER_ANSWER = {"date", "server", "x-request-id"}
 
 
-def start_in_sync(home: Path, mlflow_url: str, **overrides: object) -> RunningGateway:
-    """A gateway on SQLite whose resolution cache serves (its follower has read the store).
+def start_in_sync(
+    start: ServeGateway, home: Path, mlflow_url: str, **overrides: object
+) -> RunningGateway:
+    """A gateway on SQLite, started by ``start``, whose resolution cache serves (its
+    follower has read the store).
 
     A generous replica lag: on a loaded machine the follower may look at the store late,
     and the tests that use this are about one replica (the last test measures the bound).
     """
     overrides.setdefault("resolution_cache_replica_lag", 5.0)
     settings = gateway_settings(f"sqlite:///{home / 'hokusai.db'}", mlflow_url, home, **overrides)
-    gateway = start_gateway(settings)
+    gateway = start(settings)
     cache = gateway.gateway.resolution_cache
     assert cache is not None
     deadline = time.monotonic() + 10
@@ -60,7 +64,9 @@ def start_in_sync(home: Path, mlflow_url: str, **overrides: object) -> RunningGa
 def running(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
-    gateway = start_in_sync(tmp_path_factory.mktemp("cache-gateway"), mlflow_server.url)
+    gateway = start_in_sync(
+        start_gateway, tmp_path_factory.mktemp("cache-gateway"), mlflow_server.url
+    )
     yield gateway
     gateway.stop()
 
@@ -197,22 +203,19 @@ def test_refusals_come_before_the_cache(
 
 
 def test_the_rate_limit_comes_before_the_cache(
-    mlflow_server: MlflowProcess, tmp_path: Path
+    mlflow_server: MlflowProcess, serve_gateway: ServeGateway, tmp_path: Path
 ) -> None:
     limited = start_in_sync(
-        tmp_path, mlflow_server.url, rate_limit_per_second=0.01, rate_limit_burst=5
+        serve_gateway, tmp_path, mlflow_server.url, rate_limit_per_second=0.01, rate_limit_burst=5
     )
-    try:
-        name = model_with_versions(limited.url, limited.create_key(Scope.WRITE), versions=1)
-        reader = limited.create_key(Scope.READ)
-        read = f"registered-models/alias?name={name}&alias=stable"
-        before = hits(limited)
-        answers = [through(limited, reader, read) for _ in range(7)]
-        assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
-        assert answers[-1].json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
-        assert hits(limited) - before == 4  # the first read filled the cache
-    finally:
-        limited.stop()
+    name = model_with_versions(limited.url, limited.create_key(Scope.WRITE), versions=1)
+    reader = limited.create_key(Scope.READ)
+    read = f"registered-models/alias?name={name}&alias=stable"
+    before = hits(limited)
+    answers = [through(limited, reader, read) for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    assert answers[-1].json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert hits(limited) - before == 4  # the first read filled the cache
 
 
 def test_a_write_through_the_gateway_is_seen_by_the_very_next_read(

@@ -4,7 +4,6 @@ a real gateway on the same store to prove the keys the CLI issues are the ones i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -26,16 +25,17 @@ from typer.testing import CliRunner, Result
 
 from hokusai.admin import keys as key_admin
 from hokusai.cli.main import app
-from hokusai.keys.format import checksum, generate_key, parse_key
+from hokusai.keys.format import generate_key, parse_key
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.settings import Settings
 from tests.helpers import (
     POSTGRES_ENV,
     MovedClock,
     RunningGateway,
+    ServeGateway,
     auth,
+    keys_sharing_a_prefix,
     postgres_database,
-    start_gateway,
 )
 
 pytestmark = pytest.mark.integration
@@ -95,15 +95,6 @@ def cli(
             yield Cli("postgres", home, env=env)
 
 
-@contextlib.contextmanager
-def gateway_on(cli: Cli, mlflow: MlflowProcess) -> Iterator[RunningGateway]:
-    running = start_gateway(cli.settings(mlflow.url))
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def text_of(result: Result) -> str:
     """stdout and stderr, with rich's line wrapping undone."""
     return " ".join((result.stdout + " " + result.stderr).split())
@@ -128,7 +119,7 @@ def refused_after(running: RunningGateway, key: str, bound: float = 3.0) -> tupl
 
 
 def test_create_prints_only_the_key_and_the_gateway_accepts_it(
-    cli: Cli, mlflow_server: MlflowProcess
+    cli: Cli, mlflow_server: MlflowProcess, serve_gateway: ServeGateway
 ) -> None:
     result = cli("keys", "create", "--name", "ci training", "--scope", "write")
     assert result.stdout.endswith("\n")
@@ -162,23 +153,23 @@ def test_create_prints_only_the_key_and_the_gateway_accepts_it(
     lifetime = datetime.fromisoformat(record["expires_at"]) - datetime.now(UTC)
     assert timedelta(hours=11, minutes=55) < lifetime <= timedelta(hours=12)
 
-    with gateway_on(cli, mlflow_server) as running:
-        who = httpx.get(running.url + "/api/v1/whoami", headers=auth(writer)).json()
-        assert (who["name"], who["scope"], who["state"]) == ("ci training", "write", "active")
-        response = httpx.post(
-            running.url + CREATE_EXPERIMENT,
-            json={"name": f"cli-{uuid.uuid4().hex[:8]}"},
-            headers=auth(writer),
-        )
-        assert response.status_code == 200, response.text
+    running = serve_gateway(cli.settings(mlflow_server.url))
+    who = httpx.get(running.url + "/api/v1/whoami", headers=auth(writer)).json()
+    assert (who["name"], who["scope"], who["state"]) == ("ci training", "write", "active")
+    response = httpx.post(
+        running.url + CREATE_EXPERIMENT,
+        json={"name": f"cli-{uuid.uuid4().hex[:8]}"},
+        headers=auth(writer),
+    )
+    assert response.status_code == 200, response.text
 
-        who = httpx.get(running.url + "/api/v1/whoami", headers=auth(reader)).json()
-        assert (who["id"], who["owner"], who["scope"]) == (record["id"], "alice", "read")
-        assert httpx.get(running.url + GET_BY_NAME, headers=auth(reader)).status_code == 200
-        response = httpx.post(
-            running.url + CREATE_EXPERIMENT, json={"name": "nope"}, headers=auth(reader)
-        )
-        assert response.status_code == 403
+    who = httpx.get(running.url + "/api/v1/whoami", headers=auth(reader)).json()
+    assert (who["id"], who["owner"], who["scope"]) == (record["id"], "alice", "read")
+    assert httpx.get(running.url + GET_BY_NAME, headers=auth(reader)).status_code == 200
+    response = httpx.post(
+        running.url + CREATE_EXPERIMENT, json={"name": "nope"}, headers=auth(reader)
+    )
+    assert response.status_code == 403
 
 
 def test_list_never_shows_a_whole_key(cli: Cli) -> None:
@@ -210,24 +201,26 @@ def test_list_never_shows_a_whole_key(cli: Cli) -> None:
         assert_never_shows(output, kept["key"], gone["key"])
 
 
-def test_revoke_by_id_display_prefix_and_whole_key(cli: Cli, mlflow_server: MlflowProcess) -> None:
+def test_revoke_by_id_display_prefix_and_whole_key(
+    cli: Cli, mlflow_server: MlflowProcess, serve_gateway: ServeGateway
+) -> None:
     issued = [cli.json("keys", "create", "--name", f"key {i}") for i in range(3)]
     references = [
         issued[0]["record"]["id"],
         issued[1]["record"]["display_prefix"],
         issued[2]["key"],
     ]
-    with gateway_on(cli, mlflow_server) as running:
-        for item in issued:  # in use, so each gateway holds it verified in its cache
-            response = httpx.get(running.url + GET_BY_NAME, headers=auth(item["key"]))
-            assert response.status_code == 200
-        for item, reference in zip(issued, references, strict=True):
-            result = cli("keys", "revoke", reference)
-            assert f"revoked {item['record']['id']}" in text_of(result)
-            assert_never_shows(result.stdout + result.stderr, item["key"])
-            took, message = refused_after(running, item["key"])
-            assert "was revoked" in message
-            assert took < 1.0, f"the gateway accepted a revoked key for {took:.2f} s"
+    running = serve_gateway(cli.settings(mlflow_server.url))
+    for item in issued:  # in use, so each gateway holds it verified in its cache
+        response = httpx.get(running.url + GET_BY_NAME, headers=auth(item["key"]))
+        assert response.status_code == 200
+    for item, reference in zip(issued, references, strict=True):
+        result = cli("keys", "revoke", reference)
+        assert f"revoked {item['record']['id']}" in text_of(result)
+        assert_never_shows(result.stdout + result.stderr, item["key"])
+        took, message = refused_after(running, item["key"])
+        assert "was revoked" in message
+        assert took < 1.0, f"the gateway accepted a revoked key for {took:.2f} s"
 
     states = {r["id"]: r["state"] for r in cli.json("keys", "list", "--all")}
     assert states == {item["record"]["id"]: "revoked" for item in issued}
@@ -235,7 +228,7 @@ def test_revoke_by_id_display_prefix_and_whole_key(cli: Cli, mlflow_server: Mlfl
     assert revoked["state"] == "revoked" and revoked["revoked_at"]
 
 
-def test_rotate(cli: Cli, mlflow_server: MlflowProcess) -> None:
+def test_rotate(cli: Cli, mlflow_server: MlflowProcess, serve_gateway: ServeGateway) -> None:
     old = cli.json(
         "keys",
         "create",
@@ -248,19 +241,19 @@ def test_rotate(cli: Cli, mlflow_server: MlflowProcess) -> None:
         "--owner",
         "batch",
     )
-    with gateway_on(cli, mlflow_server) as running:
-        assert httpx.get(running.url + GET_BY_NAME, headers=auth(old["key"])).status_code == 200
-        result = cli("keys", "rotate", old["record"]["id"])
-        [new_key] = result.stdout.splitlines()
-        assert new_key != old["key"]
-        assert httpx.get(running.url + GET_BY_NAME, headers=auth(new_key)).status_code == 200
-        took, message = refused_after(running, old["key"])
-        assert "was revoked" in message and took < 1.0
+    running = serve_gateway(cli.settings(mlflow_server.url))
+    assert httpx.get(running.url + GET_BY_NAME, headers=auth(old["key"])).status_code == 200
+    result = cli("keys", "rotate", old["record"]["id"])
+    [new_key] = result.stdout.splitlines()
+    assert new_key != old["key"]
+    assert httpx.get(running.url + GET_BY_NAME, headers=auth(new_key)).status_code == 200
+    took, message = refused_after(running, old["key"])
+    assert "was revoked" in message and took < 1.0
 
-        # Again, by display prefix, with the record.
-        again = cli.json("keys", "rotate", parse_key(new_key).display_prefix)
-        assert httpx.get(running.url + GET_BY_NAME, headers=auth(again["key"])).status_code == 200
-        refused_after(running, new_key)
+    # Again, by display prefix, with the record.
+    again = cli.json("keys", "rotate", parse_key(new_key).display_prefix)
+    assert httpx.get(running.url + GET_BY_NAME, headers=auth(again["key"])).status_code == 200
+    refused_after(running, new_key)
 
     records = {r["id"]: r for r in cli.json("keys", "list", "--all")}
     new_id = next(i for i, r in records.items() if r["rotated_from"] == old["record"]["id"])
@@ -276,16 +269,6 @@ def test_rotate(cli: Cli, mlflow_server: MlflowProcess) -> None:
     # A revoked key is invalid input for a rotation (HTTP: 400 INVALID_PARAMETER_VALUE).
     result = cli("keys", "rotate", old["record"]["id"], code=2)
     assert "is revoked" in text_of(result) and result.stdout == ""
-
-
-def keys_sharing_a_prefix(count: int) -> list[str]:
-    """Well-formed keys whose display prefixes are the same."""
-    prefix = "hk_live_" + uuid.uuid4().hex[:6]
-    keys = []
-    for i in range(count):
-        body = prefix + f"{i:02d}" + "A" * 24
-        keys.append(body + checksum(body))
-    return keys
 
 
 def test_ambiguous_and_unknown_references(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -342,22 +325,22 @@ def test_bad_options_exit_2_and_create_nothing(cli: Cli) -> None:
     assert cli.json("keys", "list", "--all") == []
 
 
-def test_audit(cli: Cli, mlflow_server: MlflowProcess) -> None:
+def test_audit(cli: Cli, mlflow_server: MlflowProcess, serve_gateway: ServeGateway) -> None:
     admin = cli("keys", "create", "--name", "ops", "--scope", "admin").stdout.strip()
-    with gateway_on(cli, mlflow_server) as running:
-        created = httpx.post(
-            running.url + "/api/v1/keys",
-            json={"name": "writer", "scope": "write"},
-            headers=auth(admin, "cli-audit-create"),
-        )
-        assert created.status_code == 201, created.text
-        writer, writer_id = created.json()["key"], created.json()["record"]["id"]
-        written = httpx.post(
-            running.url + CREATE_EXPERIMENT,
-            json={"name": f"cli-audit-{uuid.uuid4().hex[:8]}"},
-            headers=auth(writer, "cli-audit-write"),
-        )
-        assert written.status_code == 200, written.text
+    running = serve_gateway(cli.settings(mlflow_server.url))
+    created = httpx.post(
+        running.url + "/api/v1/keys",
+        json={"name": "writer", "scope": "write"},
+        headers=auth(admin, "cli-audit-create"),
+    )
+    assert created.status_code == 201, created.text
+    writer, writer_id = created.json()["key"], created.json()["record"]["id"]
+    written = httpx.post(
+        running.url + CREATE_EXPERIMENT,
+        json={"name": f"cli-audit-{uuid.uuid4().hex[:8]}"},
+        headers=auth(writer, "cli-audit-write"),
+    )
+    assert written.status_code == 200, written.text
 
     entries = cli.json("audit")
     assert [(e["request_id"], e["action"], e["path"], e["status"]) for e in entries[:2]] == [
@@ -582,59 +565,55 @@ def test_rotating_an_expired_key_gives_a_fresh_lifetime(cli: Cli, clock: MovedCl
     assert (listed["id"], listed["state"]) == (new["record"]["id"], "active")
 
 
-def test_http_rotate_takes_expires_in(cli: Cli, clock: MovedClock) -> None:
+def test_http_rotate_takes_expires_in(
+    cli: Cli, clock: MovedClock, serve_gateway: ServeGateway
+) -> None:
     if cli.mode != "data-dir":
         pytest.skip("the HTTP API is the same on every store")
     admin = cli("keys", "create", "--name", "ops", "--scope", "admin").stdout.strip()
     target = cli.json("keys", "create", "--name", "ci", "--expires-in", "1s")
     nowhere = "http://127.0.0.1:1"  # the key API does not need MLflow
-    running = start_gateway(cli.settings(nowhere))
-    try:
-        clock.advance(timedelta(seconds=2))
-        url = f"{running.url}/api/v1/keys/{target['record']['id']}/rotate"
-        rotated = httpx.post(url, json={"expires_in": "3d"}, headers=auth(admin))
-        assert rotated.status_code == 200, rotated.text
-        record = rotated.json()["record"]
-        lifetime = datetime.fromisoformat(record["expires_at"]) - datetime.fromisoformat(
-            record["created_at"]
-        )
-        assert abs(lifetime - timedelta(days=3)) < timedelta(seconds=1)
-        assert record["state"] == "active"
-        again = f"{running.url}/api/v1/keys/{record['id']}/rotate"
-        refused = httpx.post(again, json={"expires_in": "soon"}, headers=auth(admin))
-        assert refused.status_code == 400, refused.text
-        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-        assert "'soon' is not a duration" in refused.json()["message"]
-        plain = httpx.post(again, headers=auth(admin))  # no body: the inherited lifetime
-        assert plain.status_code == 200, plain.text
-    finally:
-        running.stop()
+    running = serve_gateway(cli.settings(nowhere))
+    clock.advance(timedelta(seconds=2))
+    url = f"{running.url}/api/v1/keys/{target['record']['id']}/rotate"
+    rotated = httpx.post(url, json={"expires_in": "3d"}, headers=auth(admin))
+    assert rotated.status_code == 200, rotated.text
+    record = rotated.json()["record"]
+    lifetime = datetime.fromisoformat(record["expires_at"]) - datetime.fromisoformat(
+        record["created_at"]
+    )
+    assert abs(lifetime - timedelta(days=3)) < timedelta(seconds=1)
+    assert record["state"] == "active"
+    again = f"{running.url}/api/v1/keys/{record['id']}/rotate"
+    refused = httpx.post(again, json={"expires_in": "soon"}, headers=auth(admin))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "'soon' is not a duration" in refused.json()["message"]
+    plain = httpx.post(again, headers=auth(admin))  # no body: the inherited lifetime
+    assert plain.status_code == 200, plain.text
 
 
 # ---- hokusai login --------------------------------------------------------------------------
 
 
 def test_login_honours_the_environment(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_gateway: ServeGateway
 ) -> None:
     if cli.mode != "data-dir":
         pytest.skip("login talks to a gateway, whatever its store")
     key = cli("keys", "create", "--name", "laptop", "--scope", "read").stdout.strip()
-    running = start_gateway(cli.settings("http://127.0.0.1:1"))
+    running = serve_gateway(cli.settings("http://127.0.0.1:1"))
     config = tmp_path / "config.json"
-    try:
-        result = CliRunner().invoke(
-            app,
-            ["login"],
-            env={
-                "HOKUSAI_API_URL": running.url,
-                "HOKUSAI_API_KEY": key,
-                "HOKUSAI_CONFIG_FILE": str(config),
-                "COLUMNS": "250",
-            },
-        )
-    finally:
-        running.stop()
+    result = CliRunner().invoke(
+        app,
+        ["login"],
+        env={
+            "HOKUSAI_API_URL": running.url,
+            "HOKUSAI_API_KEY": key,
+            "HOKUSAI_CONFIG_FILE": str(config),
+            "COLUMNS": "250",
+        },
+    )
     assert result.exit_code == 0, result.output
     assert f"logged in to {running.url}" in result.stderr
     saved = json.loads(config.read_text())["profiles"]["default"]

@@ -9,14 +9,13 @@ import contextlib
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import MakeGateway, RunningGateway
 from tests.webhooks.receiver import Answer, Receiver, always, running_receiver
 
 pytestmark = pytest.mark.integration
@@ -26,18 +25,10 @@ NEW_KEY = re.compile(r'data-new-key="([^"]+)"')
 
 
 @pytest.fixture
-def site(store_url: str, mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[RunningGateway]:
-    running = start_gateway(
-        gateway_settings(
-            store_url,
-            mlflow_server.url,
-            tmp_path,
-            webhook_allow_private=True,
-            webhook_timeout=2.0,
-        )
+def site(store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway) -> RunningGateway:
+    return make_gateway(
+        store_url, mlflow_server.url, webhook_allow_private=True, webhook_timeout=2.0
     )
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -17,22 +17,19 @@ from mlflow.exceptions import MlflowException
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import MakeGateway, MovedClock, RunningGateway, free_port, reread_tracking_uri
+from tests.helpers import (
+    MakeGateway,
+    MovedClock,
+    RunningGateway,
+    assert_error,
+    free_port,
+    reread_tracking_uri,
+)
 
 pytestmark = pytest.mark.integration
 
 GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 CREATE_MODEL = "/api/mlflow/api/2.0/mlflow/registered-models/create"
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error_code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    for phrase in phrases:
-        assert phrase in body["message"], body["message"]
-    return str(body["message"])
 
 
 def registered_model_exists(gateway: RunningGateway, name: str) -> bool:

@@ -4,11 +4,8 @@ answer outside the error format."""
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +16,9 @@ from sqlalchemy import text
 from hokusai.keys.format import generate_key
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import MLFLOW_API, RunningGateway, auth, gateway_settings, start_gateway
+from tests.helpers import MLFLOW_API, MakeGateway, RunningGateway, auth
+from tests.helpers import assert_error as assert_mlflow_error
+from tests.raw_http import exchange
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +36,10 @@ def _server_believes_no_proxy_header(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
+    """The error format, sent as JSON."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["error_code"] == code, body
-    assert body["request_id"] == response.headers["x-request-id"]
-    for phrase in phrases:
-        assert phrase in body["message"], body["message"]
-    return str(body["message"])
+    return assert_mlflow_error(response, status, code, *phrases)
 
 
 def audit_rows(running: RunningGateway) -> list[dict[str, Any]]:
@@ -67,14 +62,10 @@ def create_experiment(running: RunningGateway, key: str, headers: dict[str, str]
 
 @pytest.fixture
 def proxied(
-    store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
-) -> Iterator[RunningGateway]:
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
+) -> RunningGateway:
     """A gateway told that loopback is its reverse proxy."""
-    running = start_gateway(
-        gateway_settings(store_url, mlflow_server.url, tmp_path, trusted_proxies="127.0.0.1/32")
-    )
-    yield running
-    running.stop()
+    return make_gateway(store_url, mlflow_server.url, trusted_proxies="127.0.0.1/32")
 
 
 # ---- client addresses ------------------------------------------------------------------
@@ -141,40 +132,35 @@ def test_forwarded_proto_and_host_only_from_a_trusted_proxy(
 
 
 def test_failed_attempts_never_lock_out_a_valid_key(
-    store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
+    store_url: str, mlflow_server: MlflowProcess, make_gateway: MakeGateway
 ) -> None:
-    running = start_gateway(
-        gateway_settings(store_url, mlflow_server.url, tmp_path, auth_failures_per_minute=3)
-    )
-    try:
-        good = running.create_key(Scope.READ)
-        # Well-formed keys with a valid checksum that were never issued: the costly kind.
-        statuses = []
-        for n in range(6):
-            forged = {**auth(generate_key()), "X-Forwarded-For": f"203.0.113.{n}"}
-            statuses.append(http.get(running.url + SEARCH, headers=forged).status_code)
-        # Changing X-Forwarded-For does not open a new window.
-        assert statuses == [401, 401, 401, 429, 429, 429]
+    running = make_gateway(store_url, mlflow_server.url, auth_failures_per_minute=3)
+    good = running.create_key(Scope.READ)
+    # Well-formed keys with a valid checksum that were never issued: the costly kind.
+    statuses = []
+    for n in range(6):
+        forged = {**auth(generate_key()), "X-Forwarded-For": f"203.0.113.{n}"}
+        statuses.append(http.get(running.url + SEARCH, headers=forged).status_code)
+    # Changing X-Forwarded-For does not open a new window.
+    assert statuses == [401, 401, 401, 429, 429, 429]
 
-        for _ in range(3):
-            assert http.get(running.url + SEARCH, headers=auth(good)).status_code == 200
-            assert http.get(running.url + "/api/v1/whoami", headers=auth(good)).status_code == 200
-        # The window still slows down what fails, and says why this attempt failed.
-        assert_error(
-            http.get(running.url + SEARCH, headers=auth(generate_key())),
-            429,
-            "REQUEST_LIMIT_EXCEEDED",
-            "from 127.0.0.1",
-            "Unknown API key",
-        )
-        assert_error(
-            http.get(running.url + SEARCH),
-            429,
-            "REQUEST_LIMIT_EXCEEDED",
-            "No API key was sent",
-        )
-    finally:
-        running.stop()
+    for _ in range(3):
+        assert http.get(running.url + SEARCH, headers=auth(good)).status_code == 200
+        assert http.get(running.url + "/api/v1/whoami", headers=auth(good)).status_code == 200
+    # The window still slows down what fails, and says why this attempt failed.
+    assert_error(
+        http.get(running.url + SEARCH, headers=auth(generate_key())),
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        "from 127.0.0.1",
+        "Unknown API key",
+    )
+    assert_error(
+        http.get(running.url + SEARCH),
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        "No API key was sent",
+    )
 
 
 def test_missing_key_names_both_headers(gateway: RunningGateway) -> None:
@@ -436,14 +422,11 @@ def test_ready_does_not_name_the_upstream(
 
 def test_a_trailing_slash_is_a_404_in_the_format_never_a_redirect(gateway: RunningGateway) -> None:
     admin = gateway.create_key(Scope.ADMIN)
-    with socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]))) as sock:
-        sock.sendall(
-            b"GET /api/v1/keys/ HTTP/1.1\r\nHost: evil.example\r\n"
-            + f"Authorization: Bearer {admin}\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = exchange(
+        gateway,
+        b"GET /api/v1/keys/ HTTP/1.1\r\nHost: evil.example\r\n"
+        + f"Authorization: Bearer {admin}\r\nConnection: close\r\n\r\n".encode(),
+    )
     head = data.partition(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 404"), head
     assert b"location:" not in head and b"evil.example" not in data

@@ -16,11 +16,12 @@ import pytest
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     POSTGRES_ENV,
+    MakeGateway,
     RunningGateway,
+    ServeGateway,
     free_port,
     gateway_settings,
     postgres_database,
-    start_gateway,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,15 +44,21 @@ def shared(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
 
 
 def two_replicas(
-    store: str, redis_url: str | None, mlflow_url: str, tmp_path: Path, **limits: object
+    serve_gateway: ServeGateway,
+    store: str,
+    redis_url: str | None,
+    mlflow_url: str,
+    tmp_path: Path,
+    **limits: object,
 ) -> list[RunningGateway]:
+    """Two gateways on ``store``, each with a home of its own; stopped after the test."""
     started = []
     for name in ("a", "b"):
         home = tmp_path / name
         home.mkdir()
         settings = gateway_settings(store, mlflow_url, home, redis_url=redis_url, **limits)
         settings.secret_key = "test-secret-shared"  # replicas share the server secret
-        started.append(start_gateway(settings))
+        started.append(serve_gateway(settings))
     return started
 
 
@@ -62,11 +69,15 @@ def get(replica: RunningGateway, key: str) -> httpx.Response:
 
 
 def test_a_key_over_the_sum_of_both_replicas_gets_429_on_either(
-    shared: tuple[str, str | None], mlflow_server: MlflowProcess, tmp_path: Path
+    shared: tuple[str, str | None],
+    mlflow_server: MlflowProcess,
+    tmp_path: Path,
+    serve_gateway: ServeGateway,
 ) -> None:
     store, redis_url = shared
     # 10 at once, then one every 100 s: nothing refills during the test.
     a, b = two_replicas(
+        serve_gateway,
         store,
         redis_url,
         mlflow_server.url,
@@ -74,48 +85,39 @@ def test_a_key_over_the_sum_of_both_replicas_gets_429_on_either(
         rate_limit_per_second=0.01,
         rate_limit_burst=10,
     )
-    try:
-        key = a.create_key()
-        assert a.gateway.key_limiter.shared == ("redis" if redis_url else "postgresql")
-        statuses = [get(replica, key).status_code for replica in (a, b) * 5]
-        assert statuses == [200] * 10  # the burst, spent half on each replica
-        for replica in (a, b, b, a):
-            refused = get(replica, key)
-            assert refused.status_code == 429, refused.text
-            body = refused.json()
-            assert body["error_code"] == "REQUEST_LIMIT_EXCEEDED"
-            assert "over its rate limit" in body["message"]
-            assert int(refused.headers["retry-after"]) >= 1
-        # Another key has a bucket of its own, on both.
-        other = a.create_key()
-        assert get(a, other).status_code == 200 and get(b, other).status_code == 200
-        for replica in (a, b):
-            metrics = httpx.get(replica.url + "/metrics").text
-            assert 'hokusai_rate_limited_total{limit="key"} 2.0' in metrics
-            assert "hokusai_rate_limit_fallbacks_total 0.0" in metrics
-    finally:
-        a.stop()
-        b.stop()
+    key = a.create_key()
+    assert a.gateway.key_limiter.shared == ("redis" if redis_url else "postgresql")
+    statuses = [get(replica, key).status_code for replica in (a, b) * 5]
+    assert statuses == [200] * 10  # the burst, spent half on each replica
+    for replica in (a, b, b, a):
+        refused = get(replica, key)
+        assert refused.status_code == 429, refused.text
+        body = refused.json()
+        assert body["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+        assert "over its rate limit" in body["message"]
+        assert int(refused.headers["retry-after"]) >= 1
+    # Another key has a bucket of its own, on both.
+    other = a.create_key()
+    assert get(a, other).status_code == 200 and get(b, other).status_code == 200
+    for replica in (a, b):
+        metrics = httpx.get(replica.url + "/metrics").text
+        assert 'hokusai_rate_limited_total{limit="key"} 2.0' in metrics
+        assert "hokusai_rate_limit_fallbacks_total 0.0" in metrics
 
 
 def test_an_unreachable_shared_store_limits_per_replica_and_is_counted(
-    mlflow_server: MlflowProcess, tmp_path: Path
+    mlflow_server: MlflowProcess, make_gateway: MakeGateway, tmp_path: Path
 ) -> None:
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    settings = gateway_settings(
+    running = make_gateway(
         f"sqlite:///{tmp_path / 'hokusai.db'}",
         mlflow_server.url,
-        tmp_path,
         redis_url=nobody,
         rate_limit_per_second=0.01,
         rate_limit_burst=3,
     )
-    running = start_gateway(settings)
-    try:
-        key = running.create_key()
-        statuses = [get(running, key).status_code for _ in range(5)]
-        assert statuses == [200, 200, 200, 429, 429]  # the local bucket still limits
-        metrics = httpx.get(running.url + "/metrics").text
-        assert "hokusai_rate_limit_fallbacks_total 5.0" in metrics
-    finally:
-        running.stop()
+    key = running.create_key()
+    statuses = [get(running, key).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]  # the local bucket still limits
+    metrics = httpx.get(running.url + "/metrics").text
+    assert "hokusai_rate_limit_fallbacks_total 5.0" in metrics

@@ -21,9 +21,9 @@ from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     OidcProvider,
     RunningGateway,
+    ServeGateway,
     free_port,
     gateway_settings,
-    start_gateway,
     start_oidc_provider,
 )
 
@@ -57,8 +57,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
 
 def sso_gateway(
-    setup: Setup, store: str, mlflow: MlflowProcess, home: Path, role_map: str = ANA_RULES
+    serve_gateway: ServeGateway,
+    setup: Setup,
+    store: str,
+    mlflow: MlflowProcess,
+    home: Path,
+    role_map: str = ANA_RULES,
 ) -> RunningGateway:
+    """A gateway signing people in through the module's provider, on the port its
+    redirect URI names; stopped after the test."""
     settings = gateway_settings(
         store,
         mlflow.url,
@@ -68,16 +75,18 @@ def sso_gateway(
         oidc_client_secret=setup.secret,
         oidc_role_map=role_map,
     )
-    return start_gateway(settings, port=setup.port)
+    return serve_gateway(settings, port=setup.port)
 
 
 @pytest.fixture
 def gateway(
-    setup: Setup, store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
-) -> Iterator[RunningGateway]:
-    running = sso_gateway(setup, store_url, mlflow_server, tmp_path)
-    yield running
-    running.stop()
+    setup: Setup,
+    store_url: str,
+    mlflow_server: MlflowProcess,
+    tmp_path: Path,
+    serve_gateway: ServeGateway,
+) -> RunningGateway:
+    return sso_gateway(serve_gateway, setup, store_url, mlflow_server, tmp_path)
 
 
 def to_callback(browser: httpx.Client, gateway_url: str) -> str:
@@ -170,18 +179,19 @@ def test_a_callback_in_another_browser_is_refused(gateway: RunningGateway) -> No
 
 
 def test_a_person_no_rule_maps_is_refused(
-    setup: Setup, store_url: str, mlflow_server: MlflowProcess, tmp_path: Path
+    setup: Setup,
+    store_url: str,
+    mlflow_server: MlflowProcess,
+    tmp_path: Path,
+    serve_gateway: ServeGateway,
 ) -> None:
     rules = '[{"email": "*@elsewhere.example", "workspace": "default", "role": "read"}]'
-    running = sso_gateway(setup, store_url, mlflow_server, tmp_path, role_map=rules)
-    try:
-        with httpx.Client(base_url=running.url, timeout=10) as browser:
-            answer = callback(browser, to_callback(browser, running.url))
-        assert answer.status_code == 403
-        assert "ana@example.com" in answer.text and "no access" in answer.text
-        assert_nobody(running)
-    finally:
-        running.stop()
+    running = sso_gateway(serve_gateway, setup, store_url, mlflow_server, tmp_path, role_map=rules)
+    with httpx.Client(base_url=running.url, timeout=10) as browser:
+        answer = callback(browser, to_callback(browser, running.url))
+    assert answer.status_code == 403
+    assert "ana@example.com" in answer.text and "no access" in answer.text
+    assert_nobody(running)
 
 
 def test_revoking_the_person_ends_the_session_at_once(gateway: RunningGateway) -> None:

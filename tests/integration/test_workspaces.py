@@ -28,8 +28,9 @@ from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecor
 from tests.helpers import (
     POSTGRES_ENV,
     RunningGateway,
-    free_port,
+    ServeGateway,
     gateway_settings,
+    mlflow_running,
     postgres_database,
     reread_tracking_uri,
     start_gateway,
@@ -89,19 +90,8 @@ def mlflow_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(f"{POSTGRES_ENV} is not set")
     root = tmp_path_factory.mktemp("mlflow-postgres")
-    with postgres_database() as url:
-        process = MlflowProcess(
-            port=free_port(),
-            backend_store_uri=url,
-            artifacts_destination=str(root / "artifacts"),
-            workers=1,
-            log_file=root / "mlflow.log",
-        )
-        try:
-            process.start(wait_seconds=300)
-            yield process
-        finally:
-            process.stop()
+    with postgres_database() as url, mlflow_running(root, url) as process:
+        yield process
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -363,32 +353,17 @@ def test_the_stock_client_lands_in_its_keys_workspace(
 
 
 def test_an_mlflow_store_from_before_workspaces_is_the_default_workspace(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, store_url: str, serve_gateway: ServeGateway
 ) -> None:
     """Models registered before MLflow ran with workspaces are found in ``default``."""
     database = f"sqlite:///{tmp_path / 'mlflow-before.db'}"
     before = MlflowClient(tracking_uri=database, registry_uri=database)
     before.create_registered_model("LSCOR-legacy", description="registered single-tenant")
-    process = MlflowProcess(
-        port=free_port(),
-        backend_store_uri=database,
-        artifacts_destination=str(tmp_path / "artifacts"),
-        workers=1,
-        log_file=tmp_path / "mlflow.log",
-    )
-    try:
-        process.start(wait_seconds=300)
-        running = start_gateway(gateway_settings(store_url, process.url, tmp_path / "home"))
-        try:
-            key = running.create_key(Scope.READ)
-            with httpx.Client(
-                base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-            ) as reader:
-                model = ok(
-                    reader.get(f"{V2}/registered-models/get", params={"name": "LSCOR-legacy"})
-                )
-            assert model["registered_model"]["description"] == "registered single-tenant"
-        finally:
-            running.stop()
-    finally:
-        process.stop()
+    with mlflow_running(tmp_path, database) as process:
+        running = serve_gateway(gateway_settings(store_url, process.url, tmp_path / "home"))
+        key = running.create_key(Scope.READ)
+        with httpx.Client(
+            base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as reader:
+            model = ok(reader.get(f"{V2}/registered-models/get", params={"name": "LSCOR-legacy"}))
+        assert model["registered_model"]["description"] == "registered single-tenant"

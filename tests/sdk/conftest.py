@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, free_port, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, free_port, sqlite_gateway
 from tests.sdk.support import LeadData, MlflowRest, make_leads
 
 
@@ -29,12 +29,8 @@ def sdk_gateway(
     mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     """One gateway per test module, on the SQLite store."""
-    home = tmp_path_factory.mktemp("gateway")
-    running = start_gateway(
-        gateway_settings(f"sqlite:///{home}/hokusai.db", mlflow_server.url, home)
-    )
-    yield running
-    running.stop()
+    with sqlite_gateway(tmp_path_factory.mktemp("gateway"), mlflow_server.url) as running:
+        yield running
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@ message that says what to do."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.sdk.saga import after_each_step
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway, gateway_settings, start_gateway
+from tests.helpers import RunningGateway, ServeGateway, gateway_settings
 from tests.sdk.support import MlflowRest, unique
 
 pytestmark = pytest.mark.integration
@@ -38,20 +39,19 @@ StartGateway = Callable[..., RunningGateway]
 
 
 @pytest.fixture
-def start_own_gateway(mlflow_server: MlflowProcess, tmp_path: Path) -> Iterator[StartGateway]:
-    """Start gateways with settings of their own; each is stopped after the test."""
-    started: list[RunningGateway] = []
+def start_own_gateway(
+    mlflow_server: MlflowProcess, serve_gateway: ServeGateway, tmp_path: Path
+) -> StartGateway:
+    """Start gateways with settings and a home of their own; each is stopped after the test."""
+    homes = itertools.count()
 
     def start(**overrides: object) -> RunningGateway:
-        home = tmp_path / f"gateway-{len(started)}"
+        home = tmp_path / f"gateway-{next(homes)}"
         home.mkdir()
         store = f"sqlite:///{home}/hokusai.db"
-        started.append(start_gateway(gateway_settings(store, mlflow_server.url, home, **overrides)))
-        return started[-1]
+        return serve_gateway(gateway_settings(store, mlflow_server.url, home, **overrides))
 
-    yield start
-    for running in started:
-        running.stop()
+    return start
 
 
 # ---- no gateway, or not the gateway ----------------------------------------------------------

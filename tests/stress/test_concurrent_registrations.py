@@ -36,11 +36,10 @@ from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import (
     POSTGRES_ENV,
+    MakeGateway,
     RunningGateway,
-    free_port,
-    gateway_settings,
+    mlflow_running,
     postgres_database,
-    start_gateway,
 )
 
 pytestmark = pytest.mark.integration
@@ -55,42 +54,36 @@ class Platform:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def platform(
+def stores(
     request: pytest.FixtureRequest, mlflow_server: MlflowProcess, tmp_path: Path
-) -> Iterator[Platform]:
-    """The gateway and MLflow, both on SQLite or both on PostgreSQL."""
+) -> Iterator[tuple[str, MlflowProcess]]:
+    """The gateway's auth store and the MLflow behind it, both on SQLite or both on
+    PostgreSQL."""
     if request.param == "sqlite":
-        running = start_gateway(
-            gateway_settings(
-                f"sqlite:///{tmp_path / 'hokusai.db'}",
-                mlflow_server.url,
-                tmp_path,
-                # What `hokusai serve` sets for the MLflow on SQLite it starts.
-                mlflow_write_concurrency=default_concurrency(mlflow_server.backend_store_uri),
-            )
-        )
-        yield Platform(running, mlflow_server)
-        running.stop()
+        yield f"sqlite:///{tmp_path / 'hokusai.db'}", mlflow_server
         return
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    with postgres_database() as store_url, postgres_database() as mlflow_store_url:
-        mlflow_pg = MlflowProcess(
-            port=free_port(),
-            backend_store_uri=mlflow_store_url,
-            artifacts_destination=str(tmp_path / "artifacts"),
-            workers=1,
-            log_file=tmp_path / "mlflow.log",
-        )
-        mlflow_pg.start(wait_seconds=300)  # a busy machine can take minutes
-        try:
-            running = start_gateway(gateway_settings(store_url, mlflow_pg.url, tmp_path))
-            try:
-                yield Platform(running, mlflow_pg)
-            finally:
-                running.stop()
-        finally:
-            mlflow_pg.stop()
+    with (
+        postgres_database() as store_url,
+        postgres_database() as mlflow_store_url,
+        mlflow_running(tmp_path, mlflow_store_url) as mlflow_pg,
+    ):
+        yield store_url, mlflow_pg
+
+
+@pytest.fixture
+def platform(stores: tuple[str, MlflowProcess], make_gateway: MakeGateway) -> Platform:
+    """The gateway in front of MLflow on ``stores`` (set up first, so the gateway is
+    stopped before they go)."""
+    store, mlflow_process = stores
+    running = make_gateway(
+        store,
+        mlflow_process.url,
+        # What `hokusai serve` sets for the MLflow it starts: one write at a time on SQLite.
+        mlflow_write_concurrency=default_concurrency(mlflow_process.backend_store_uri),
+    )
+    return Platform(running, mlflow_process)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from hokusai.timestamps import utcnow
 from hokusai.webhooks.signing import SecretBox
 from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
 from hokusai.workspaces.store import insert_workspace
-from tests.helpers import POSTGRES_ENV, RunningGateway, free_port, postgres_database, start_gateway
+from tests.helpers import POSTGRES_ENV, RunningGateway, ServeGateway, free_port, postgres_database
 from tests.webhooks.receiver import Answer, Receiver, always
 from tests.webhooks.support import wait_until
 
@@ -82,11 +82,9 @@ def cli(
 
 
 @pytest.fixture
-def dispatcher_on(cli: Cli) -> Iterator[RunningGateway]:
+def dispatcher_on(cli: Cli, serve_gateway: ServeGateway) -> RunningGateway:
     cli("webhooks", "list")  # creates and migrates the store, and its secret
-    running = start_gateway(cli.settings())
-    yield running
-    running.stop()
+    return serve_gateway(cli.settings())
 
 
 def text_of(result: Result) -> str:

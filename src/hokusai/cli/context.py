@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
+from typer._click.globals import get_current_context  # typer (>= 0.29) vendors click
 
 from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.console import fail
@@ -122,8 +123,19 @@ def open_store(data_dir: Path | None) -> tuple[Engine, Settings]:
         raise fail(str(exc)) from None
     settings.secret_key = secret.decode()
     engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine, settings
+
+
+def close_with_command(close: Callable[[], object]) -> None:
+    """Call ``close`` when the running command ends, however it ends: what a command opens
+    for its services (a store's connection pool, a gateway's HTTP client) is closed with
+    it, also when it runs in-process (a test's ``CliRunner``, an embedding program)."""
+    get_current_context().call_on_close(close)
 
 
 def local_mlflow_url(settings: Settings) -> str:
@@ -174,6 +186,7 @@ def admin(
     if data_dir is not None or os.environ.get("HOKUSAI_DATABASE_URL"):
         with server_extra(f"hokusai {command} on the server's own store", LOCAL_STORE_HINT):
             engine, settings = open_store(data_dir)
+            close_with_command(engine.dispose)
             services = local_services(engine, settings)
         return Admin(services, actor, remote=False)
     from hokusai.cli.remote import RemoteServices
@@ -186,7 +199,9 @@ def admin(
         # resolve() explains a missing key for the SDK; here there is a second way out.
         message = NO_STORE_NOR_KEY if "No API key" in str(exc) else str(exc)
         raise exit_with(Unauthenticated(message)) from None
-    return Admin(RemoteServices.connect(config), actor, remote=True)
+    gateway = RemoteServices.connect(config)
+    close_with_command(gateway.close)
+    return Admin(gateway, actor, remote=True)
 
 
 def since_option(text: str | None) -> datetime | None:

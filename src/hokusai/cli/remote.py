@@ -523,11 +523,18 @@ class RemoteServices:
     webhooks: RemoteWebhooks
     audit: RemoteAudit
     workspaces: RemoteWorkspaces
+    api: Api  # the one connection the four share
 
     @classmethod
     def connect(cls, config: ClientConfig) -> RemoteServices:
         api = Api(config)
-        return cls(RemoteKeys(api), RemoteWebhooks(api), RemoteAudit(api), RemoteWorkspaces(api))
+        return cls(
+            RemoteKeys(api), RemoteWebhooks(api), RemoteAudit(api), RemoteWorkspaces(api), api
+        )
+
+    def close(self) -> None:
+        """Close the connections to the gateway."""
+        self.api.close()
 
 
 def _segment(value: str) -> str:

@@ -32,7 +32,7 @@ from hokusai.logs import configure_logging
 from hokusai.server.http_server import run_server, server_config
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.server.runtime_file import Runtime, remove_runtime, write_runtime
-from hokusai.settings import ADMIN_KEY_FILE, write_private_file
+from hokusai.settings import ADMIN_KEY_FILE, Settings, write_private_file
 
 log = logging.getLogger("hokusai.serve")
 WORKER_STARTUP_SECONDS = 120
@@ -91,14 +91,7 @@ def serve(
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     home.chmod(0o700)
     settings.home = home
-    try:
-        engine = make_engine(settings.resolved_database_url)
-        upgrade(engine)
-        keys = KeyService(engine, settings.resolved_secret)
-    except RuntimeError as exc:
-        raise fail(str(exc)) from None
-    first_start = _first_start_admin_key(engine, keys, home)
-    engine.dispose()
+    first_start = _prepare_store(settings, home)
 
     # SIGTERM must unwind through the `finally` below that stops MLflow. Its default action
     # ends the process on the spot, and uvicorn re-raises the signal after its own graceful
@@ -234,6 +227,24 @@ def _print_banner(gateway_url: str, home: Path, first_start: bool) -> None:
     if first_start:
         lines.insert(1, f"The admin key above is kept in {key_file} (mode 0600).")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _prepare_store(settings: Settings, home: Path) -> bool:
+    """Migrate the auth store and, on the very first start, issue the admin key (True
+    then). The engine is disposed however this ends: the gateway opens its own."""
+    try:
+        engine = make_engine(settings.resolved_database_url)
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    try:
+        try:
+            upgrade(engine)
+            keys = KeyService(engine, settings.resolved_secret)
+        except RuntimeError as exc:
+            raise fail(str(exc)) from None
+        return _first_start_admin_key(engine, keys, home)
+    finally:
+        engine.dispose()
 
 
 def _first_start_admin_key(engine: Engine, keys: KeyService, home: Path) -> bool:

@@ -9,7 +9,7 @@ import anyio
 import typer
 
 from hokusai.cli.console import err
-from hokusai.cli.context import DataDir, open_store
+from hokusai.cli.context import DataDir, close_with_command, open_store
 from hokusai.logs import configure_logging
 from hokusai.webhooks.worker import run_background
 
@@ -26,6 +26,7 @@ def worker(
 ) -> None:
     """Deliver webhooks until SIGINT/SIGTERM. Run as many as you like beside each other."""
     engine, settings = open_store(data_dir)
+    close_with_command(engine.dispose)
     configure_logging(settings.log_level)
     if mlflow_url:
         settings.mlflow_url = mlflow_url
@@ -43,4 +44,3 @@ def worker(
 
     err.print("webhook worker running; SIGINT or SIGTERM stops it")
     anyio.run(main)
-    engine.dispose()
