@@ -1,11 +1,12 @@
 """``ModelRegistry``: register baseline, tokenized and improved models through the gateway,
 and read, alias and clean up what is registered.
 
-Longer than the SDK's other modules (about 500 lines) because it is the SDK's public
+Longer than the SDK's other modules (about 550 lines) because it is the SDK's public
 face: each method carries its user documentation and its argument checks. The work is
 elsewhere: a registration in :mod:`hokusai.sdk.registration` (the plan each
 ``register_*`` method builds, and its steps), checks in :mod:`hokusai.sdk.validation`,
-model references in :mod:`hokusai.sdk.references`, improvements in
+model references in :mod:`hokusai.sdk.references`, a version's verified files in
+:mod:`hokusai.sdk.version_files`, improvements in
 :mod:`hokusai.sdk.lineage`, leftovers in :mod:`hokusai.sdk.leftovers`.
 """
 
