@@ -24,8 +24,11 @@ def is_model_uri(model: Any) -> bool:
     return isinstance(model, str) and model.startswith(MODEL_URI_SCHEMES)
 
 
-def resolve_version(transport: Transport, reference: str) -> ModelVersion:
-    """The version ``NAME/VERSION``, ``NAME@ALIAS`` or their ``models:/`` URI names."""
+def resolve_version(transport: Transport, reference: str | ModelVersion) -> ModelVersion:
+    """The version ``NAME/VERSION``, ``NAME@ALIAS`` or their ``models:/`` URI names (a
+    version already read is its own answer)."""
+    if isinstance(reference, ModelVersion):
+        return reference
     text = reference.removeprefix("models:/")
     if "@" in text:
         name, _, alias = text.rpartition("@")
@@ -54,13 +57,12 @@ def resolve_source(transport: Transport, uri: str) -> StoredModel:
         run_id, _, path = uri[len("runs:/") :].partition("/")
         if not run_id or not path:
             raise ValidationError(f"{uri!r} is not runs:/<run_id>/<path>")
+        path = path.strip("/")
         run = api.get_run(transport, run_id)
-        source = f"{run['info']['artifact_uri'].rstrip('/')}/{path.strip('/')}"
+        source = f"{run['info']['artifact_uri'].rstrip('/')}/{path}"
         # A registration's run records the manifest of the model it uploaded (at "model").
         uploaded = api.tag_dict(run.get("data", {}).get("tags"))
-        digest = (
-            uploaded.get(TAG_MANIFEST_DIGEST) if path.strip("/") == UPLOADED_MODEL_PATH else None
-        )
+        digest = uploaded.get(TAG_MANIFEST_DIGEST) if path == UPLOADED_MODEL_PATH else None
         return StoredModel(source, run_id, digest)
     if uri.startswith("models:/"):
         # Another version of the same files: their manifest is the one it records.

@@ -473,11 +473,7 @@ class ModelRegistry:
         manifest first, in a scratch directory beside ``directory``: files that fail the
         check never appear there, and :class:`~hokusai.IntegrityError` names them.
         """
-        version = (
-            reference
-            if isinstance(reference, ModelVersion)
-            else resolve_version(self._transport, reference)
-        )
+        version = resolve_version(self._transport, reference)
         target = Path(directory)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ValidationError(f"{target} already exists and is not an empty directory")
@@ -512,11 +508,7 @@ class ModelRegistry:
         """
         import mlflow.pyfunc
 
-        version = (
-            reference
-            if isinstance(reference, ModelVersion)
-            else resolve_version(self._transport, reference)
-        )
+        version = resolve_version(self._transport, reference)
         scratch = Path(tempfile.mkdtemp(prefix="hokusai-load-"))
         try:
             local = download_version(self._transport, version, scratch / "model", verify=verify)
