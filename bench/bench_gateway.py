@@ -28,6 +28,10 @@ The machine's CPU is accounted over each part: what other processes (or the hype
 took is recorded with the figures, since it disturbs them on a shared machine.
 It prints a table, PASS/MISS for each target, and writes bench/results/latest.json.
 Usage: ``make bench`` or ``.venv/bin/python bench/bench_gateway.py [--artifact-mib 64]``.
+
+Longer than most modules (about 740 lines) because a run is one script: the load
+generator (this file again, with ``--client``), the read and artifact measurements, and
+the report with its targets.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """``hokusai doctor`` never ends in a traceback: a server that accepts and never answers,
 one that answers nonsense, certificates that are untrusted, for another host or expired,
 a stale runtime file, and a user who only set the stock MLflow client's variables. Each is
-made to happen for real on loopback sockets, and each is one failed hop with its fix."""
+made to happen for real on loopback sockets, and each is one failed hop with its fix.
+
+Longer than most test modules (about 430 lines): one fault per test, each with its own
+loopback server.
+"""
 
 from __future__ import annotations
 

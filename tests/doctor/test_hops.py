@@ -1,6 +1,9 @@
 """``hokusai doctor`` names the hop where a request dies. Each failure is made to happen for
 real; the doctor must name the hop and say how to fix it, the gateway must count it in
-/metrics, and the stock MLflow client must show a readable error for the same situation."""
+/metrics, and the stock MLflow client must show a readable error for the same situation.
+
+Longer than most test modules (about 450 lines): one real failure per hop.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """``hokusai serve`` as an operator runs it: a real process that starts MLflow as a child,
 issues the first admin key, restarts MLflow when it dies and takes every process it
-started down with it on SIGTERM."""
+started down with it on SIGTERM.
+
+Longer than most test modules (about 560 lines): each operator scenario needs a real
+process, started, disturbed and stopped in its own way.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """The Hokusai API under /api/v1, over real HTTP, in front of a real MLflow, on each store:
-whoami, the key lifecycle, key validation, the audit log, the docs and request ids."""
+whoami, the key lifecycle, key validation, the audit log, the docs and request ids.
+
+Longer than most test modules (about 500 lines): one or more tests per operation of the
+API, on each store.
+"""
 
 from __future__ import annotations
 

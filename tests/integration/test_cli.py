@@ -1,6 +1,10 @@
 """``hokusai keys`` and ``hokusai audit`` on the server's store: a data directory (given by
 --data-dir or HOKUSAI_HOME) or PostgreSQL (HOKUSAI_DATABASE_URL + HOKUSAI_SECRET_KEY), with
-a real gateway on the same store to prove the keys the CLI issues are the ones it accepts."""
+a real gateway on the same store to prove the keys the CLI issues are the ones it accepts.
+
+Longer than most test modules (about 640 lines): every subcommand of both tools, on each
+store, with the gateway that must accept what they issue.
+"""
 
 from __future__ import annotations
 

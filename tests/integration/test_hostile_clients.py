@@ -1,6 +1,10 @@
 """What a hostile client cannot do through the gateway: forge its address, lock a valid key
 out, smuggle a path past the router in another encoding, put a key into any log, or get an
-answer outside the error format."""
+answer outside the error format.
+
+Longer than most test modules (about 430 lines): one attack per test, each against the
+real gateway.
+"""
 
 from __future__ import annotations
 

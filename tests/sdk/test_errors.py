@@ -1,5 +1,8 @@
 """Every typed error of the SDK, produced for real against the gateway and MLflow, with the
-message that says what to do."""
+message that says what to do.
+
+Longer than most test modules (about 450 lines): one real situation per error class.
+"""
 
 from __future__ import annotations
 

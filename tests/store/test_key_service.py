@@ -2,6 +2,9 @@
 
 The service's clocks (wall time for expiry and last use, monotonic time for the
 verification cache) are moved explicitly; nothing here sleeps.
+
+Longer than most test modules (about 570 lines): every state of a key's life (issued,
+verified, cached, expired, revoked, rotated, last used), on each store.
 """
 
 from __future__ import annotations
