@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,6 +64,27 @@ def assert_error(response: httpx.Response, status: int, code: str, *phrases: str
     for phrase in phrases:
         assert phrase in body["message"], body["message"]
     return str(body["message"])
+
+
+def accepted_until_refused(
+    send: Callable[[], httpx.Response], *, since: float, bound: float = 5.0
+) -> tuple[float, httpx.Response]:
+    """Send requests until one is refused: how long after ``since`` (a ``time.monotonic``
+    moment) the last accepted request was sent, 0.0 when none was, and the refusal.
+
+    A revocation's promise is about when a gateway decides: nothing it receives later than
+    its key cache's lifetime after the revocation is accepted. A request is sent no later
+    than the gateway decides about it, so its send time bounds the decision from below,
+    and the measure does not count how long a busy machine takes to answer."""
+    accepted_for = 0.0
+    while True:
+        sent = time.monotonic()
+        response = send()
+        if response.status_code != 200:
+            return accepted_for, response
+        accepted_for = sent - since
+        assert time.monotonic() - since < bound, f"still accepted after {bound} s"
+        time.sleep(0.02)
 
 
 def keys_sharing_a_prefix(count: int) -> list[str]:

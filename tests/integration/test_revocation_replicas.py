@@ -1,8 +1,9 @@
 """Two gateway replicas (separate `hokusai serve` processes) on one PostgreSQL store: a key
-revoked through one is refused by the other within a second."""
+revoked through one is refused by the other within the key cache's lifetime."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -14,7 +15,15 @@ import pytest
 
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import POSTGRES_ENV, Replica, postgres_database, replicas, store_keys
+from hokusai.settings import Settings
+from tests.helpers import (
+    POSTGRES_ENV,
+    Replica,
+    accepted_until_refused,
+    postgres_database,
+    replicas,
+    store_keys,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -26,6 +35,8 @@ pytestmark = [
     ),
 ]
 
+# The replicas run with the default: the bound on how late a revocation reaches one.
+KEY_CACHE_SECONDS = Settings.model_fields["key_cache_seconds"].default
 GET_BY_NAME = "/api/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
 
 
@@ -40,7 +51,7 @@ def get(replica: Replica, key: str) -> httpx.Response:
     return httpx.get(replica.url + GET_BY_NAME, headers={"Authorization": f"Bearer {key}"})
 
 
-def test_revocation_reaches_the_other_replica_within_a_second(
+def test_revocation_reaches_the_other_replica_within_the_key_cache_lifetime(
     shared_store: str, mlflow_server: MlflowProcess, tmp_path: Path
 ) -> None:
     secret = secrets.token_urlsafe(48)
@@ -62,21 +73,13 @@ def test_revocation_reaches_the_other_replica_within_a_second(
         assert revoke.status_code == 200, revoke.text
         assert revoke.json()["state"] == "revoked"
 
-        accepted_meanwhile = 0
-        while True:
-            response = get(b, victim)
-            elapsed = time.monotonic() - revoked_at
-            if response.status_code != 200:
-                break
-            accepted_meanwhile += 1
-            assert elapsed < 3.0, f"replica B still accepts the revoked key after {elapsed:.2f} s"
-            time.sleep(0.02)
+        accepted_for, response = accepted_until_refused(lambda: get(b, victim), since=revoked_at)
         assert response.status_code == 401, response.text
         assert response.json()["error_code"] == "UNAUTHENTICATED"
         assert "revoked" in response.json()["message"]
-        assert elapsed < 1.0, (
-            f"replica B refused the revoked key only {elapsed:.2f} s after the revocation "
-            f"({accepted_meanwhile} requests accepted meanwhile)"
+        assert accepted_for < KEY_CACHE_SECONDS, (
+            f"replica B accepted the revoked key in a request sent {accepted_for:.2f} s "
+            "after the revocation"
         )
 
         # Refused from then on, on both replicas, and B's validation says why.
@@ -96,14 +99,9 @@ def test_revocation_reaches_the_other_replica_within_a_second(
         with store_keys(shared_store, secret) as keys:
             keys.revoke(second.record.id)
         revoked_at = time.monotonic()
-        refused_after: dict[str, float] = {}
-        while len(refused_after) < 2:
-            for replica in (a, b):
-                if (
-                    replica.name not in refused_after
-                    and get(replica, second.key).status_code == 401
-                ):
-                    refused_after[replica.name] = time.monotonic() - revoked_at
-            assert time.monotonic() - revoked_at < 3.0, f"still accepted: {refused_after}"
-            time.sleep(0.02)
-        assert max(refused_after.values()) < 1.0, refused_after
+        for replica in (a, b):
+            accepted_for, response = accepted_until_refused(
+                functools.partial(get, replica, second.key), since=revoked_at
+            )
+            assert response.status_code == 401, response.text
+            assert accepted_for < KEY_CACHE_SECONDS, (replica.name, accepted_for)

@@ -1,19 +1,22 @@
 """Two replicas behind nginx: one killed, traffic carries on; a revocation on one reaches the
-other within a second; the audit log has the client's own address, never a forged one."""
+other within the key cache's lifetime; the audit log has the client's own address, never a
+forged one."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 from stack.topology import Topology
 
 from hokusai.keys.scopes import Scope
-from tests.helpers import MLFLOW_API, auth
+from tests.helpers import MLFLOW_API, accepted_until_refused, auth
 from tests.topology.support import CLIENT_ADDRESS, client
 from tests.topology.support import pytestmark as marks
 
@@ -23,6 +26,14 @@ READERS = 4
 # Seconds each reader waits between requests: 4 readers stay under 80 requests a second.
 READ_PAUSE = 0.05
 GET_BY_NAME = MLFLOW_API + "experiments/get-by-name?experiment_name=Default"
+# What the replicas run with: the bound on how late a revocation reaches one.
+GATEWAY_ENV = Path(__file__).resolve().parents[2] / "deploy" / "env" / "gateway.env"
+
+
+def key_cache_seconds() -> float:
+    found = re.search(r"^HOKUSAI_KEY_CACHE_SECONDS=(.+)$", GATEWAY_ENV.read_text(), re.M)
+    assert found, f"{GATEWAY_ENV} sets no HOKUSAI_KEY_CACHE_SECONDS"
+    return float(found[1])
 
 
 def audit_row(topology: Topology, request_id: str) -> dict[str, object]:
@@ -62,7 +73,7 @@ def test_a_forged_forwarded_for_is_not_believed(topology: Topology) -> None:
             assert row["client"] == CLIENT_ADDRESS, (headers, row["client"])
 
 
-def test_revocation_on_one_replica_is_refused_by_the_other_within_a_second(
+def test_revocation_on_one_replica_is_refused_by_the_other_within_the_key_cache_lifetime(
     topology: Topology,
 ) -> None:
     issued_key = topology.create_key(Scope.WRITE, "to revoke")
@@ -75,15 +86,14 @@ def test_revocation_on_one_replica_is_refused_by_the_other_within_a_second(
         )
         revoked_at = time.monotonic()
         assert revoke.status_code == 200, revoke.text
-        while True:
-            response = http.get(b + GET_BY_NAME, headers=auth(issued_key))
-            elapsed = time.monotonic() - revoked_at
-            if response.status_code != 200 or elapsed > 3.0:
-                break
-            time.sleep(0.02)
+        accepted_for, response = accepted_until_refused(
+            lambda: http.get(b + GET_BY_NAME, headers=auth(issued_key)), since=revoked_at
+        )
     assert response.status_code == 401, response.text
     assert "revoked" in response.json()["message"]
-    assert elapsed < 1.0, f"replica B accepted the revoked key for {elapsed:.2f} s"
+    assert accepted_for < key_cache_seconds(), (
+        f"replica B accepted the revoked key in a request sent {accepted_for:.2f} s after"
+    )
     with client(topology.url, str(topology.ca_bundle), issued_key) as through_nginx:
         assert through_nginx.get(GET_BY_NAME).status_code == 401
 
