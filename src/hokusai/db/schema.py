@@ -231,3 +231,17 @@ registry_changes = Table(
     Column("origin", String(32), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
+
+# The SHA-256 of every artifact file uploaded through a gateway, computed as the upload
+# streamed past (gateway/upload_digests.py). A version registered by a stock MLflow client
+# gets its manifest from these rows: what the gateway saw, not what the store has now.
+artifact_digests = Table(
+    "artifact_digests",
+    metadata,
+    Column("workspace", String(63), primary_key=True),
+    # Relative to the workspace's artifact root, as frozen_artifacts.artifact_path gives it.
+    Column("path", Text, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
