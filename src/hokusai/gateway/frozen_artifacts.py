@@ -11,7 +11,8 @@ workspace which versions were made from the run or logged model the path lies in
 
 - ``<experiment>/<run_id>/artifacts/…``: versions whose ``run_id`` is that run;
 - ``<experiment>/models/<model_id>/artifacts/…``: versions whose source is
-  ``models:/<model_id>``.
+  ``models:/<model_id>`` (as MLflow 3 clients register: their files are where the logged
+  model's artifact URI says, ``gateway/version_locations.py``).
 
 The manifest beside a version's files (``<files>.manifest.json``, ``hokusai.integrity``)
 belongs to the version as well: it says what the files are.
@@ -29,12 +30,12 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
+from hokusai.gateway.version_locations import files_location, proxied_location
 from hokusai.integrity import manifest_path
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
@@ -189,7 +190,7 @@ class FrozenArtifacts:
         run = await self._probe.get(
             workspace, "/runs/get", {"run_id": run_id}, about="where this run's files lie"
         )
-        root = _location(((run or {}).get("run") or {}).get("info", {}).get("artifact_uri"))
+        root = proxied_location(((run or {}).get("run") or {}).get("info", {}).get("artifact_uri"))
         if root is None:
             return None
         return artifact_path(f"{root}/{query.get('path', '')}", workspace) or None
@@ -209,9 +210,9 @@ class FrozenArtifacts:
         for version in (answer or {}).get("model_versions", []):
             if not isinstance(version, dict) or version.get("status") != READY:
                 continue
-            location = _location(version.get("storage_location")) or _location(
-                version.get("source")
-            )
+            # A version made from a logged model (MLflow 3 clients) names only the model;
+            # its files are where the model's artifact URI says.
+            location = await files_location(self._probe, workspace, version)
             files = artifact_path(location, workspace) if location else None
             if files is not None:
                 found.append(
@@ -233,17 +234,6 @@ def _owner(path: str) -> str | None:
     if len(segments) >= 2 and segments[1] != "models" and _ID.fullmatch(segments[1]):
         return f"run:{segments[1]}"
     return None
-
-
-def _location(uri: Any) -> str | None:
-    """The path of an ``mlflow-artifacts:`` URI (this registry's proxied store); None
-    for any other kind of location."""
-    if not isinstance(uri, str):
-        return None
-    parts = urlsplit(uri)
-    if parts.scheme != "mlflow-artifacts":
-        return None
-    return parts.path.strip("/") or None
 
 
 def _within(path: str, directory: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from hokusai.sdk.errors import APIError, ConflictError, NotFoundError
 from hokusai.sdk.transport import Transport
@@ -94,6 +95,11 @@ def create_run(
 
 def get_run(t: Transport, run_id: str) -> dict[str, Any]:
     return dict(t.mlflow("GET", "runs/get", params={"run_id": run_id})["run"])
+
+
+def get_logged_model(t: Transport, model_id: str) -> dict[str, Any]:
+    """A logged model (MLflow 3's ``models:/m-…``): its ``info`` and ``data``."""
+    return dict(t.mlflow("GET", f"logged-models/{quote(model_id, safe='')}")["model"])
 
 
 def set_run_status(t: Transport, run_id: str, status: str) -> None:

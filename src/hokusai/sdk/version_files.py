@@ -19,6 +19,7 @@ from hokusai.integrity import (
     manifest_path,
     verify_directory,
 )
+from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.artifacts import artifact_root_path, download_bytes, download_directory
 from hokusai.sdk.errors import NotFoundError, ValidationError
 from hokusai.sdk.results import ModelVersion
@@ -41,12 +42,21 @@ def download_version(
     :class:`IntegrityError` unless every file is the one registered."""
     if verify not in VERIFY_CHOICES:
         raise ValidationError(f"verify must be one of {', '.join(VERIFY_CHOICES)}, not {verify!r}")
-    remote = artifact_root_path(version.source)
+    remote = artifact_root_path(files_uri(transport, version))
     manifest = version_manifest(transport, version, remote) if verify == "digest" else None
     download_directory(transport, remote, local)
     if manifest is not None:
         verify_directory(local, manifest, described(version))
     return local
+
+
+def files_uri(transport: Transport, version: ModelVersion) -> str:
+    """Where the version's files are: its source, or for a version made from a logged
+    model (``models:/m-…``, as MLflow 3 clients register) that model's artifact URI."""
+    if version.source.startswith("models:/m-"):
+        model_id = version.source.removeprefix("models:/").strip("/")
+        return str(api.get_logged_model(transport, model_id)["info"]["artifact_uri"])
+    return version.source
 
 
 def version_manifest(transport: Transport, version: ModelVersion, remote: str) -> Manifest:
