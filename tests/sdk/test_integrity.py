@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner, Result
@@ -156,17 +157,19 @@ def test_a_rewritten_manifest_does_not_match_the_version(
 def test_a_version_without_a_manifest_loads_only_when_asked_to_trust_it(
     registered: tuple[ModelVersion, Path],
     registry: ModelRegistry,
-    mlflow_rest: MlflowRest,
+    mlflow_server: MlflowProcess,
     lead_model: LogisticRegression,
     leads: LeadData,
 ) -> None:
-    """A version a stock client made from the same files records no manifest."""
+    """A version made behind the gateway's back (straight at MLflow) records no manifest."""
     version, _ = registered
-    made = mlflow_rest.call(
-        "POST",
-        "model-versions/create",
+    answer = httpx.post(
+        mlflow_server.url + "/api/2.0/mlflow/model-versions/create",
         json={"name": version.name, "source": version.source, "run_id": version.run_id},
-    )["model_version"]
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    made = answer.json()["model_version"]
     bare = registry.get_model_version(f"{version.name}/{made['version']}")
     assert TAG_MANIFEST_DIGEST not in bare.tags
     with pytest.raises(IntegrityError, match="records no manifest"):

@@ -52,6 +52,7 @@ from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.exchange import Exchange
 from hokusai.gateway.frozen_artifacts import FrozenArtifacts
 from hokusai.gateway.limits import InFlightLimit, per_key_limit
+from hokusai.gateway.manifest_maker import ManifestMaker
 from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.mlflow_route import MlflowRoute
 from hokusai.gateway.observability import Metrics, access_log, route_class
@@ -132,6 +133,9 @@ class Gateway:
         self.mlflow_probe = MlflowProbe(self.proxy.client, settings.mlflow_url)
         self.registry_guard = RegistryGuard(self.mlflow_probe, self._workspace_settings)
         self.frozen_artifacts = FrozenArtifacts(self.mlflow_probe)
+        self.manifest_maker = ManifestMaker(
+            self.engine, self.proxy.client, settings.mlflow_url, self.mlflow_probe
+        )
         self.artifact_cache = (
             ArtifactCache(
                 settings.resolved_artifact_cache_dir,
@@ -205,6 +209,7 @@ class Gateway:
             writes=self.writes,
             registry_guard=self.registry_guard,
             frozen_artifacts=self.frozen_artifacts,
+            manifest_maker=self.manifest_maker,
             artifact_cache=self.artifact_cache,
             resolution_cache=self.resolution_cache,
             origin=self.origin,

@@ -13,6 +13,7 @@ answer.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 from starlette.types import Receive, Scope, Send
 
 from hokusai.errors import PermissionDenied
-from hokusai.gateway import registry_changes
+from hokusai.gateway import registry_changes, upload_digests
 from hokusai.gateway.artifact_cache import ArtifactCache, ContentKey
 from hokusai.gateway.artifact_locations import check_locations, location_fields
 from hokusai.gateway.audit import AuditEntry, AuditLog
@@ -32,6 +33,7 @@ from hokusai.gateway.event_capture import EventCapture
 from hokusai.gateway.exchange import Exchange
 from hokusai.gateway.frozen_artifacts import FrozenArtifacts
 from hokusai.gateway.limits import InFlightLimit
+from hokusai.gateway.manifest_maker import ManifestMaker
 from hokusai.gateway.observability import Metrics
 from hokusai.gateway.proxy import SAFE_METHODS, MlflowProxy
 from hokusai.gateway.registry_guard import RegistryGuard, is_registry_write
@@ -44,10 +46,12 @@ from hokusai.gateway.resolution_cache import (
     write_effect,
 )
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
+from hokusai.gateway.upload_digests import StreamDigest
 from hokusai.gateway.write_queue import WriteQueue
 from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.settings import Settings
+from hokusai.timestamps import utcnow
 from hokusai.webhooks.events import captured_endpoint
 
 log = logging.getLogger("hokusai.gateway")
@@ -70,6 +74,7 @@ class MlflowRoute:
         writes: WriteQueue,
         registry_guard: RegistryGuard,
         frozen_artifacts: FrozenArtifacts,
+        manifest_maker: ManifestMaker,
         artifact_cache: ArtifactCache | None,
         resolution_cache: ResolutionCache | None,
         origin: str,
@@ -85,6 +90,7 @@ class MlflowRoute:
         self.writes = writes
         self.registry_guard = registry_guard
         self.frozen_artifacts = frozen_artifacts
+        self.manifest_maker = manifest_maker
         self.artifact_cache = artifact_cache
         self.resolution_cache = resolution_cache
         self.origin = origin
@@ -182,10 +188,14 @@ class MlflowRoute:
             if transfer
             else None
         )
+        uploaded: StreamDigest | None = None
         if changes:
             await self.frozen_artifacts.check_write(
                 workspace, method, mlflow_path, query_string, requested
             )
+            if requested is not None and method == "PUT" and not isinstance(body, bytes | None):
+                uploaded = StreamDigest()
+                body = uploaded.passing(body)
         elif (
             requested
             and method == "GET"
@@ -229,6 +239,8 @@ class MlflowRoute:
         if captured is not None:
 
             async def inspect(status: int, request_body: bytes, response_body: bytes) -> None:
+                if captured == "model-versions/create" and status == 200:
+                    response_body = await self._with_manifest(workspace, response_body)
                 await self.events.record(
                     captured,
                     method,
@@ -246,6 +258,8 @@ class MlflowRoute:
             if status >= 500:
                 self.metrics.upstream_errors.labels("5xx").inc()
             await announce_change()
+            if changes and requested is not None and 200 <= status < 300:
+                await self._note_artifact_write(workspace, method, requested, uploaded)
             if audited:
                 await anyio.to_thread.run_sync(
                     self.audit.record,
@@ -317,6 +331,42 @@ class MlflowRoute:
             )
 
         return await cache.serve(ContentKey(workspace, version, path), opener, scope, receive, send)
+
+    async def _note_artifact_write(
+        self, workspace: str, method: str, path: str, uploaded: StreamDigest | None
+    ) -> None:
+        """MLflow stored an artifact write: record the digest of a file that streamed
+        through, or forget the digests a write the gateway did not see through changed."""
+        digest = uploaded.result() if uploaded is not None else None
+        try:
+            if digest is not None:
+                await anyio.to_thread.run_sync(
+                    upload_digests.record, self.engine, workspace, path, digest, utcnow()
+                )
+            elif method in ("PUT", "POST", "DELETE"):
+                await anyio.to_thread.run_sync(upload_digests.forget, self.engine, workspace, path)
+        except Exception as exc:  # the file is stored either way; it just cannot be vouched for
+            log.warning(
+                "could not record the digest of an artifact write (%s): a version made "
+                "from it gets no manifest from the gateway",
+                type(exc).__name__,
+            )
+
+    async def _with_manifest(self, workspace: str, response_body: bytes) -> bytes:
+        """The answer to a version's creation, after the version was given a manifest
+        (``gateway/manifest_maker.py``): its events carry the digest."""
+        try:
+            answer = json.loads(response_body)
+            version = answer["model_version"]
+        except (ValueError, KeyError, TypeError):
+            return response_body
+        if not isinstance(version, dict):
+            return response_body
+        before = len(version.get("tags") or [])
+        await self.manifest_maker.record_for(workspace, version)
+        if len(version.get("tags") or []) == before:
+            return response_body
+        return json.dumps(answer).encode()
 
     async def _registry_changed(self, effect: WriteEffect) -> None:
         self.frozen_artifacts.forget()
