@@ -14,7 +14,9 @@ workspace which versions were made from the run or logged model the path lies in
   ``models:/<model_id>``.
 
 The manifest beside a version's files (``<files>.manifest.json``, ``hokusai.integrity``)
-belongs to the version as well: it says what the files are.
+belongs to the version as well: it says what the files are. Its digest, the version's
+``hokusai.manifest_digest`` tag, comes with the version (MLflow's search answer has its
+tags), so the artifact cache can check what it keeps without asking MLflow again.
 
 A version whose files lie elsewhere (a source this gateway does not serve) is never
 frozen here, so nothing of it is cached: it is proxied as before.
@@ -35,7 +37,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
-from hokusai.integrity import manifest_path
+from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_path
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
 LISTING = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?")
@@ -54,12 +56,14 @@ _SEARCH_PAGE = "1000"
 @dataclass(frozen=True)
 class FrozenVersion:
     """A READY model version and where its files lie (a path relative to the workspace's
-    artifact root, as ``artifact_path`` gives it)."""
+    artifact root, as ``artifact_path`` gives it); ``manifest_digest`` is its
+    ``hokusai.manifest_digest`` tag, None for a version made before manifests."""
 
     name: str
     version: str
     created_ms: str
     files: str
+    manifest_digest: str | None = None
 
     def covers(self, path: str) -> bool:
         # The manifest beside the files is part of the version too: it says what they are.
@@ -220,6 +224,7 @@ class FrozenArtifacts:
                         version=str(version.get("version", "")),
                         created_ms=str(version.get("creation_timestamp", "")),
                         files=files,
+                        manifest_digest=_tag(version.get("tags"), TAG_MANIFEST_DIGEST),
                     )
                 )
         return found
@@ -244,6 +249,14 @@ def _location(uri: Any) -> str | None:
     if parts.scheme != "mlflow-artifacts":
         return None
     return parts.path.strip("/") or None
+
+
+def _tag(tags: Any, key: str) -> str | None:
+    """The value of tag ``key`` in MLflow's ``[{"key": …, "value": …}]``; None when absent."""
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and tag.get("key") == key and isinstance(tag.get("value"), str):
+            return str(tag["value"])
+    return None
 
 
 def _within(path: str, directory: str) -> bool:
