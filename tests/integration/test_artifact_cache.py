@@ -1,16 +1,15 @@
 """The artifact cache and frozen version files, in front of the real MLflow: a READY
 version's files are fetched from MLflow once and served from the gateway's disk with a
-content ETag and ranges, and they can no longer be overwritten or deleted."""
+content ETag and ranges, and they can no longer be overwritten or deleted. (What the
+cache does with files that do not match their manifest: test_artifact_cache_integrity.py.)"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import hashlib
 import os
-import re
 import secrets
 import stat
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +19,18 @@ import pytest
 from hokusai.keys.scopes import Scope
 from hokusai.server.mlflow_process import MlflowProcess
 from tests.helpers import RunningGateway, ServeGateway, gateway_settings, sqlite_gateway
+from tests.integration.artifact_cache_support import (
+    API,
+    FILES,
+    MIB,
+    counter,
+    keyed_client,
+    logged_files,
+    ok,
+    registered,
+)
 
 pytestmark = pytest.mark.integration
-
-API = "/api/mlflow/api/2.0/mlflow"
-FILES = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/"
-MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -39,52 +44,8 @@ def running(
 
 @pytest.fixture(scope="module")
 def client(running: RunningGateway) -> Iterator[httpx.Client]:
-    key = running.create_key(Scope.WRITE)
-    with httpx.Client(
-        base_url=running.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
-    ) as http:
+    with keyed_client(running) as http:
         yield http
-
-
-def _ok(response: httpx.Response) -> dict[str, object]:
-    assert response.status_code == 200, response.text
-    return response.json() if response.content else {}
-
-
-def logged_files(client: httpx.Client, files: dict[str, bytes]) -> tuple[str, str]:
-    """A run whose artifacts hold ``files`` under ``model/``: (run id, artifact path)."""
-    experiment = _ok(
-        client.post(f"{API}/experiments/create", json={"name": f"cache-{uuid.uuid4().hex}"})
-    )["experiment_id"]
-    run = _ok(client.post(f"{API}/runs/create", json={"experiment_id": experiment}))["run"]
-    run_id = run["info"]["run_id"]  # type: ignore[index]
-    root = run["info"]["artifact_uri"].split("mlflow-artifacts:", 1)[1].strip("/")  # type: ignore[index]
-    for name, content in files.items():
-        _ok(client.put(f"{FILES}{root}/model/{name}", content=content))
-    return run_id, f"{root}/model"
-
-
-def registered(client: httpx.Client, files: dict[str, bytes]) -> tuple[str, str, str]:
-    """A READY version holding ``files``: (model name, version, artifact path)."""
-    run_id, path = logged_files(client, files)
-    name = f"cache-{uuid.uuid4().hex[:10]}"
-    _ok(client.post(f"{API}/registered-models/create", json={"name": name}))
-    version = _ok(
-        client.post(
-            f"{API}/model-versions/create",
-            json={"name": name, "source": f"mlflow-artifacts:/{path}", "run_id": run_id},
-        )
-    )["model_version"]
-    assert version["status"] == "READY"  # type: ignore[index]
-    return name, version["version"], path  # type: ignore[index]
-
-
-def counter(running: RunningGateway, metric: str, label: str) -> float:
-    text = running.gateway.metrics.render().decode()
-    labels = rf'\{{[a-z]+="{label}"\}}' if label else ""
-    found = re.search(rf"^{metric}_total{labels} (\S+)$", text, re.MULTILINE)
-    assert found, f"{metric}{{{label}}} is not exported"
-    return float(found.group(1))
 
 
 def test_a_version_file_is_served_from_disk_with_its_digest_as_etag(
@@ -195,7 +156,7 @@ def test_files_not_of_a_version_are_proxied_and_writable(
     passed = counter(running, "hokusai_artifact_cache_fills", "kept")
 
     assert client.get(f"{FILES}{path}/notes.txt").content == b"first"
-    _ok(client.put(f"{FILES}{path}/notes.txt", content=b"second"))
+    ok(client.put(f"{FILES}{path}/notes.txt", content=b"second"))
     assert client.get(f"{FILES}{path}/notes.txt").content == b"second"
     assert counter(running, "hokusai_artifact_cache_fills", "kept") == passed
 
@@ -204,12 +165,12 @@ def test_a_deleted_version_frees_its_files(client: httpx.Client) -> None:
     name, version, path = registered(client, {"model.pkl": b"v1 bytes"})
     assert client.get(f"{FILES}{path}/model.pkl").content == b"v1 bytes"  # now cached
 
-    _ok(
+    ok(
         client.request(
             "DELETE", f"{API}/model-versions/delete", json={"name": name, "version": version}
         )
     )
-    _ok(client.put(f"{FILES}{path}/model.pkl", content=b"rewritten"))
+    ok(client.put(f"{FILES}{path}/model.pkl", content=b"rewritten"))
 
     assert client.get(f"{FILES}{path}/model.pkl").content == b"rewritten"
 

@@ -2,7 +2,12 @@
 and loading refuses files that differ from it, naming them, before anything is loaded.
 
 The changes are made where an attacker with access to the artifact store would make
-them: in MLflow's artifact directory on disk, behind the gateway's back."""
+them: in MLflow's artifact directory on disk, behind the gateway's back.
+
+These are the SDK's own checks, so the gateway in front keeps its artifact cache off: a
+caching gateway checks the same files against the same manifest and refuses a changed
+one first (tests/integration/test_artifact_cache_integrity.py). The SDK's check is what
+stands on every other way to the store."""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from hokusai.integrity import (
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
-from tests.helpers import RunningGateway
+from tests.helpers import RunningGateway, sqlite_gateway
 from tests.sdk.support import ARTIFACTS_API, LeadData, MlflowRest, unique
 
 pytestmark = pytest.mark.integration
@@ -44,6 +49,16 @@ def stored_files(mlflow_server: MlflowProcess, source: str) -> Path:
     ]
     assert len(found) == 1, found
     return found[0]
+
+
+@pytest.fixture(scope="module")
+def sdk_gateway(
+    mlflow_server: MlflowProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    """The SDK tests' gateway, without an artifact cache (see the module's docstring)."""
+    home = tmp_path_factory.mktemp("gateway")
+    with sqlite_gateway(home, mlflow_server.url, artifact_cache_max_bytes=0) as running:
+        yield running
 
 
 @pytest.fixture
@@ -269,8 +284,6 @@ def test_doctor_reports_a_versions_digest_and_format(
 def test_doctor_names_a_changed_file(
     registered: tuple[ModelVersion, Path], sdk_gateway: RunningGateway
 ) -> None:
-    # Changed before anything read it: once read, the gateway's cache serves the
-    # registered bytes (a READY version's files never change through it).
     version, files = registered
     _flip_a_byte(files)
     changed = doctor(sdk_gateway, version)

@@ -6,14 +6,24 @@ gateway instead fetches each file from MLflow once and serves every copy from it
 
 - **What is kept.** Only files of a READY version (``gateway/frozen_artifacts.py``): they
   cannot change through the gateway, so a copy stays right. The key names the version
-  (model, number, creation time) as well as the path, so the files of a version deleted
-  and made again under the same path are never mixed up. Only complete ``200`` answers
-  whose length MLflow announced are kept; anything else is proxied as before.
+  (model, number, creation time, manifest digest) as well as the path, so the files of a
+  version deleted and made again under the same path are never mixed up. Only complete
+  ``200`` answers whose length MLflow announced are kept; anything else is proxied.
+- **Only verified content.** The artifact store itself can be changed behind MLflow's
+  back, and a copy made from a changed file would be served to a whole fleet. So a file
+  is kept only when its SHA-256 and size, computed during the fill, match the version's
+  manifest (``gateway/version_manifests.py``: read once per version, checked against the
+  ``hokusai.manifest_digest`` tag). A file that does not match is not kept: the requests
+  following that fill are cut short before their last byte (a broken download, never a
+  complete wrong file), and later requests wait for the next fill's verdict and get an
+  ``INVALID_STATE`` refusal naming the file, the version and both digests. A version
+  without the tag (made before manifests) has nothing to be checked against: none of its
+  files is kept, they are proxied. So is a file its manifest does not name.
 - **Filled once.** The first request for a file starts its fill, a task of its own that
   reads MLflow's answer at MLflow's pace into a temporary file (mode 0600); a client that
   leaves does not stop it. Requests for the whole file that arrive meanwhile follow the
   file as it is written (each at its own pace: a slow client holds only its own
-  download); conditional and range requests wait for the fill to end.
+  download); conditional and range requests wait for the fill to end and its verdict.
 - **Bounded.** Files are removed least recently used first to stay within ``max_bytes``;
   a file being served is never removed. A file larger than the limit is not kept.
 - **HTTP.** The ETag is the file's SHA-256 (strong), so ``If-None-Match`` answers 304
@@ -33,8 +43,6 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -44,8 +52,11 @@ import anyio
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.frozen_artifacts import FrozenVersion
 from hokusai.gateway.observability import Metrics
+from hokusai.gateway.version_manifests import Download, VersionManifests, integrity_refusal
+from hokusai.integrity import FileDigest
 from hokusai.server.runtime_file import pid_running
 
 log = logging.getLogger("hokusai.gateway.artifact_cache")
@@ -65,8 +76,9 @@ _CACHE_CONTROL = "private, no-cache"
 _KEPT_HEADERS = frozenset(
     {b"content-type", b"content-disposition", b"content-encoding", b"x-content-type-options"}
 )
-
-Opener = Callable[[], AbstractAsyncContextManager[aiohttp.ClientResponse]]
+# Keys whose last fill did not match the manifest, remembered so that the next requests
+# wait for the verdict instead of following a download that may break again.
+MISMATCHES_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class ContentKey:
                 self.version.name,
                 self.version.version,
                 self.version.created_ms,
+                self.version.manifest_digest or "",
                 self.path,
             )
         )
@@ -101,12 +114,16 @@ class _Entry:
 
 @dataclass
 class _Fill:
-    """A file being read from MLflow. ``started`` says whether it is being kept (then
-    ``size``, ``headers`` and ``path`` are set); ``done`` gives its entry (None: not
-    kept); ``written`` bytes of ``path`` may be read meanwhile."""
+    """A file being read from MLflow, to be kept only if it is ``expected``. ``started``
+    says whether it is being written (then ``size``, ``headers`` and ``path`` are set);
+    ``done`` gives its entry (None: not kept; ``refusal`` set: it did not match);
+    ``written`` bytes of ``path`` may be read meanwhile, by followers if ``followable``."""
 
     started: asyncio.Future[bool]
     done: asyncio.Future[_Entry | None]
+    expected: FileDigest
+    followable: bool
+    refusal: GatewayError | None = None
     path: Path = Path()  # the file being written; its final name once complete
     size: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -131,6 +148,8 @@ class ArtifactCache:
     _entries: OrderedDict[ContentKey, _Entry] = field(default_factory=OrderedDict)
     _filling: dict[ContentKey, _Fill] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _manifests: VersionManifests = field(default_factory=VersionManifests)
+    _mismatched: OrderedDict[ContentKey, None] = field(default_factory=OrderedDict)
     _bytes: int = 0  # held on disk plus reserved by fills under way
     _reader_limit: anyio.CapacityLimiter | None = None
 
@@ -161,40 +180,47 @@ class ArtifactCache:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        await self._manifests.aclose()
         if self._own is not None:
             shutil.rmtree(self._own, ignore_errors=True)
             self._own = None
         self._entries.clear()
+        self._mismatched.clear()
         self._set_bytes(0)
 
     async def serve(
-        self, key: ContentKey, opener: Opener, scope: Scope, receive: Receive, send: Send
+        self, key: ContentKey, download: Download, scope: Scope, receive: Receive, send: Send
     ) -> bool:
         """Answer a ``GET`` of ``key``'s file from the cache, filling it first if need
-        be; False (nothing sent) when the file is not kept: the caller proxies it."""
+        be; False (nothing sent) when the file is not kept: the caller proxies it.
+        Raises the integrity refusal when the file or its manifest does not check."""
         entry = self._entries.get(key)
         result = "hit"
         if entry is None:
             result = "filled"
-            fill = self._filling.get(key) or self._start_fill(key, opener)
-            if not await asyncio.shield(fill.started):
-                self.metrics.artifact_cache_requests.labels("passed").inc()
+            expected = await self._expected(key, download)
+            if expected is None:
                 return False
-            if not fill.done.done() and _plain(scope):
-                # The whole file, while it arrives: follow the fill instead of waiting.
-                # Its digest is not known yet, so this answer has no ETag.
-                try:
-                    descriptor = os.open(fill.path, os.O_RDONLY)
-                except FileNotFoundError:  # the fill failed and removed its file just now
-                    descriptor = None
-                if descriptor is not None:
-                    self.metrics.artifact_cache_requests.labels(result).inc()
-                    await self._send_whole(descriptor, fill.size, fill.headers, fill, send)
-                    return True
-            entry = await asyncio.shield(fill.done)
-            if entry is None or key not in self._entries:  # not kept, or already removed
-                self.metrics.artifact_cache_requests.labels("passed").inc()
-                return False
+            entry = self._entries.get(key)  # kept while the manifest was read
+            if entry is None:
+                fill = self._filling.get(key) or self._start_fill(key, expected, download)
+                if not await asyncio.shield(fill.started):
+                    await asyncio.shield(fill.done)
+                    return self._not_kept(fill)
+                if fill.followable and not fill.done.done() and _plain(scope):
+                    # The whole file, while it arrives: follow the fill instead of waiting.
+                    # Its digest is not known yet, so this answer has no ETag.
+                    try:
+                        descriptor = os.open(fill.path, os.O_RDONLY)
+                    except FileNotFoundError:  # the fill failed and removed its file just now
+                        descriptor = None
+                    if descriptor is not None:
+                        self.metrics.artifact_cache_requests.labels(result).inc()
+                        await self._send_whole(descriptor, fill.size, fill.headers, fill, send)
+                        return True
+                entry = await asyncio.shield(fill.done)
+                if entry is None or key not in self._entries:  # not kept, or already removed
+                    return self._not_kept(fill)
         self._entries.move_to_end(key)
         if _matches(scope, entry.etag):
             self.metrics.artifact_cache_requests.labels("not_modified").inc()
@@ -224,6 +250,39 @@ class ArtifactCache:
             entry.serving -= 1
         return True
 
+    async def _expected(self, key: ContentKey, download: Download) -> FileDigest | None:
+        """What the file must be for the cache to keep it; None when it is not to be kept
+        (counted): the caller proxies it."""
+        if key.version.manifest_digest is None:
+            # Made before manifests: nothing to check its files against, so none is kept.
+            self.metrics.artifact_cache_requests.labels("no_manifest").inc()
+            return None
+        try:
+            expected = await self._manifests.expected(
+                key.workspace, key.version, key.path, download
+            )
+        except GatewayError as error:
+            if error.reason == "integrity":
+                self.metrics.artifact_cache_requests.labels("refused").inc()
+            raise
+        if expected is None:
+            # A file the manifest does not name (it names every file of the version, so
+            # this one was added to the store later) is proxied, never kept: the cache
+            # has nothing to check it against. Not refused: the SDK's own check already
+            # refuses a version with such a file, naming it, and a client that loads
+            # with ``verify="none"`` (``--no-verify``) chose to take the store as it is.
+            self.metrics.artifact_cache_requests.labels("passed").inc()
+        return expected
+
+    def _not_kept(self, fill: _Fill) -> bool:
+        """After a fill that kept nothing for this request: its refusal when the file
+        did not match the manifest, else False (the caller proxies it)."""
+        if fill.refusal is not None:
+            self.metrics.artifact_cache_requests.labels("refused").inc()
+            raise fill.refusal
+        self.metrics.artifact_cache_requests.labels("passed").inc()
+        return False
+
     async def _send_whole(
         self,
         descriptor: int,
@@ -232,9 +291,10 @@ class ArtifactCache:
         fill: _Fill | None,
         send: Send,
     ) -> None:
-        """Send the open file whole and close it; with ``fill``, as the fill writes it
-        (if the fill fails, the answer stops short of its Content-Length, which every
-        client reports as an incomplete download)."""
+        """Send the open file whole and close it; with ``fill``, as the fill writes it.
+        Its last byte waits for the fill's verdict: if the fill fails or the file does
+        not match its manifest, the answer stops short of its Content-Length, which every
+        client reports as an incomplete download, never as a complete wrong file."""
         try:
             await send(
                 {
@@ -249,36 +309,52 @@ class ArtifactCache:
                 }
             )
             sent = 0
-            while sent < size:
-                available = size if fill is None else fill.written
-                if sent >= available:
-                    assert fill is not None
-                    if fill.done.done():  # ended short of the size: it failed
+            while True:
+                if fill is not None and fill.done.done():
+                    if fill.refusal is not None:
+                        raise fill.refusal  # the connection is dropped mid-answer
+                    if fill.done.result() is None:
                         raise RuntimeError("the artifact cache fill failed mid-way")
+                    fill = None  # kept: it matched its manifest, the rest may go
+                available = size if fill is None else min(fill.written, size - 1)
+                if sent < available:
+                    length = min(CHUNK, available - sent)
+                    chunk = await anyio.to_thread.run_sync(
+                        os.pread, descriptor, length, sent, limiter=self._readers()
+                    )
+                    if not chunk:
+                        raise RuntimeError("a cached file is shorter than its entry says")
+                    sent += len(chunk)
+                    await send(
+                        {"type": "http.response.body", "body": chunk, "more_body": sent < size}
+                    )
+                elif fill is not None:
                     await fill.progress.wait()
-                    continue
-                length = min(CHUNK, available - sent)
-                chunk = await anyio.to_thread.run_sync(
-                    os.pread, descriptor, length, sent, limiter=self._readers()
-                )
-                if not chunk:
-                    raise RuntimeError("a cached file is shorter than its entry says")
-                sent += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": sent < size})
+                else:
+                    break
+            if size == 0:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             os.close(descriptor)
 
     # ---- filling --------------------------------------------------------------------
 
-    def _start_fill(self, key: ContentKey, opener: Opener) -> _Fill:
+    def _start_fill(self, key: ContentKey, expected: FileDigest, download: Download) -> _Fill:
         loop = asyncio.get_running_loop()
-        fill = _Fill(started=loop.create_future(), done=loop.create_future())
+        fill = _Fill(
+            started=loop.create_future(),
+            done=loop.create_future(),
+            expected=expected,
+            # After a mismatch, requests wait for the verdict: a clear refusal, not
+            # another broken download (or the file, if it was restored meanwhile).
+            followable=key not in self._mismatched,
+        )
         self._filling[key] = fill
 
         async def run() -> None:
             entry: _Entry | None = None
             try:
-                entry = await self._fill(key, opener, fill)
+                entry = await self._fill(key, download, fill)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # MLflow failed mid-way: the requests proxy instead
@@ -288,9 +364,16 @@ class ArtifactCache:
                 )
             finally:
                 del self._filling[key]
-                self.metrics.artifact_cache_fills.labels("kept" if entry else "not_kept").inc()
+                outcome = "kept" if entry else "mismatched" if fill.refusal else "not_kept"
+                self.metrics.artifact_cache_fills.labels(outcome).inc()
                 if entry is not None:
                     self._entries[key] = entry
+                    self._mismatched.pop(key, None)
+                elif fill.refusal is not None:
+                    self._mismatched[key] = None
+                    self._mismatched.move_to_end(key)
+                    while len(self._mismatched) > MISMATCHES_REMEMBERED:
+                        self._mismatched.popitem(last=False)
                 if not fill.started.done():
                     fill.started.set_result(False)
                 if not fill.done.done():
@@ -302,11 +385,18 @@ class ArtifactCache:
         task.add_done_callback(self._tasks.discard)
         return fill
 
-    async def _fill(self, key: ContentKey, opener: Opener, fill: _Fill) -> _Entry | None:
+    async def _fill(self, key: ContentKey, download: Download, fill: _Fill) -> _Entry | None:
         directory = self._open()
-        async with opener() as response:
+        async with download(key.path) as response:
             size = response.content_length
-            if response.status != 200 or size is None or not self._reserve(size):
+            if response.status != 200 or size is None:
+                return None
+            if size != fill.expected.size:
+                # Told by the length alone: every request gets the refusal at once, none
+                # a broken download. Read through (not kept) to name what it holds.
+                self._mismatch(key, fill, await _digest_of(response.content))
+                return None
+            if not self._reserve(size):
                 return None
             final = directory / key.file_name()
             fill.path = final.with_suffix(".part")
@@ -319,6 +409,9 @@ class ArtifactCache:
                 digest = await self._copy(response.content, fill)
                 if fill.written != size:
                     return None  # MLflow's answer ended early: never keep a short file
+                if FileDigest(digest, size) != fill.expected:
+                    self._mismatch(key, fill, FileDigest(digest, size))
+                    return None
                 # Renamed without awaiting anything, and the fill's path with it: a
                 # request that finds the fill under way opens whichever name is current.
                 os.replace(fill.path, final)
@@ -329,6 +422,30 @@ class ArtifactCache:
                     self._set_bytes(self._bytes - size)
                     fill.path.unlink(missing_ok=True)
             return _Entry(final, size, f'"sha256-{digest}"', fill.headers)
+
+    def _mismatch(self, key: ContentKey, fill: _Fill, found: FileDigest) -> None:
+        """The file MLflow served is not the one the manifest names: refused, with both
+        digests, to every request waiting for this fill."""
+        expected = fill.expected
+        fill.refusal = integrity_refusal(
+            key.path,
+            key.version,
+            f"the artifact store's copy has SHA-256 {found.sha256} ({found.size} bytes), "
+            f"the version's manifest records {expected.sha256} ({expected.size} bytes)",
+        )
+        log.warning(
+            "artifact cache refused a file that does not match its version's manifest",
+            extra={
+                "fields": {
+                    "workspace": key.workspace,
+                    "model": key.version.name,
+                    "version": key.version.version,
+                    "path": key.path,
+                    "expected_sha256": expected.sha256,
+                    "found_sha256": found.sha256,
+                }
+            },
+        )
 
     async def _copy(self, content: aiohttp.StreamReader, fill: _Fill) -> str:
         """Write the stream to the fill's file (0600), returning its SHA-256; the file
@@ -378,6 +495,16 @@ class ArtifactCache:
     def _set_bytes(self, value: int) -> None:
         self._bytes = value
         self.metrics.artifact_cache_bytes.set(value)
+
+
+async def _digest_of(content: aiohttp.StreamReader) -> FileDigest:
+    """SHA-256 and size of a stream, read through without keeping it."""
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in content.iter_chunked(FILL_BUFFER):
+        digest.update(chunk)
+        size += len(chunk)
+    return FileDigest(digest.hexdigest(), size)
 
 
 def _plain(scope: Scope) -> bool:

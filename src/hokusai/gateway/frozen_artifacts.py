@@ -15,7 +15,9 @@ workspace which versions were made from the run or logged model the path lies in
   model's artifact URI says, ``gateway/version_locations.py``).
 
 The manifest beside a version's files (``<files>.manifest.json``, ``hokusai.integrity``)
-belongs to the version as well: it says what the files are.
+belongs to the version as well: it says what the files are. Its digest, the version's
+``hokusai.manifest_digest`` tag, comes with the version (MLflow's search answer has its
+tags), so the artifact cache can check what it keeps without asking MLflow again.
 
 A version whose files lie elsewhere (a source this gateway does not serve) is never
 frozen here, so nothing of it is cached: it is proxied as before.
@@ -30,13 +32,14 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.version_locations import files_location, proxied_location
-from hokusai.integrity import manifest_path
+from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_path
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
 LISTING = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?")
@@ -55,12 +58,14 @@ _SEARCH_PAGE = "1000"
 @dataclass(frozen=True)
 class FrozenVersion:
     """A READY model version and where its files lie (a path relative to the workspace's
-    artifact root, as ``artifact_path`` gives it)."""
+    artifact root, as ``artifact_path`` gives it); ``manifest_digest`` is its
+    ``hokusai.manifest_digest`` tag, None for a version made before manifests."""
 
     name: str
     version: str
     created_ms: str
     files: str
+    manifest_digest: str | None = None
 
     def covers(self, path: str) -> bool:
         # The manifest beside the files is part of the version too: it says what they are.
@@ -221,6 +226,7 @@ class FrozenArtifacts:
                         version=str(version.get("version", "")),
                         created_ms=str(version.get("creation_timestamp", "")),
                         files=files,
+                        manifest_digest=_tag(version.get("tags"), TAG_MANIFEST_DIGEST),
                     )
                 )
         return found
@@ -233,6 +239,14 @@ def _owner(path: str) -> str | None:
         return f"model:{segments[2]}"
     if len(segments) >= 2 and segments[1] != "models" and _ID.fullmatch(segments[1]):
         return f"run:{segments[1]}"
+    return None
+
+
+def _tag(tags: Any, key: str) -> str | None:
+    """The value of tag ``key`` in MLflow's ``[{"key": …, "value": …}]``; None when absent."""
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and tag.get("key") == key and isinstance(tag.get("value"), str):
+            return str(tag["value"])
     return None
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import quote, unquote
 
 import anyio
 from sqlalchemy import Engine
@@ -314,7 +315,8 @@ class MlflowRoute:
         raw_mlflow_path: bytes,
     ) -> bool:
         """Serve a plain download of the artifact file ``path`` from the artifact cache
-        when it is a READY version's; False (nothing sent) otherwise: it is proxied."""
+        when it is a READY version's; False (nothing sent) otherwise: it is proxied. The
+        cache also reads the version's manifest, named the way the request names ``path``."""
         cache = self.artifact_cache
         if cache is None:
             return False
@@ -322,15 +324,17 @@ class MlflowRoute:
         if version is None:
             return False
 
-        def opener() -> contextlib.AbstractAsyncContextManager[Any]:
+        def download(artifact: str) -> contextlib.AbstractAsyncContextManager[Any]:
             return self.proxy.download(
-                raw_mlflow_path=raw_mlflow_path,
+                raw_mlflow_path=_raw_path_of(raw_mlflow_path, path, artifact),
                 identity=(key.id, key.owner),
                 workspace=workspace,
                 request_id=exchange.request_id,
             )
 
-        return await cache.serve(ContentKey(workspace, version, path), opener, scope, receive, send)
+        return await cache.serve(
+            ContentKey(workspace, version, path), download, scope, receive, send
+        )
 
     async def _note_artifact_write(
         self, workspace: str, method: str, path: str, uploaded: StreamDigest | None
@@ -383,6 +387,18 @@ class MlflowRoute:
                 type(exc).__name__,
                 self.settings.resolution_cache_seconds,
             )
+
+
+def _raw_path_of(raw_mlflow_path: bytes, path: str, artifact: str) -> bytes:
+    """The MLflow path naming ``artifact`` as ``raw_mlflow_path`` names ``path``: the same
+    API and workspace prefix, with ``artifact`` in place of ``path``."""
+    if artifact == path:
+        return raw_mlflow_path
+    decoded = unquote(raw_mlflow_path.decode("latin-1")).rstrip("/")
+    head = decoded.removesuffix(path)
+    if head == decoded or not head.endswith("/"):
+        head = "/api/2.0/mlflow-artifacts/artifacts/"
+    return quote(head + artifact, safe="/").encode()
 
 
 async def _send_cached(send: Send, answer: CachedAnswer) -> None:

@@ -145,14 +145,18 @@ class Metrics:
             "hokusai_artifact_cache_requests",
             "Artifact downloads of READY versions' files (artifact_cache.py), by result: hit "
             "(served from disk), filled (waited for the one fill), passed (proxied: too "
-            "large, or MLflow did not answer 200), not_modified (If-None-Match).",
+            "large, not named by the version's manifest, or MLflow did not answer 200), "
+            "not_modified (If-None-Match), no_manifest (proxied: a version made before "
+            "manifests, whose files cannot be checked), refused (the file or its manifest "
+            "does not match what the version records: nothing was served).",
             ["result"],
             registry=self.registry,
         )
         self.artifact_cache_fills = Counter(
             "hokusai_artifact_cache_fills",
-            "Files the artifact cache read from MLflow, by outcome: kept, or not_kept (not "
-            "a complete 200 answer of announced length, or no room).",
+            "Files the artifact cache read from MLflow, by outcome: kept, not_kept (not a "
+            "complete 200 answer of announced length, or no room), or mismatched (not the "
+            "file its version's manifest records: changed in the artifact store).",
             ["outcome"],
             registry=self.registry,
         )
@@ -168,9 +172,9 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
-        for result in ("hit", "filled", "passed", "not_modified"):
+        for result in ("hit", "filled", "passed", "not_modified", "no_manifest", "refused"):
             self.artifact_cache_requests.labels(result)
-        for outcome in ("kept", "not_kept"):
+        for outcome in ("kept", "not_kept", "mismatched"):
             self.artifact_cache_fills.labels(outcome)
         for outcome in ("delivered", "failed", "dead", "gone"):
             self.webhook_deliveries.labels(outcome)

@@ -21,7 +21,7 @@ from hokusai.integrity import (
 )
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.artifacts import artifact_root_path, download_bytes, download_directory
-from hokusai.sdk.errors import NotFoundError, ValidationError
+from hokusai.sdk.errors import APIError, NotFoundError, ValidationError
 from hokusai.sdk.results import ModelVersion
 from hokusai.sdk.transport import Transport
 
@@ -44,7 +44,15 @@ def download_version(
         raise ValidationError(f"verify must be one of {', '.join(VERIFY_CHOICES)}, not {verify!r}")
     remote = artifact_root_path(files_uri(transport, version))
     manifest = version_manifest(transport, version, remote) if verify == "digest" else None
-    download_directory(transport, remote, local)
+    try:
+        download_directory(transport, remote, local)
+    except APIError as exc:
+        # The gateway's artifact cache refuses a file that is not what the version's
+        # manifest records (INVALID_STATE: downloads of files are refused with it for
+        # nothing else): the same finding as the check below, so the same error.
+        if exc.error_code == "INVALID_STATE":
+            raise IntegrityError(described(version), [exc.message]) from None
+        raise
     if manifest is not None:
         verify_directory(local, manifest, described(version))
     return local
