@@ -60,17 +60,22 @@ class Action(StrEnum):
     WORKSPACES_GET = "workspaces.get"
     WORKSPACES_UPDATE = "workspaces.update"
     WORKSPACES_DELETE = "workspaces.delete"
+    WORKSPACES_TRUST_KEY = "workspaces.trust_key"
+    WORKSPACES_UNTRUST_KEY = "workspaces.untrust_key"
+    WORKSPACES_TRUSTED_KEYS = "workspaces.trusted_keys"
 
 
 # Checking another service's key needs only a key of one's own: it reveals no more than
 # presenting that key would; reading one's own workspace's settings likewise (every key
-# meets its protected aliases). Everything else administers a workspace.
+# meets its protected aliases), and its trusted keys (every key that loads a model with
+# ``verify="signature"`` checks against them). Everything else administers a workspace.
 NEEDED: Mapping[Action, Scope] = MappingProxyType(
     {action: Scope.ADMIN for action in Action}
     | {
         Action.KEYS_VALIDATE: Scope.READ,
         Action.WORKSPACES_GET: Scope.READ,
         Action.WORKSPACES_LIST: Scope.READ,
+        Action.WORKSPACES_TRUSTED_KEYS: Scope.READ,
     }
 )
 
