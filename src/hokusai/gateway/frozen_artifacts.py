@@ -14,7 +14,12 @@ workspace which versions were made from the run or logged model the path lies in
   ``models:/<model_id>``.
 
 The manifest beside a version's files (``<files>.manifest.json``, ``hokusai.integrity``)
-belongs to the version as well: it says what the files are.
+belongs to the version as well: it says what the files are. So does the manifest's
+signature (``<files>.manifest.sig``, ``hokusai.signing``), with one difference: a version
+registered unsigned may be signed later, so its signature file may be written once, by a
+plain upload, while it does not exist; once written it never changes or goes, like the
+rest. (Two signings racing for the same unsigned version may both be let through; the
+later upload wins, and each is a complete signature of the same manifest.)
 
 A version whose files lie elsewhere (a source this gateway does not serve) is never
 frozen here, so nothing of it is cached: it is proxied as before.
@@ -35,7 +40,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
-from hokusai.integrity import manifest_path
+from hokusai.integrity import manifest_path, signature_path
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
 LISTING = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?")
@@ -62,8 +67,16 @@ class FrozenVersion:
     files: str
 
     def covers(self, path: str) -> bool:
-        # The manifest beside the files is part of the version too: it says what they are.
-        return _within(path, self.files) or path == manifest_path(self.files)
+        # The manifest beside the files is part of the version too: it says what they
+        # are; and so is its signature, once written.
+        return (
+            _within(path, self.files) or path == manifest_path(self.files) or path == self.signature
+        )
+
+    @property
+    def signature(self) -> str:
+        """Where the signature of the version's manifest lies: written at most once."""
+        return signature_path(self.files)
 
     def described(self) -> str:
         return f"version {self.version} of model '{self.name}'"
@@ -172,12 +185,42 @@ class FrozenArtifacts:
         versions = await self._versions(workspace, owner)
         # Either way round: one of a version's files, or a directory holding them.
         touched = [v for v in versions if v.covers(path) or _within(v.files, path)]
+        if touched and await self._first_signature(workspace, method, mlflow_path, path, touched):
+            return
+        if touched and path == touched[0].signature:
+            raise _refused(
+                f"'{path}' is the signature of {touched[0].described()}, which is signed "
+                "already: a version's signature is written once and never changes or goes",
+                "Register a new version to sign it with another key.",
+            )
         if touched:
             raise _refused(
                 f"'{path}' holds files of {touched[0].described()}, which is READY: a "
                 "registered version's files never change",
                 "Register a new version with the new files instead.",
             )
+
+    async def _first_signature(
+        self,
+        workspace: str,
+        method: str,
+        mlflow_path: str,
+        path: str,
+        touched: list[FrozenVersion],
+    ) -> bool:
+        """Whether this write is the one upload of an unsigned version's signature: a
+        plain ``PUT`` of the signature file of every version it touches, which does not
+        exist yet. Anything else touching a signature file is refused as any frozen file."""
+        match = ARTIFACTS.fullmatch(mlflow_path)
+        if method != "PUT" or match is None:
+            return False
+        if any(version.signature != path for version in touched):
+            return False
+        # Asked as the request names it: MLflow's path, workspace prefix and all.
+        stored = await self._probe.artifact(
+            workspace, unquote(match["path"]), about="whether this version is signed already"
+        )
+        return stored is None
 
     async def _uploaded_path(self, workspace: str, query_string: bytes) -> str | None:
         """The MLflow UI's upload: the artifact path of file ``path`` in run
@@ -189,7 +232,7 @@ class FrozenArtifacts:
         run = await self._probe.get(
             workspace, "/runs/get", {"run_id": run_id}, about="where this run's files lie"
         )
-        root = _location(((run or {}).get("run") or {}).get("info", {}).get("artifact_uri"))
+        root = artifact_uri_path(((run or {}).get("run") or {}).get("info", {}).get("artifact_uri"))
         if root is None:
             return None
         return artifact_path(f"{root}/{query.get('path', '')}", workspace) or None
@@ -209,7 +252,7 @@ class FrozenArtifacts:
         for version in (answer or {}).get("model_versions", []):
             if not isinstance(version, dict) or version.get("status") != READY:
                 continue
-            location = _location(version.get("storage_location")) or _location(
+            location = artifact_uri_path(version.get("storage_location")) or artifact_uri_path(
                 version.get("source")
             )
             files = artifact_path(location, workspace) if location else None
@@ -235,7 +278,7 @@ def _owner(path: str) -> str | None:
     return None
 
 
-def _location(uri: Any) -> str | None:
+def artifact_uri_path(uri: Any) -> str | None:
     """The path of an ``mlflow-artifacts:`` URI (this registry's proxied store); None
     for any other kind of location."""
     if not isinstance(uri, str):
