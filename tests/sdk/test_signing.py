@@ -12,22 +12,26 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import mlflow.pyfunc
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import select
+from typer.testing import CliRunner, Result
 
 from hokusai import ModelVersion
 from hokusai.admin.actor import Actor, Origin
+from hokusai.cli.main import app
 from hokusai.db.schema import events
 from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER, signature_path
+from hokusai.keys.scopes import Scope
 from hokusai.sdk.errors import APIError, NotFoundError, PermissionDeniedError
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.signing import SignatureError, public_key, sign_manifest
 from tests.helpers import RunningGateway
 from tests.sdk.support import ARTIFACTS_API, LeadData, MlflowRest, unique
-from tests.sdk.test_integrity import stored_files
+from tests.sdk.test_integrity import doctor, stored_files
 from tests.signing_keys import KeyPair, key_pair
 
 pytestmark = pytest.mark.integration
@@ -77,6 +81,10 @@ def signing_registry(gateway: RunningGateway, key: str, pair: KeyPair) -> ModelR
 def register(registry: ModelRegistry, model: LogisticRegression) -> ModelVersion:
     result = registry.register_baseline(model, "lead_scoring", unique("signed"), alias=None)
     return registry.get_model_version(f"{result.name}/{result.version}")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,3 +295,71 @@ def test_a_signature_changed_in_the_store_does_not_pass(
     with pytest.raises(SignatureError) as failed:
         registry.load_model(version, verify="signature")
     assert failed.value.problem == "invalid"
+
+
+# ---- hokusai doctor --model, and the trusted keys' CLI and API ---------------------------
+
+
+def test_doctor_reports_the_signer_and_whether_it_is_trusted(
+    sdk_gateway: RunningGateway,
+    team_key: str,
+    trust: Trust,
+    signer: KeyPair,
+    lead_model: LogisticRegression,
+) -> None:
+    with signing_registry(sdk_gateway, team_key, signer) as signers:
+        version = register(signers, lead_model)
+    fingerprint = version.tags[TAG_SIGNER]
+    untrusted = doctor(sdk_gateway, version)
+    assert untrusted.exit_code == 0, untrusted.output
+    hop = json.loads(untrusted.stdout)["hops"][-1]
+    assert f"signed by {fingerprint}, a key the workspace does not trust" in hop["detail"]
+    trust.key(signer)
+    trusted = json.loads(doctor(sdk_gateway, version).stdout)["hops"][-1]
+    assert f"signed by {fingerprint}, a key the workspace trusts" in trusted["detail"]
+    assert version.tags[TAG_MANIFEST_DIGEST] in trusted["detail"]
+    assert "format skops" in trusted["detail"]
+
+
+def cli(gateway: RunningGateway, key: str, *args: str) -> Result:
+    env = {"HOKUSAI_API_URL": gateway.url, "HOKUSAI_API_KEY": key, "COLUMNS": "250"}
+    return CliRunner().invoke(app, ["workspaces", *args], env=env)
+
+
+def test_trusted_keys_through_the_cli_and_the_api(
+    sdk_gateway: RunningGateway, signer: KeyPair, tmp_path: Path
+) -> None:
+    admin_key = sdk_gateway.create_key(Scope.ADMIN, workspace="default")
+    public = tmp_path / "release.pub.pem"
+    public.write_text(signer.public_pem)
+    fingerprint = public_key(signer.public_pem).fingerprint
+    added = cli(sdk_gateway, admin_key, "trust-key", "default", str(public), "--label", "release")
+    assert added.exit_code == 0, added.output
+    assert f"trusted {fingerprint} (release) in default" in added.output
+    again = cli(sdk_gateway, admin_key, "trust-key", "default", str(public))
+    assert again.exit_code != 0 and "already" in again.output
+
+    # Any key of the workspace reads them over the API; only its admin changes them.
+    reader = sdk_gateway.create_key(Scope.READ, workspace="default")
+    with httpx.Client(base_url=sdk_gateway.url, headers=bearer(reader)) as client:
+        listed = client.get("/api/v1/workspaces/default/trusted-keys")
+        assert listed.status_code == 200, listed.text
+        assert [k["fingerprint"] for k in listed.json()["trusted_keys"]] == [fingerprint]
+        assert listed.json()["trusted_keys"][0]["public_key"] == signer.public_pem
+        refused = client.post(
+            "/api/v1/workspaces/default/trusted-keys", json={"public_key": key_pair().public_pem}
+        )
+        assert refused.status_code == 403, refused.text
+    shown = cli(sdk_gateway, reader, "trusted-keys", "default", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert [k["label"] for k in json.loads(shown.stdout)] == ["release"]
+
+    required = cli(sdk_gateway, admin_key, "update", "default", "--require-signed-versions")
+    assert required.exit_code == 0, required.output
+    assert "signed versions:    required" in required.output
+    relaxed = cli(sdk_gateway, admin_key, "update", "default", "--no-require-signed-versions")
+    assert "signed versions:    not required" in relaxed.output
+
+    removed = cli(sdk_gateway, admin_key, "untrust-key", "default", fingerprint)
+    assert removed.exit_code == 0, removed.output
+    assert json.loads(cli(sdk_gateway, reader, "trusted-keys", "default", "--json").stdout) == []

@@ -60,6 +60,7 @@ from hokusai.sdk.version_files import (
     Verify,
     described,
     download_version,
+    signed_by,
     workspace_trusted_keys,
 )
 from hokusai.signing import PublicKey
@@ -375,6 +376,16 @@ class ModelRegistry:
         key = version_signing.signing_key(private_key, password)
         version_signing.sign_version(self._transport, version, key, password=password)
         return resolve_version(self._transport, f"{version.name}/{version.version}")
+
+    def verify_signature(
+        self, reference: str | ModelVersion, *, trusted_keys: TrustedKeys | None = None
+    ) -> str:
+        """The fingerprint of the trusted key (the workspace's, or one of
+        ``trusted_keys``) that signed the version's manifest; else
+        :class:`~hokusai.signing.SignatureError` saying whether it is unsigned, wrongly
+        signed or signed by an untrusted key. Its files are not downloaded."""
+        version = resolve_version(self._transport, reference)
+        return signed_by(self._transport, version, trusted_keys)
 
     def trusted_keys(self) -> list[PublicKey]:
         """The public keys this key's workspace trusts to sign versions."""

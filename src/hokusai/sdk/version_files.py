@@ -66,12 +66,7 @@ def download_version(
     if verify != "none":
         data = manifest_data(transport, version, remote)
         if verify == "signature":
-            keys = (
-                workspace_trusted_keys(transport)
-                if trusted_keys is None
-                else read_trusted_keys(trusted_keys)
-            )
-            check_signature(transport, version, remote, data, keys)
+            check_signature(transport, version, remote, data, trusted(transport, trusted_keys))
         manifest = checked_manifest(version, data)
     download_directory(transport, remote, local)
     if manifest is not None:
@@ -130,6 +125,23 @@ def check_signature(
         subject=described(version),
         claimed=version.tags.get(TAG_SIGNER),
     )
+
+
+def signed_by(
+    transport: Transport, version: ModelVersion, trusted_keys: TrustedKeys | None = None
+) -> str:
+    """The trusted key that signed the version's manifest, the manifest being the one the
+    version records (its files are not read); else :class:`IntegrityError`."""
+    remote = artifact_root_path(version.source)
+    data = manifest_data(transport, version, remote)
+    signer = check_signature(transport, version, remote, data, trusted(transport, trusted_keys))
+    checked_manifest(version, data)
+    return signer
+
+
+def trusted(transport: Transport, keys: TrustedKeys | None) -> list[PublicKey]:
+    """The keys given, else the workspace's."""
+    return workspace_trusted_keys(transport) if keys is None else read_trusted_keys(keys)
 
 
 def read_trusted_keys(keys: TrustedKeys) -> list[PublicKey]:
