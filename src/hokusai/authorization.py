@@ -11,6 +11,8 @@ workspace. Everything that refuses anybody anything asks a function here:
 - :func:`check_role`: the route policy's least role for an MLflow endpoint.
 - :func:`check_models`: a write key's model-name patterns.
 - :func:`check_alias`: a workspace's protected aliases, and its promotion gate.
+- :func:`check_signed`: a workspace's requirement that protected aliases name signed
+  versions.
 - :func:`refuse_source`: a version's source that is not the workspace's own.
 
 Each refusal is a :class:`PermissionDenied` whose message says what refused it and who
@@ -30,6 +32,7 @@ from hokusai.admin.actor import Actor
 from hokusai.errors import PermissionDenied
 from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope
+from hokusai.signing import SignatureError
 from hokusai.webhooks.events import is_ready_for_deploy, version_data
 from hokusai.workspaces.records import DEFAULT_WORKSPACE, WorkspaceRecord
 
@@ -60,17 +63,22 @@ class Action(StrEnum):
     WORKSPACES_GET = "workspaces.get"
     WORKSPACES_UPDATE = "workspaces.update"
     WORKSPACES_DELETE = "workspaces.delete"
+    WORKSPACES_TRUST_KEY = "workspaces.trust_key"
+    WORKSPACES_UNTRUST_KEY = "workspaces.untrust_key"
+    WORKSPACES_TRUSTED_KEYS = "workspaces.trusted_keys"
 
 
 # Checking another service's key needs only a key of one's own: it reveals no more than
 # presenting that key would; reading one's own workspace's settings likewise (every key
-# meets its protected aliases). Everything else administers a workspace.
+# meets its protected aliases), and its trusted keys (every key that loads a model with
+# ``verify="signature"`` checks against them). Everything else administers a workspace.
 NEEDED: Mapping[Action, Scope] = MappingProxyType(
     {action: Scope.ADMIN for action in Action}
     | {
         Action.KEYS_VALIDATE: Scope.READ,
         Action.WORKSPACES_GET: Scope.READ,
         Action.WORKSPACES_LIST: Scope.READ,
+        Action.WORKSPACES_TRUSTED_KEYS: Scope.READ,
     }
 )
 
@@ -83,6 +91,7 @@ WORKSPACE = "workspace"
 MODEL_PATTERN = "model_pattern"
 PROTECTED_ALIAS = "protected_alias"
 PROMOTION_GATE = "promotion_gate"
+SIGNED_VERSIONS = "signed_versions"
 SOURCE = "source"
 
 
@@ -282,6 +291,55 @@ def check_alias(
             "workspace": workspace,
             "granted_by": f"a version that meets its baseline; {granted_by(workspace)} "
             "can turn the gate off",
+        },
+    )
+
+
+# What a version that fails the signed-versions requirement lacks, and what to do about it,
+# by ``SignatureError.problem`` (``hokusai.signing``).
+_UNSIGNED_FIXES = {
+    "unsigned": "Sign it with a key the workspace trusts (ModelRegistry.sign_version)",
+    "invalid": "Its manifest or signature was changed after signing: register the model "
+    "again and sign the new version",
+    "untrusted": "Register and sign a new version with a key the workspace trusts",
+}
+
+
+def check_signed(
+    key: KeyRecord,
+    settings: WorkspaceRecord,
+    *,
+    model: str,
+    alias: str,
+    what: str,
+    version: str,
+    problem: SignatureError | None,
+) -> None:
+    """Setting the protected ``alias`` to ``version``, whose signature check found
+    ``problem`` (None: signed by a key the workspace trusts). With the workspace's
+    requirement of signed versions on, only a signed version passes."""
+    if problem is None or not settings.require_signed_versions or not settings.protects(alias):
+        return
+    workspace = settings.name
+    fix = _UNSIGNED_FIXES[problem.problem]
+    grant = granted_by(workspace)
+    if problem.problem == "untrusted":
+        fix += f", or ask {grant} to trust the key (hokusai workspaces trust-key)"
+    raise PermissionDenied(
+        f"{what}: workspace '{workspace}' requires a protected alias to name a version "
+        f"signed by a key it trusts, and version {version} of '{model}' is not: "
+        f"{'; '.join(problem.problems)}. {fix}; nothing was changed.",
+        needed=Scope.PROMOTE.value,
+        reason=SIGNED_VERSIONS,
+        details={
+            "alias": alias,
+            "model": model,
+            "version": version,
+            "signature": problem.problem,
+            "signer": problem.signer,
+            "workspace": workspace,
+            "granted_by": f"a version signed by a trusted key; {grant} can trust a key or "
+            "turn the requirement off",
         },
     )
 

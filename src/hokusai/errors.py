@@ -128,7 +128,7 @@ class Unauthenticated(_Coded):
 class PermissionDenied(_Coded):
     """The actor is known but may not do this; ``needed`` names the role, ``details`` what
     refused it (``refused_by``: role, workspace, model_pattern, protected_alias,
-    promotion_gate or source) and who can grant it, for ``hokusai doctor``."""
+    promotion_gate, signed_versions or source) and who can grant it, for ``hokusai doctor``."""
 
     code = ErrorCode.PERMISSION_DENIED
 

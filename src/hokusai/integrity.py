@@ -27,6 +27,10 @@ FORMAT = "hokusai-manifest/1"
 MANIFEST_SUFFIX = ".manifest.json"
 # The version tag holding the manifest's digest, ``sha256:<hex>``.
 TAG_MANIFEST_DIGEST = "hokusai.manifest_digest"
+# A signed manifest's signature bundle, beside it (``hokusai.signing``): ``<files>.manifest.sig``.
+SIGNATURE_SUFFIX = ".manifest.sig"
+# The version tag naming the key that signed the manifest, ``sha256:<hex>`` of its public key.
+TAG_SIGNER = "hokusai.signer"
 _READ_BYTES = 1024 * 1024
 
 
@@ -113,6 +117,11 @@ def manifest_of(directory: Path) -> Manifest:
 def manifest_path(model_path: str) -> str:
     """Where the manifest of the model stored at ``model_path`` is stored."""
     return model_path.rstrip("/") + MANIFEST_SUFFIX
+
+
+def signature_path(model_path: str) -> str:
+    """Where the signature of the manifest of the model at ``model_path`` is stored."""
+    return model_path.rstrip("/") + SIGNATURE_SUFFIX
 
 
 def check_manifest_digest(manifest: Manifest, recorded: str, subject: str) -> None:

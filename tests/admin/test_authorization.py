@@ -18,6 +18,7 @@ from hokusai.keys.scopes import Scope
 from hokusai.webhooks import outbox
 from hokusai.webhooks.events import MODEL_VERSION_CREATED, Event
 from tests.admin.support import Admin
+from tests.signing_keys import key_pair
 
 Operation = Callable[[Admin, Actor, dict[str, str]], Any]
 
@@ -53,6 +54,12 @@ OPERATIONS: dict[Action, Operation] = {
     ),
     Action.WORKSPACES_DELETE: lambda a, actor, t: a.services.workspaces.delete(
         actor, t["workspace"]
+    ),
+    Action.WORKSPACES_TRUST_KEY: lambda a, actor, t: a.services.workspaces.trust_key(
+        actor, "default", key_pair().public_pem
+    ),
+    Action.WORKSPACES_UNTRUST_KEY: lambda a, actor, t: a.services.workspaces.untrust_key(
+        actor, "default", "sha256:" + "0" * 64
     ),
 }
 # Platform-wide: only a platform admin key (or the operator) may.

@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 from hokusai import NotFoundError, PermissionDeniedError, ValidationError
 from hokusai.admin.actor import Actor, Origin
 from hokusai.cli.main import app
+from hokusai.integrity import TAG_MANIFEST_DIGEST
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from tests.helpers import RunningGateway
@@ -100,12 +101,23 @@ def test_promote_set_and_delete_alias(
     # is the first alias_set event).
     # Each names its workspace and who moved the alias.
     by = {"workspace": "default", "by": {"key_id": key_id, "owner": "tests"}}
+    # An alias_set event says what the version is: its manifest's digest, and its signer.
+    of = {
+        number: {
+            "manifest_digest": registry.get_model_version(f"{name}/{number}").tags[
+                TAG_MANIFEST_DIGEST
+            ],
+            "signer": None,
+        }
+        for number in ("1", "2")
+    }
     assert alias_events(sdk_gateway, name) == [
         {
             "type": "model_version.alias_set",
             "name": name,
             "alias": "baseline",
             "version": "1",
+            **of["1"],
             **by,
         },
         {
@@ -113,6 +125,7 @@ def test_promote_set_and_delete_alias(
             "name": name,
             "alias": "production",
             "version": "1",
+            **of["1"],
             **by,
         },
         {
@@ -120,6 +133,7 @@ def test_promote_set_and_delete_alias(
             "name": name,
             "alias": "champion",
             "version": "2",
+            **of["2"],
             **by,
         },
         {
@@ -127,6 +141,7 @@ def test_promote_set_and_delete_alias(
             "name": name,
             "alias": "champion",
             "version": "2",
+            **of["2"],
             **by,
         },
         {
@@ -134,6 +149,7 @@ def test_promote_set_and_delete_alias(
             "name": name,
             "alias": "production",
             "version": "2",
+            **of["2"],
             **by,
         },
         {"type": "model_version.alias_deleted", "name": name, "alias": "champion", **by},

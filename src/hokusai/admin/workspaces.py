@@ -1,10 +1,12 @@
-"""``WorkspaceAdmin``: create, list, show, update and delete workspaces (one per team).
+"""``WorkspaceAdmin``: create, list, show, update and delete workspaces (one per team),
+and the public keys each trusts to sign its versions.
 
 A workspace is two things kept in step: MLflow's own workspace (which isolates the
 team's experiments, runs, models and artifacts) and the platform's row (its protected
-aliases and promotion gate, which its keys and webhook endpoints name). Creating and
-deleting one is platform-wide (a platform admin key, or the operator); changing its
-settings needs ``admin`` in it; every key may read its own workspace.
+aliases, promotion gate and whether protected aliases need signed versions, which its
+keys and webhook endpoints name). Creating and deleting one is platform-wide (a platform
+admin key, or the operator); changing its settings or trusted keys needs ``admin`` in
+it; every key may read its own workspace and its trusted keys.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from hokusai.authorization import Action
 from hokusai.db.schema import webhook_endpoints
 from hokusai.errors import Conflict, DomainError, InvalidInput, NotFound
 from hokusai.keys import store as key_store
+from hokusai.signing import KeyFormatError, public_key
 from hokusai.timestamps import utcnow
 from hokusai.workspaces import store
 from hokusai.workspaces.mlflow_api import MlflowWorkspaces
 from hokusai.workspaces.records import (
     DEFAULT_PROTECTED_ALIASES,
     DEFAULT_WORKSPACE,
+    TrustedKeyRecord,
     WorkspaceRecord,
     check_aliases,
     check_workspace_name,
@@ -38,6 +42,8 @@ from hokusai.workspaces.records import (
 log = logging.getLogger("hokusai.admin")
 
 MAX_DESCRIPTION = 1000
+MAX_LABEL = 200
+MAX_TRUSTED_KEYS = 100
 # Why a deleted workspace's webhook endpoints stopped (shown by ``hokusai webhooks``).
 DISABLED_BY_DELETE = "disabled: workspace deleted"
 
@@ -69,6 +75,7 @@ class WorkspaceAdmin:
         description: str = "",
         protected_aliases: builtins.list[str] | tuple[str, ...] | None = None,
         promotion_gate: bool = False,
+        require_signed_versions: bool = False,
     ) -> WorkspaceRecord:
         """A new workspace, in MLflow and in the platform's store, or neither.
 
@@ -96,6 +103,7 @@ class WorkspaceAdmin:
                     promotion_gate=bool(promotion_gate),
                     created_at=now,
                     updated_at=now,
+                    require_signed_versions=bool(require_signed_versions),
                 )
                 try:
                     # A concurrent create of the same name: the rollback undoes this one.
@@ -139,14 +147,21 @@ class WorkspaceAdmin:
         description: str | None = None,
         protected_aliases: builtins.list[str] | tuple[str, ...] | None = None,
         promotion_gate: bool | None = None,
+        require_signed_versions: bool | None = None,
     ) -> WorkspaceRecord:
         """Change a workspace's settings (``None``: leave as it is); needs ``admin`` in it."""
         name = _name(name)
         aliases = None if protected_aliases is None else check_aliases(protected_aliases)
         description = None if description is None else _description(description)
-        if description is None and aliases is None and promotion_gate is None:
+        if (
+            description is None
+            and aliases is None
+            and promotion_gate is None
+            and require_signed_versions is None
+        ):
             raise InvalidInput(
-                "nothing to change: give a description, protected aliases or the promotion gate"
+                "nothing to change: give a description, protected aliases, the promotion "
+                "gate or whether protected aliases require signed versions"
             )
         with change(self._engine, actor, Action.WORKSPACES_UPDATE, name) as unit:
             before = _existing(unit.conn, name)
@@ -157,6 +172,7 @@ class WorkspaceAdmin:
                 description=description,
                 protected_aliases=aliases,
                 promotion_gate=promotion_gate,
+                require_signed_versions=require_signed_versions,
             )
             after = _existing(unit.conn, name)
             unit.audit(target=name, **_changes(before, after))
@@ -183,6 +199,7 @@ class WorkspaceAdmin:
                 .where(webhook_endpoints.c.workspace == name, webhook_endpoints.c.enabled)
                 .values(enabled=False, disabled_reason=DISABLED_BY_DELETE, updated_at=now)
             ).rowcount
+            untrusted = store.delete_trusted_keys(unit.conn, workspace=name)
             store.delete_workspace(unit.conn, name=name)
             unit.audit(
                 target=name,
@@ -190,11 +207,79 @@ class WorkspaceAdmin:
                 mlflow="deleted" if in_mlflow else "absent",
                 revoked_keys=revoked,
                 disabled_endpoints=int(disabled or 0),
+                trusted_keys_removed=untrusted,
             )
         for key_id in revoked:
             if self._on_revoked is not None:
                 self._on_revoked(key_id)
         return record
+
+    # ---- trusted keys ---------------------------------------------------------------
+
+    def trust_key(
+        self, actor: Actor, name: str, public_key_pem: str, *, label: str = ""
+    ) -> TrustedKeyRecord:
+        """Trust the elliptic-curve public key ``public_key_pem`` (PEM) to sign the
+        workspace's versions; needs ``admin`` in it. A key trusted already is a
+        :class:`Conflict` naming its fingerprint."""
+        name = _name(name)
+        try:
+            key = public_key(public_key_pem)
+        except KeyFormatError as exc:
+            raise InvalidInput(str(exc)) from None
+        label = _label(label)
+        with change(self._engine, actor, Action.WORKSPACES_TRUST_KEY, name) as unit:
+            _existing(unit.conn, name)
+            if store.get_trusted_key(unit.conn, workspace=name, fingerprint=key.fingerprint):
+                raise Conflict(f"workspace {name!r} trusts key {key.fingerprint} already")
+            if len(store.list_trusted_keys(unit.conn, workspace=name)) >= MAX_TRUSTED_KEYS:
+                raise InvalidInput(
+                    f"a workspace trusts at most {MAX_TRUSTED_KEYS} keys: remove one first"
+                )
+            record = TrustedKeyRecord(
+                workspace=name,
+                fingerprint=key.fingerprint,
+                public_key=key.pem,
+                label=label,
+                added_by=actor.label[:MAX_LABEL],
+                added_at=utcnow(),
+            )
+            try:
+                store.insert_trusted_key(unit.conn, record=record)
+            except IntegrityError:  # the same key, trusted concurrently
+                raise Conflict(f"workspace {name!r} trusts key {key.fingerprint} already") from None
+            unit.audit(
+                target=name,
+                outcome=Outcome.CREATED,
+                fingerprint=key.fingerprint,
+                label=label,
+            )
+        return record
+
+    def untrust_key(self, actor: Actor, name: str, fingerprint: str) -> TrustedKeyRecord:
+        """Stop trusting the key ``fingerprint``: versions it signed no longer load with
+        ``verify="signature"`` nor take a protected alias that requires signed versions."""
+        name = _name(name)
+        fingerprint = fingerprint.strip() if isinstance(fingerprint, str) else fingerprint
+        with change(self._engine, actor, Action.WORKSPACES_UNTRUST_KEY, name) as unit:
+            _existing(unit.conn, name)
+            found = store.get_trusted_key(unit.conn, workspace=name, fingerprint=fingerprint)
+            if found is None:
+                raise NotFound(
+                    f"workspace {name!r} trusts no key {fingerprint!r} "
+                    f"(hokusai workspaces trusted-keys {name} lists them)"
+                )
+            store.delete_trusted_key(unit.conn, workspace=name, fingerprint=fingerprint)
+            unit.audit(target=name, fingerprint=fingerprint, label=found.label)
+        return found
+
+    def trusted_keys(self, actor: Actor, name: str) -> builtins.list[TrustedKeyRecord]:
+        """The keys the workspace trusts, oldest first; any key of the workspace may read
+        them (they are public keys)."""
+        name = _name(name)
+        with reading(self._engine, actor, Action.WORKSPACES_TRUSTED_KEYS, name) as conn:
+            _existing(conn, name)
+            return store.list_trusted_keys(conn, workspace=name)
 
 
 def _undo_create(mlflow: MlflowWorkspaces, name: str) -> None:
@@ -227,11 +312,23 @@ def _description(text: str) -> str:
     return text
 
 
+def _label(text: str) -> str:
+    text = text.strip() if isinstance(text, str) else text
+    if not isinstance(text, str) or len(text) > MAX_LABEL:
+        raise InvalidInput(f"a key's label is at most {MAX_LABEL} characters")
+    return text
+
+
 def _changes(before: WorkspaceRecord, after: WorkspaceRecord) -> dict[str, Any]:
     """What changed, as ``{field: [before, after]}`` for the audit row."""
     old, new = before.public(), after.public()
     return {
         field: [old[field], new[field]]
-        for field in ("description", "protected_aliases", "promotion_gate")
+        for field in (
+            "description",
+            "protected_aliases",
+            "promotion_gate",
+            "require_signed_versions",
+        )
         if old[field] != new[field]
     }

@@ -43,7 +43,7 @@ from hokusai.webhooks.records import (
     EndpointSecret,
     EventRecord,
 )
-from hokusai.workspaces.records import WorkspaceRecord
+from hokusai.workspaces.records import TrustedKeyRecord, WorkspaceRecord
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -141,6 +141,18 @@ def workspace_record(data: dict[str, Any]) -> WorkspaceRecord:
         promotion_gate=bool(data["promotion_gate"]),
         created_at=_required_time(data["created_at"]),
         updated_at=_required_time(data["updated_at"]),
+        require_signed_versions=bool(data.get("require_signed_versions")),
+    )
+
+
+def trusted_key_record(data: dict[str, Any]) -> TrustedKeyRecord:
+    return TrustedKeyRecord(
+        workspace=data["workspace"],
+        fingerprint=data["fingerprint"],
+        public_key=data["public_key"],
+        label=data.get("label") or "",
+        added_by=data.get("added_by") or "",
+        added_at=_required_time(data["added_at"]),
     )
 
 
@@ -478,12 +490,14 @@ class RemoteWorkspaces:
         description: str = "",
         protected_aliases: builtins.list[str] | tuple[str, ...] | None = None,
         promotion_gate: bool = False,
+        require_signed_versions: bool = False,
     ) -> WorkspaceRecord:
         body = {
             "name": name,
             "description": description,
             "protected_aliases": None if protected_aliases is None else list(protected_aliases),
             "promotion_gate": promotion_gate,
+            "require_signed_versions": require_signed_versions,
         }
         return workspace_record(self._api.call("POST", "/workspaces", body=body))
 
@@ -502,17 +516,34 @@ class RemoteWorkspaces:
         description: str | None = None,
         protected_aliases: builtins.list[str] | tuple[str, ...] | None = None,
         promotion_gate: bool | None = None,
+        require_signed_versions: bool | None = None,
     ) -> WorkspaceRecord:
         body = {
             "description": description,
             "protected_aliases": None if protected_aliases is None else list(protected_aliases),
             "promotion_gate": promotion_gate,
+            "require_signed_versions": require_signed_versions,
         }
         path = f"/workspaces/{_segment(name)}"
         return workspace_record(self._api.call("PATCH", path, body=body))
 
     def delete(self, actor: Actor, name: str) -> WorkspaceRecord:
         return workspace_record(self._api.call("DELETE", f"/workspaces/{_segment(name)}"))
+
+    def trust_key(
+        self, actor: Actor, name: str, public_key_pem: str, *, label: str = ""
+    ) -> TrustedKeyRecord:
+        body = {"public_key": public_key_pem, "label": label}
+        path = f"/workspaces/{_segment(name)}/trusted-keys"
+        return trusted_key_record(self._api.call("POST", path, body=body))
+
+    def untrust_key(self, actor: Actor, name: str, fingerprint: str) -> TrustedKeyRecord:
+        path = f"/workspaces/{_segment(name)}/trusted-keys/{_segment(fingerprint)}"
+        return trusted_key_record(self._api.call("DELETE", path))
+
+    def trusted_keys(self, actor: Actor, name: str) -> builtins.list[TrustedKeyRecord]:
+        found = self._api.call("GET", f"/workspaces/{_segment(name)}/trusted-keys")
+        return [trusted_key_record(k) for k in found["trusted_keys"]]
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,18 @@
 """``hokusai workspaces``: create, list, show, update and delete workspaces (one per
-team), through a gateway or on the server's own store (see :mod:`hokusai.cli.context`)."""
+team), and the public keys each trusts to sign versions, through a gateway or on the
+server's own store (see :mod:`hokusai.cli.context`)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hokusai.cli.context import AdminDataDir, ApiKey, ApiUrl, Profile, admin, domain_errors
 from hokusai.cli.tables import print_table
-from hokusai.workspaces.records import WorkspaceRecord
+from hokusai.workspaces.records import TrustedKeyRecord, WorkspaceRecord
 
 app = typer.Typer(
     help="Manage workspaces: one per team, isolated in MLflow, with protected aliases.",
@@ -42,6 +44,16 @@ Gate = Annotated[
     ),
 ]
 
+Signed = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-signed-versions/--no-require-signed-versions",
+        help="A protected alias may only name a version signed by a key the workspace "
+        "trusts (hokusai workspaces trust-key).",
+        show_default=False,
+    ),
+]
+
 
 def _aliases(protect: list[str] | None, none: bool) -> list[str] | None:
     if none and protect:
@@ -58,6 +70,7 @@ def _show(record: WorkspaceRecord, as_json: bool) -> None:
     print(f"description:        {record.description or '-'}")
     print(f"protected aliases:  {aliases}")
     print(f"promotion gate:     {'on' if record.promotion_gate else 'off'}")
+    print(f"signed versions:    {'required' if record.require_signed_versions else 'not required'}")
     print(f"created:            {record.created_at.isoformat()[:19]}")
 
 
@@ -69,6 +82,7 @@ def create(
     protect: Protect = None,
     no_protected: NoProtected = False,
     gate: Gate = None,
+    signed: Signed = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -84,6 +98,7 @@ def create(
         description=description or "",
         protected_aliases=aliases,
         promotion_gate=bool(gate),
+        require_signed_versions=bool(signed),
     )
     _show(record, as_json)
 
@@ -108,12 +123,13 @@ def list_workspaces(
             w.name,
             ", ".join(w.protected_aliases) or "-",
             "on" if w.promotion_gate else "off",
+            "required" if w.require_signed_versions else "-",
             w.description,
         ]
         for w in found
     ]
-    columns = ["name", "protected aliases", "gate", "description"]
-    print_table(columns, rows, whole=["name", "gate"])
+    columns = ["name", "protected aliases", "gate", "signed", "description"]
+    print_table(columns, rows, whole=["name", "gate", "signed"])
 
 
 @app.command()
@@ -139,17 +155,24 @@ def update(
     protect: Protect = None,
     no_protected: NoProtected = False,
     gate: Gate = None,
+    signed: Signed = None,
     data_dir: AdminDataDir = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
     profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change a workspace's description, protected aliases or promotion gate (its admin)."""
+    """Change a workspace's description, protected aliases, promotion gate or whether its
+    protected aliases require signed versions (its admin)."""
     aliases = _aliases(protect, no_protected)
     on = admin("workspaces update", data_dir, api_url, api_key, profile)
     record = on.services.workspaces.update(
-        on.actor, name, description=description, protected_aliases=aliases, promotion_gate=gate
+        on.actor,
+        name,
+        description=description,
+        protected_aliases=aliases,
+        promotion_gate=gate,
+        require_signed_versions=signed,
     )
     _show(record, as_json)
 
@@ -172,3 +195,84 @@ def delete(
         print(json.dumps(record.public(), indent=2))
     else:
         print(f"deleted workspace {record.name}: its keys are revoked, its endpoints disabled")
+
+
+# ---- trusted keys ---------------------------------------------------------------------------
+
+PublicKeyFile = Annotated[
+    Path,
+    typer.Argument(
+        help="A PEM elliptic-curve public key (openssl ec -in key.pem -pubout -out pub.pem).",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+Fingerprint = Annotated[
+    str, typer.Argument(help="The key's fingerprint, sha256:<hex> (trusted-keys lists them).")
+]
+Label = Annotated[str, typer.Option("--label", help="Whose key it is (e.g. release-bot).")]
+
+
+def _show_key(record: TrustedKeyRecord, as_json: bool, what: str) -> None:
+    if as_json:
+        print(json.dumps(record.public(), indent=2))
+    else:
+        print(f"{what} {record.fingerprint} ({record.label or 'no label'}) in {record.workspace}")
+
+
+@app.command("trust-key")
+@domain_errors
+def trust_key(
+    name: Name,
+    public_key: PublicKeyFile,
+    label: Label = "",
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Trust a public key to sign the workspace's versions (its admin)."""
+    on = admin("workspaces trust-key", data_dir, api_url, api_key, profile)
+    record = on.services.workspaces.trust_key(
+        on.actor, name, public_key.read_text(errors="replace"), label=label
+    )
+    _show_key(record, as_json, "trusted")
+
+
+@app.command("untrust-key")
+@domain_errors
+def untrust_key(
+    name: Name,
+    fingerprint: Fingerprint,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop trusting a key: the versions it signed no longer count as signed (its admin)."""
+    on = admin("workspaces untrust-key", data_dir, api_url, api_key, profile)
+    record = on.services.workspaces.untrust_key(on.actor, name, fingerprint)
+    _show_key(record, as_json, "no longer trusted:")
+
+
+@app.command("trusted-keys")
+@domain_errors
+def trusted_keys(
+    name: Name,
+    data_dir: AdminDataDir = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    profile: Profile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the public keys the workspace trusts to sign versions (any of its keys)."""
+    on = admin("workspaces trusted-keys", data_dir, api_url, api_key, profile)
+    found = on.services.workspaces.trusted_keys(on.actor, name)
+    if as_json:
+        print(json.dumps([k.public() for k in found], indent=2))
+        return
+    rows = [[k.fingerprint, k.label or "-", k.added_at.isoformat()[:19], k.added_by] for k in found]
+    print_table(["fingerprint", "label", "added", "added by"], rows, whole=["fingerprint"])

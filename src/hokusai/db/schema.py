@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -96,6 +97,24 @@ workspaces = Table(
     Column("promotion_gate", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # When true, a protected alias may only name a version whose manifest is signed by a
+    # key in the workspace's ``trusted_keys``.
+    Column("require_signed_versions", Boolean, nullable=False, server_default=false()),
+)
+
+# The public keys whose signatures a workspace trusts (``hokusai.signing``): a version
+# signed by one of them loads with ``verify="signature"``, and may take a protected alias
+# when the workspace requires signed versions.
+trusted_keys = Table(
+    "trusted_keys",
+    metadata,
+    Column("workspace", String(63), primary_key=True),
+    # ``sha256:<hex>`` of the key's DER SubjectPublicKeyInfo.
+    Column("fingerprint", String(71), primary_key=True),
+    Column("public_key", Text, nullable=False),
+    Column("label", String(200), nullable=False, default=""),
+    Column("added_by", String(200), nullable=False, default=""),
+    Column("added_at", DateTime(timezone=True), nullable=False),
 )
 
 audit_log = Table(

@@ -1,6 +1,7 @@
-"""``hokusai doctor --model NAME@ALIAS``: is this version what was registered, and how
-does it load? The files are downloaded to a scratch directory and checked against the
-version's manifest; nothing is deserialized."""
+"""``hokusai doctor --model NAME@ALIAS``: is this version what was registered, who
+signed it, and how does it load? The files are downloaded to a scratch directory and
+checked against the version's manifest, the manifest's signature against the keys the
+workspace trusts; nothing is deserialized."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import tempfile
 from pathlib import Path
 
 from hokusai.doctor.report import HopFailed
-from hokusai.integrity import TAG_MANIFEST_DIGEST, IntegrityError
+from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER, IntegrityError
 from hokusai.sdk.config import ClientConfig
 from hokusai.sdk.errors import HokusaiError
 from hokusai.sdk.model_files import TAG_SERIALIZATION_FORMAT
 from hokusai.sdk.registry import ModelRegistry
+from hokusai.sdk.results import ModelVersion
 from hokusai.sdk.safe_formats import pickle_reasons
+from hokusai.signing import SignatureError, SigningUnavailableError
 
 
 def check_version(config: ClientConfig, reference: str, timeout: float) -> str:
@@ -53,8 +56,25 @@ def check_version(config: ClientConfig, reference: str, timeout: float) -> str:
             if reasons
             else "loads without pickle"
         )
+        signed = _signer(registry, version)
     return (
         f"{version.name}/{version.version}: {len(files)} files, {size} bytes, each matching "
-        f"manifest {version.tags[TAG_MANIFEST_DIGEST]}; format {stored or 'not recorded'}, "
-        f"{loads}"
+        f"manifest {version.tags[TAG_MANIFEST_DIGEST]}; {signed}; format "
+        f"{stored or 'not recorded'}, {loads}"
     )
+
+
+def _signer(registry: ModelRegistry, version: ModelVersion) -> str:
+    """Who signed the version, and whether its workspace trusts the signature."""
+    claimed = version.tags.get(TAG_SIGNER)
+    if claimed is None:
+        return "not signed"
+    try:
+        registry.verify_signature(version)
+    except SignatureError as problem:
+        if problem.problem == "untrusted":
+            return f"signed by {claimed}, a key the workspace does not trust"
+        return f"signed by {claimed}, but {'; '.join(problem.problems)}"
+    except SigningUnavailableError:
+        return f"signed by {claimed} (not checked: install the signing extra to check it)"
+    return f"signed by {claimed}, a key the workspace trusts"

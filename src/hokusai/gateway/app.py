@@ -21,7 +21,8 @@ import os
 import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Engine
@@ -80,7 +81,9 @@ from hokusai.version import __version__
 from hokusai.webhooks.outbox import dispatch_lag_seconds
 from hokusai.webhooks.worker import run_background
 from hokusai.workspaces import store as workspace_store
-from hokusai.workspaces.records import WORKSPACE_HEADER, WorkspaceRecord
+from hokusai.workspaces.records import WORKSPACE_HEADER, TrustedKeyRecord, WorkspaceRecord
+
+T = TypeVar("T")
 
 log = logging.getLogger("hokusai.gateway")
 
@@ -131,7 +134,9 @@ class Gateway:
             settings.max_dispatch_lag,
         )
         self.mlflow_probe = MlflowProbe(self.proxy.client, settings.mlflow_url)
-        self.registry_guard = RegistryGuard(self.mlflow_probe, self._workspace_settings)
+        self.registry_guard = RegistryGuard(
+            self.mlflow_probe, self._workspace_settings, self._trusted_keys
+        )
         self.frozen_artifacts = FrozenArtifacts(self.mlflow_probe)
         self.manifest_maker = ManifestMaker(
             self.engine, self.proxy.client, settings.mlflow_url, self.mlflow_probe
@@ -571,6 +576,19 @@ class Gateway:
             with self.engine.connect() as conn:
                 return workspace_store.get_workspace(conn, name=name)
 
+        return await self._read_store(read)
+
+    async def _trusted_keys(self, name: str) -> list[TrustedKeyRecord]:
+        """The public keys a workspace trusts to sign its versions."""
+
+        def read() -> list[TrustedKeyRecord]:
+            with self.engine.connect() as conn:
+                return workspace_store.list_trusted_keys(conn, workspace=name)
+
+        return await self._read_store(read)
+
+    async def _read_store(self, read: Callable[[], T]) -> T:
+        """``read`` on a worker thread; an unavailable store refuses the request."""
         try:
             return await anyio.to_thread.run_sync(read)
         except SQLAlchemyError:

@@ -44,7 +44,10 @@ class EventCapture:
         *,
         workspace: str,
         owner: str | None = None,
+        version: dict[str, Any] | None = None,
     ) -> None:
+        """``version``: the version an alias write names, when the gateway read it before
+        the write (for a protected alias); else it is read here, once."""
         if not 200 <= status < 300:
             return
         request = ev.request_fields(request_body, query_string)
@@ -55,6 +58,9 @@ class EventCapture:
         current = None
         if endpoint == "model-versions/set-tag" and request.get("key") in TOKEN_TAGS:
             current = await self._current_version(client, request, workspace)
+        elif endpoint == "registered-models/alias" and method == "POST":
+            # Its event names what the version is: its manifest digest and signer.
+            current = version or await self._current_version(client, request, workspace)
         found = ev.events_for_write(
             endpoint, method, request, response, key_id, current, workspace=workspace, owner=owner
         )
@@ -82,5 +88,5 @@ class EventCapture:
             answer.raise_for_status()
             return dict(answer.json()["model_version"])
         except (httpx.HTTPError, ValueError, KeyError):
-            log.warning("could not read the version after a tag change")
+            log.warning("could not read the version a write named, for its event")
             return None

@@ -17,7 +17,13 @@ workspace which versions were made from the run or logged model the path lies in
 The manifest beside a version's files (``<files>.manifest.json``, ``hokusai.integrity``)
 belongs to the version as well: it says what the files are. Its digest, the version's
 ``hokusai.manifest_digest`` tag, comes with the version (MLflow's search answer has its
-tags), so the artifact cache can check what it keeps without asking MLflow again.
+tags), so the artifact cache can check what it keeps without asking MLflow again. So does
+the manifest's signature (``<files>.manifest.sig``, ``hokusai.signing``) belong to the
+version, with one difference: a version registered unsigned may be signed later, so its
+signature file may be written once, by a plain upload, while it does not exist; once
+written it never changes or goes, like the rest. (Two signings racing for the same
+unsigned version may both be let through; the later upload wins, and each is a complete
+signature of the same manifest.)
 
 A version whose files lie elsewhere (a source this gateway does not serve) is never
 frozen here, so nothing of it is cached: it is proxied as before.
@@ -39,7 +45,7 @@ from hokusai.errors import ErrorCode
 from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.version_locations import files_location, proxied_location
-from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_path
+from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_path, signature_path
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
 LISTING = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?")
@@ -68,8 +74,16 @@ class FrozenVersion:
     manifest_digest: str | None = None
 
     def covers(self, path: str) -> bool:
-        # The manifest beside the files is part of the version too: it says what they are.
-        return _within(path, self.files) or path == manifest_path(self.files)
+        # The manifest beside the files is part of the version too: it says what they
+        # are; and so is its signature, once written.
+        return (
+            _within(path, self.files) or path == manifest_path(self.files) or path == self.signature
+        )
+
+    @property
+    def signature(self) -> str:
+        """Where the signature of the version's manifest lies: written at most once."""
+        return signature_path(self.files)
 
     def described(self) -> str:
         return f"version {self.version} of model '{self.name}'"
@@ -178,12 +192,42 @@ class FrozenArtifacts:
         versions = await self._versions(workspace, owner)
         # Either way round: one of a version's files, or a directory holding them.
         touched = [v for v in versions if v.covers(path) or _within(v.files, path)]
+        if touched and await self._first_signature(workspace, method, mlflow_path, path, touched):
+            return
+        if touched and path == touched[0].signature:
+            raise _refused(
+                f"'{path}' is the signature of {touched[0].described()}, which is signed "
+                "already: a version's signature is written once and never changes or goes",
+                "Register a new version to sign it with another key.",
+            )
         if touched:
             raise _refused(
                 f"'{path}' holds files of {touched[0].described()}, which is READY: a "
                 "registered version's files never change",
                 "Register a new version with the new files instead.",
             )
+
+    async def _first_signature(
+        self,
+        workspace: str,
+        method: str,
+        mlflow_path: str,
+        path: str,
+        touched: list[FrozenVersion],
+    ) -> bool:
+        """Whether this write is the one upload of an unsigned version's signature: a
+        plain ``PUT`` of the signature file of every version it touches, which does not
+        exist yet. Anything else touching a signature file is refused as any frozen file."""
+        match = ARTIFACTS.fullmatch(mlflow_path)
+        if method != "PUT" or match is None:
+            return False
+        if any(version.signature != path for version in touched):
+            return False
+        # Asked as the request names it: MLflow's path, workspace prefix and all.
+        stored = await self._probe.artifact(
+            workspace, unquote(match["path"]), about="whether this version is signed already"
+        )
+        return stored is None
 
     async def _uploaded_path(self, workspace: str, query_string: bytes) -> str | None:
         """The MLflow UI's upload: the artifact path of file ``path`` in run

@@ -9,6 +9,7 @@ as unavailable: a check that could not be made must not let the request through.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -17,6 +18,9 @@ from hokusai.gateway.errors import GatewayError
 from hokusai.workspaces.records import WORKSPACE_HEADER
 
 V2 = "/api/2.0/mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
+# The most of an artifact file a check reads (a manifest or its signature, never a model).
+MAX_ARTIFACT_BYTES = 16 * 1024 * 1024
 # How long a question to MLflow may take before the request is refused as unavailable.
 PROBE_TIMEOUT = 10.0
 
@@ -34,17 +38,7 @@ class MlflowProbe:
         """MLflow's answer to ``GET {V2}{path}`` in ``workspace``; None when MLflow says
         it does not exist. ``about`` completes "MLflow could not be asked …" in the error
         of a question that got no answer."""
-        try:
-            answer = await self._client.get(
-                f"{self._upstream}{V2}{path}",
-                params=params,
-                headers={WORKSPACE_HEADER: workspace},
-                timeout=PROBE_TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            raise _unavailable(
-                f"MLflow could not be asked {about} ({type(exc).__name__})"
-            ) from None
+        answer = await self._ask(workspace, f"{V2}{path}", params, about)
         if answer.status_code == 200:
             try:
                 document = answer.json()
@@ -57,6 +51,33 @@ class MlflowProbe:
             # (some handlers answer an unknown id with INVALID_PARAMETER_VALUE).
             return None
         raise _unavailable(f"MLflow answered {answer.status_code} when asked {about}")
+
+    async def artifact(self, workspace: str, path: str, *, about: str) -> bytes | None:
+        """The small artifact file at MLflow's artifact path ``path``, asked in
+        ``workspace``; None when MLflow has no such file."""
+        answer = await self._ask(workspace, f"{ARTIFACTS}{quote(path)}", None, about)
+        if answer.status_code == 200:
+            if len(answer.content) > MAX_ARTIFACT_BYTES:
+                raise _unavailable(f"{path} is too large to read when asked {about}")
+            return answer.content
+        if answer.status_code in (400, 404):
+            return None
+        raise _unavailable(f"MLflow answered {answer.status_code} when asked {about}")
+
+    async def _ask(
+        self, workspace: str, path: str, params: dict[str, str] | None, about: str
+    ) -> httpx.Response:
+        try:
+            return await self._client.get(
+                f"{self._upstream}{path}",
+                params=params,
+                headers={WORKSPACE_HEADER: workspace},
+                timeout=PROBE_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise _unavailable(
+                f"MLflow could not be asked {about} ({type(exc).__name__})"
+            ) from None
 
 
 def _unavailable(what: str) -> GatewayError:

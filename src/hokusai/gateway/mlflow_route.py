@@ -177,9 +177,10 @@ class MlflowRoute:
         # What MLflow's store may change: not reads, and not the admin-scope GETs
         # (workspaces, MLflow's webhooks), which are audited but change nothing.
         changes = audited and method not in SAFE_METHODS
+        named_version = None
         if changes and is_registry_write(mlflow_path):
             try:
-                await self.registry_guard.check(
+                named_version = await self.registry_guard.check(
                     key, workspace, method, mlflow_path, api_body, query_string
                 )
             except PermissionDenied as refusal:
@@ -253,6 +254,7 @@ class MlflowRoute:
                     self.proxy.client,
                     workspace=workspace,
                     owner=key.owner,
+                    version=named_version,
                 )
 
         async def before_answer(status: int) -> None:

@@ -192,6 +192,7 @@ class Metrics:
             "model_pattern",
             "protected_alias",
             "promotion_gate",
+            "signed_versions",
             "source",
         ):
             self.auth_failures.labels(reason)

@@ -7,6 +7,9 @@ and to which version, where a new version's source lives — and
 - a write key limited to model-name patterns changes only the models they match;
 - a workspace's protected aliases need the ``promote`` role, and with the workspace's
   promotion gate on may only name a version whose measured metric meets its baseline;
+  with its requirement of signed versions on, only a version whose manifest is signed by
+  a key the workspace trusts (the manifest and its signature are read from MLflow's
+  artifact store, the signature checked with model-signing: ``hokusai.signing``);
 - a model version's source must be the workspace's own: its run, its logged model, its
   registered model, or the registry's artifact store under that run or model. MLflow
   checks that a ``runs:/`` source matches the request's ``run_id`` but not that the run
@@ -21,17 +24,43 @@ isolation answers them.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import anyio
+
 from hokusai import authorization
+from hokusai.errors import ErrorCode
+from hokusai.gateway.errors import GatewayError
+from hokusai.gateway.frozen_artifacts import artifact_path
 from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.resolution_cache import api_path
+from hokusai.gateway.version_locations import files_location
+from hokusai.integrity import (
+    TAG_MANIFEST_DIGEST,
+    TAG_SIGNER,
+    IntegrityError,
+    Manifest,
+    check_manifest_digest,
+    manifest_path,
+    signature_path,
+)
 from hokusai.keys.records import KeyRecord
+from hokusai.signing import (
+    PublicKey,
+    SignatureError,
+    SigningUnavailableError,
+    verify_manifest,
+)
 from hokusai.timestamps import utcnow
-from hokusai.workspaces.records import DEFAULT_PROTECTED_ALIASES, WorkspaceRecord
+from hokusai.webhooks.events import tag_map
+from hokusai.workspaces.records import (
+    DEFAULT_PROTECTED_ALIASES,
+    TrustedKeyRecord,
+    WorkspaceRecord,
+)
 
 V2 = "/api/2.0/mlflow"
 REGISTRY_WRITES = (f"{V2}/registered-models/", f"{V2}/model-versions/")
@@ -90,15 +119,18 @@ def is_registry_write(mlflow_path: str) -> bool:
 
 class RegistryGuard:
     """The checks of one gateway; ``probe`` asks MLflow, ``workspace_settings``
-    reads a workspace's settings from the auth store (None when it has no row)."""
+    reads a workspace's settings from the auth store (None when it has no row),
+    ``trusted_keys`` the public keys it trusts to sign versions."""
 
     def __init__(
         self,
         probe: MlflowProbe,
         workspace_settings: Callable[[str], Awaitable[WorkspaceRecord | None]],
+        trusted_keys: Callable[[str], Awaitable[list[TrustedKeyRecord]]],
     ) -> None:
         self._probe = probe
         self._settings = workspace_settings
+        self._trusted_keys = trusted_keys
 
     async def check(
         self,
@@ -108,9 +140,11 @@ class RegistryGuard:
         mlflow_path: str,
         body: bytes,
         query_string: bytes,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Raise :class:`PermissionDenied` (or a :class:`GatewayError`) for a registry
-        write ``key`` may not make in ``workspace``; return for any other request."""
+        write ``key`` may not make in ``workspace``; return for any other request. The
+        model version an alias write names, when a check read it (its event carries
+        what it is), else None."""
         path = api_path(mlflow_path)
         what = f"{method} {mlflow_path}"
         fields = request_fields(body, query_string)
@@ -119,12 +153,13 @@ class RegistryGuard:
             key, sorted(names) if names and fields.parsed else None, what, workspace
         )
         if path == ALIAS:
-            await self._check_alias(key, workspace, method, what, fields)
-        elif path == TRANSITION_STAGE:
+            return await self._check_alias(key, workspace, method, what, fields)
+        if path == TRANSITION_STAGE:
             stages = tuple(stage.lower() for stage in fields.all("stage"))
-            await self._check_alias(key, workspace, "POST", what, fields, aliases=stages)
-        elif path == CREATE_VERSION:
+            return await self._check_alias(key, workspace, "POST", what, fields, aliases=stages)
+        if path == CREATE_VERSION:
             await self._check_source(key, workspace, fields)
+        return None
 
     # ---- protected aliases --------------------------------------------------------------
 
@@ -137,34 +172,90 @@ class RegistryGuard:
         fields: RequestFields,
         *,
         aliases: tuple[str, ...] | None = None,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """``aliases``: what the write moves (default: the request's ``alias``); a POST
-        moves it to the request's ``version``, which the gate judges."""
+        moves it to the request's ``version``, which the gates judge. The version, when
+        read."""
         settings = await self._settings(workspace) or _defaults(workspace)
         model = fields.one("name") or ""
         aliases = fields.all("alias") if aliases is None else aliases
         for alias in aliases:
             authorization.check_alias(key, settings, model=model, alias=alias, what=what)
         protected = [alias for alias in aliases if settings.protects(alias)]
-        if method != "POST" or not settings.promotion_gate or not protected:
-            return
-        # The gate judges the version, whichever protected alias names it: asked once.
+        judged = settings.promotion_gate or settings.require_signed_versions
+        if method != "POST" or not judged or not protected:
+            return None
+        # The gates judge the version, whichever protected alias names it: asked once.
         version_number = fields.one("version")
-        version = None
+        answer = None
         if model and version_number:
-            version = await self._get(
+            answer = await self._get(
                 workspace, "/model-versions/get", {"name": model, "version": version_number}
             )
-        if version is None:
-            return  # no such version: MLflow refuses the alias itself, readably
+        if answer is None:
+            return None  # no such version: MLflow refuses the alias itself, readably
+        version = dict(answer.get("model_version") or {})
         authorization.check_alias(
-            key,
-            settings,
-            model=model,
-            alias=protected[0],
-            what=what,
-            version=version.get("model_version", {}),
+            key, settings, model=model, alias=protected[0], what=what, version=version
         )
+        if settings.require_signed_versions:
+            authorization.check_signed(
+                key,
+                settings,
+                model=model,
+                alias=protected[0],
+                what=what,
+                version=str(version.get("version", version_number)),
+                problem=await self._signature_problem(workspace, version),
+            )
+        return version
+
+    async def _signature_problem(
+        self, workspace: str, version: Mapping[str, Any]
+    ) -> SignatureError | None:
+        """What is wrong with the version's signature, read from MLflow in ``workspace``:
+        None when its manifest is signed by a key the workspace trusts and is the one
+        the version records."""
+        subject = f"version {version.get('version')} of model '{version.get('name')}'"
+        tags = tag_map(version)
+        claimed = tags.get(TAG_SIGNER)
+        location = await files_location(self._probe, workspace, dict(version))
+        # MLflow's own path of the files (read as it is, workspace prefix and all), when
+        # they lie in this workspace's artifacts.
+        files = location if location and artifact_path(location, workspace) else None
+        recorded = tags.get(TAG_MANIFEST_DIGEST)
+        if files is None or recorded is None:
+            return SignatureError(
+                subject,
+                "unsigned",
+                "it records no manifest in the registry's artifact store, so it cannot be signed",
+            )
+        about = "what this version's signature is"
+        manifest = await self._probe.artifact(workspace, manifest_path(files), about=about)
+        if manifest is None:
+            return SignatureError(subject, "unsigned", "its manifest is missing")
+        try:
+            check_manifest_digest(Manifest.from_json(manifest, subject=subject), recorded, subject)
+        except IntegrityError as changed:
+            return SignatureError(subject, "invalid", "; ".join(changed.problems), signer=claimed)
+        bundle = await self._probe.artifact(workspace, signature_path(files), about=about)
+        trusted = [
+            PublicKey(k.fingerprint, k.public_key) for k in await self._trusted_keys(workspace)
+        ]
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: verify_manifest(manifest, bundle, trusted, subject=subject, claimed=claimed)
+            )
+        except SignatureError as problem:
+            return problem
+        except SigningUnavailableError as missing:
+            raise GatewayError(
+                ErrorCode.INTERNAL_ERROR,
+                f"Workspace '{workspace}' requires signed versions, and this gateway cannot "
+                f"check signatures: {missing}. Nothing was changed.",
+                reason="signing_unavailable",
+            ) from None
+        return None
 
     # ---- sources ----------------------------------------------------------------------
 

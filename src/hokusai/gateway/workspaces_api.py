@@ -1,4 +1,5 @@
-"""``/api/v1/workspaces``: one workspace per team, with its protected aliases and gate.
+"""``/api/v1/workspaces``: one workspace per team, with its protected aliases, gates and
+the public keys it trusts to sign its versions.
 
 Routes only parse: each calls one :class:`~hokusai.admin.workspaces.WorkspaceAdmin`
 operation with the calling key as its actor and renders the record it returns.
@@ -26,12 +27,24 @@ class CreateWorkspace(BaseModel):
         default=False,
         description="A protected alias may only name a version whose metric meets its baseline",
     )
+    require_signed_versions: bool = Field(
+        default=False,
+        description="A protected alias may only name a version signed by a trusted key",
+    )
 
 
 class UpdateWorkspace(BaseModel):
     description: str | None = Field(default=None, max_length=1000)
     protected_aliases: list[str] | None = Field(default=None, max_length=50)
     promotion_gate: bool | None = None
+    require_signed_versions: bool | None = None
+
+
+class TrustKey(BaseModel):
+    public_key: str = Field(
+        max_length=4096, description="A PEM elliptic-curve public key (P-256, P-384 or P-521)"
+    )
+    label: str = Field(default="", max_length=200, description="Whose key it is")
 
 
 router = APIRouter(prefix="/api/v1")
@@ -54,6 +67,7 @@ def create(body: CreateWorkspace, services: Services, actor: CurrentActor) -> di
         description=body.description,
         protected_aliases=body.protected_aliases,
         promotion_gate=body.promotion_gate,
+        require_signed_versions=body.require_signed_versions,
     ).public()
 
 
@@ -72,6 +86,7 @@ def update(
         description=body.description,
         protected_aliases=body.protected_aliases,
         promotion_gate=body.promotion_gate,
+        require_signed_versions=body.require_signed_versions,
     ).public()
 
 
@@ -81,3 +96,30 @@ def update(
 )
 def delete(name: str, services: Services, actor: CurrentActor) -> dict[str, Any]:
     return services.workspaces.delete(actor, name).public()
+
+
+@router.get(
+    "/workspaces/{name}/trusted-keys",
+    summary="The public keys the workspace trusts to sign versions (any of its keys)",
+)
+def trusted_keys(name: str, services: Services, actor: CurrentActor) -> dict[str, Any]:
+    return {"trusted_keys": [k.public() for k in services.workspaces.trusted_keys(actor, name)]}
+
+
+@router.post(
+    "/workspaces/{name}/trusted-keys",
+    status_code=201,
+    summary="Trust a public key to sign the workspace's versions (its admin)",
+)
+def trust_key(name: str, body: TrustKey, services: Services, actor: CurrentActor) -> dict[str, Any]:
+    return services.workspaces.trust_key(actor, name, body.public_key, label=body.label).public()
+
+
+@router.delete(
+    "/workspaces/{name}/trusted-keys/{fingerprint}",
+    summary="Stop trusting a public key (its admin)",
+)
+def untrust_key(
+    name: str, fingerprint: str, services: Services, actor: CurrentActor
+) -> dict[str, Any]:
+    return services.workspaces.untrust_key(actor, name, fingerprint).public()

@@ -126,8 +126,8 @@ class AuthenticationError(APIError):
 
 class PermissionDeniedError(APIError):
     """403: the key is valid but may not do this. :attr:`details` says what refused it
-    (``refused_by``: role, workspace, model_pattern, protected_alias, promotion_gate or
-    source) and who can grant it (``granted_by``), when the gateway said so."""
+    (``refused_by``: role, workspace, model_pattern, protected_alias, promotion_gate,
+    signed_versions or source) and who can grant it (``granted_by``), when the gateway said so."""
 
     @property
     def details(self) -> dict[str, Any]:

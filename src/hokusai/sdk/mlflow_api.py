@@ -198,6 +198,16 @@ def get_version(t: Transport, name: str, version: str) -> dict[str, Any]:
     )
 
 
+def set_version_tag(t: Transport, name: str, version: str, key: str, value: str) -> None:
+    # Setting a tag to the same value twice leaves the same state: safe to retry.
+    t.mlflow(
+        "POST",
+        "model-versions/set-tag",
+        json={"name": name, "version": version, "key": key, "value": value},
+        idempotent=True,
+    )
+
+
 def get_version_by_alias(t: Transport, name: str, alias: str) -> dict[str, Any]:
     try:
         answer = t.mlflow("GET", "registered-models/alias", params={"name": name, "alias": alias})

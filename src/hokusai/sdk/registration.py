@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_of, manifest_path
+from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER, manifest_of, manifest_path
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.artifacts import artifact_root_path, upload_bytes, upload_directory
 from hokusai.sdk.errors import ValidationError
@@ -43,6 +43,8 @@ from hokusai.sdk.saga import (
 )
 from hokusai.sdk.transport import Transport
 from hokusai.sdk.validation import check_alias, check_model_argument, check_registration_id
+from hokusai.sdk.version_signing import upload_signature
+from hokusai.signing import sign_manifest
 from hokusai.tokens import measurement_tags
 
 DEFAULT_EXPERIMENT = "hokusai-registrations"
@@ -81,6 +83,8 @@ class RegistrationPlan:
     # For a stored model: the benchmark its run's measurement is recorded against.
     benchmark: Benchmark | None = None
     requested_id: str | None = None
+    # A PEM private key: the uploaded model's manifest is signed with it.
+    signing_key: bytes | None = field(default=None, repr=False)
     registration_id: str = field(init=False)
     stored_format: str | None = field(init=False)
 
@@ -98,6 +102,11 @@ class RegistrationPlan:
             raise ValidationError(
                 "serialization_format applies to a model object or file, not to an already "
                 f"registered {self.model}"
+            )
+        elif self.signing_key is not None:
+            raise ValidationError(
+                "a signing key signs a model this registration uploads; sign a version of an "
+                f"already stored model ({self.model}) with ModelRegistry.sign_version"
             )
         object.__setattr__(self, "stored_format", stored_format)
 
@@ -208,17 +217,27 @@ def upload_model(t: Transport, plan: RegistrationPlan, state: SagaState) -> None
     run_tags = api.tag_dict(api.get_run(t, state.run_id)["data"].get("tags"))
     if run_tags.get(TAG_MODEL_UPLOADED) == "true":
         state.manifest_digest = run_tags.get(TAG_MANIFEST_DIGEST)
+        state.signer = run_tags.get(TAG_SIGNER)
         return
     with tempfile.TemporaryDirectory(prefix="hokusai-model-") as scratch:
         local = Path(scratch) / "model"
         save_model_directory(plan.model, local, serialization_format=plan.serialization_format)
         # Digested before upload: what the registry stores is checked against what was made.
         manifest = manifest_of(local)
+        # Signed before upload too: a key that cannot sign fails before any transfer.
+        signature = (
+            sign_manifest(manifest.to_json(), plan.signing_key)
+            if plan.signing_key is not None
+            else None
+        )
         upload_directory(t, local, remote)
         upload_bytes(t, manifest.to_json(), manifest_path(remote))
-    api.set_run_tags(
-        t, state.run_id, {TAG_MODEL_UPLOADED: "true", TAG_MANIFEST_DIGEST: manifest.digest}
-    )
+    uploaded = {TAG_MODEL_UPLOADED: "true", TAG_MANIFEST_DIGEST: manifest.digest}
+    if signature is not None:
+        upload_signature(t, signature, remote)
+        uploaded[TAG_SIGNER] = signature.signer
+        state.signer = signature.signer
+    api.set_run_tags(t, state.run_id, uploaded)
     state.manifest_digest = manifest.digest
 
 

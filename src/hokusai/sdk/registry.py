@@ -12,6 +12,7 @@ model references in :mod:`hokusai.sdk.references`, a version's verified files in
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import weakref
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from hokusai.sdk import mlflow_api as api
+from hokusai.sdk import version_signing
 from hokusai.sdk.config import resolve
 from hokusai.sdk.errors import (
     NotFoundError,
@@ -53,7 +55,15 @@ from hokusai.sdk.validation import (
     metadata_tags,
     validate_token_id,
 )
-from hokusai.sdk.version_files import Verify, described, download_version
+from hokusai.sdk.version_files import (
+    TrustedKeys,
+    Verify,
+    described,
+    download_version,
+    signed_by,
+    workspace_trusted_keys,
+)
+from hokusai.signing import PublicKey
 from hokusai.tokens import TAG_TOKEN_ID, measurement_tags, token_tags
 
 LATEST_ALIASES = ("production", "champion")
@@ -74,7 +84,9 @@ class ModelRegistry:
       store. A PEM file of the CAs to trust (a registry behind a private CA).
 
     ``timeout`` bounds each HTTP request; ``max_retry_time`` bounds each call's retries
-    of transient failures, waits included. The constructor makes no network call.
+    of transient failures, waits included. ``signing_key``: a PEM elliptic-curve private
+    key (bytes, or a file's path) that signs the manifest of every model this registry
+    uploads (the ``signing`` extra). The constructor makes no network call.
 
     Example::
 
@@ -93,9 +105,13 @@ class ModelRegistry:
         ca_bundle: str | Path | None = None,
         timeout: float = 30.0,
         max_retry_time: float = 30.0,
+        signing_key: str | Path | bytes | None = None,
     ) -> None:
         if timeout <= 0 or max_retry_time < 0:
             raise ValidationError("timeout must be positive and max_retry_time not negative")
+        self._signing_key = (
+            None if signing_key is None else version_signing.signing_key(signing_key)
+        )
         self.config = resolve(api_key, api_url, profile, ca_bundle=ca_bundle)
         self._transport = Transport(self.config, timeout=timeout, max_retry_time=max_retry_time)
 
@@ -327,6 +343,8 @@ class ModelRegistry:
             # After the checks that need no server, before any work: a protected alias the
             # key may not set would otherwise fail the last step, after the upload.
             self.require_scope("write", alias=plan.alias)
+        if self._signing_key is not None and plan.uploads:
+            plan = dataclasses.replace(plan, signing_key=self._signing_key)
         return register(self._transport, plan)
 
     # ---- reading ----------------------------------------------------------------------
@@ -334,6 +352,44 @@ class ModelRegistry:
     def get_model_version(self, reference: str) -> ModelVersion:
         """``NAME/VERSION``, ``NAME@ALIAS`` or a ``models:/`` URI."""
         return resolve_version(self._transport, reference)
+
+    # ---- signatures ---------------------------------------------------------------------
+
+    def sign_version(
+        self,
+        reference: str | ModelVersion,
+        private_key: str | Path | bytes,
+        *,
+        password: str | None = None,
+    ) -> ModelVersion:
+        """Sign a registered version's manifest with ``private_key`` (a PEM elliptic-curve
+        key, or its file's path); the version, with its ``hokusai.signer`` tag. Its
+        files are checked against nothing here: the manifest is, against the version's
+        digest. A version is signed once: one signed already raises :class:`APIError`.
+
+        Example::
+
+            registry.sign_version("LSCOR/3", "release-key.pem")
+            registry.load_model("models:/LSCOR/3", verify="signature")
+        """
+        version = resolve_version(self._transport, reference)
+        key = version_signing.signing_key(private_key, password)
+        version_signing.sign_version(self._transport, version, key, password=password)
+        return resolve_version(self._transport, f"{version.name}/{version.version}")
+
+    def verify_signature(
+        self, reference: str | ModelVersion, *, trusted_keys: TrustedKeys | None = None
+    ) -> str:
+        """The fingerprint of the trusted key (the workspace's, or one of
+        ``trusted_keys``) that signed the version's manifest; else
+        :class:`~hokusai.signing.SignatureError` saying whether it is unsigned, wrongly
+        signed or signed by an untrusted key. Its files are not downloaded."""
+        version = resolve_version(self._transport, reference)
+        return signed_by(self._transport, version, trusted_keys)
+
+    def trusted_keys(self) -> list[PublicKey]:
+        """The public keys this key's workspace trusts to sign versions."""
+        return workspace_trusted_keys(self._transport)
 
     # ---- aliases ------------------------------------------------------------------------
 
@@ -464,7 +520,12 @@ class ModelRegistry:
         return versions[-1]
 
     def download_model(
-        self, reference: str | ModelVersion, directory: str | Path, *, verify: Verify = "digest"
+        self,
+        reference: str | ModelVersion,
+        directory: str | Path,
+        *,
+        verify: Verify = "digest",
+        trusted_keys: TrustedKeys | None = None,
     ) -> ModelVersion:
         """Download a version's files into ``directory`` (which must not exist yet, or be
         empty); the version downloaded.
@@ -472,6 +533,7 @@ class ModelRegistry:
         With ``verify="digest"`` (the default) the files are checked against the version's
         manifest first, in a scratch directory beside ``directory``: files that fail the
         check never appear there, and :class:`~hokusai.IntegrityError` names them.
+        ``verify="signature"`` and ``trusted_keys``: as for :meth:`load_model`.
         """
         version = resolve_version(self._transport, reference)
         target = Path(directory)
@@ -480,7 +542,13 @@ class ModelRegistry:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".hokusai-pull-", dir=target.parent))
         try:
-            download_version(self._transport, version, scratch / "model", verify=verify)
+            download_version(
+                self._transport,
+                version,
+                scratch / "model",
+                verify=verify,
+                trusted_keys=trusted_keys,
+            )
             if target.exists():
                 target.rmdir()
             (scratch / "model").rename(target)
@@ -494,13 +562,19 @@ class ModelRegistry:
         *,
         verify: Verify = "digest",
         allow_pickle: bool = False,
+        trusted_keys: TrustedKeys | None = None,
     ) -> Any:
         """Download a version's files and load it as an ``mlflow.pyfunc`` model.
 
         With ``verify="digest"`` (the default) every file is checked against the manifest
         the version recorded at registration before anything is loaded; a changed,
         missing or extra file raises :class:`~hokusai.IntegrityError` naming it.
-        ``verify="none"`` loads the files as stored (a version without a manifest).
+        ``verify="signature"`` also needs the manifest signed by a key the version's
+        workspace trusts (or one of ``trusted_keys``, PEM public keys, when given): an
+        unsigned version, a bad signature or an untrusted signer raises
+        :class:`~hokusai.signing.SignatureError` (an ``IntegrityError``) before anything
+        is downloaded. ``verify="none"`` loads the files as stored (a version without a
+        manifest).
 
         A model that loads with pickle (cloudpickle or pickle files, a custom Python
         model, PyTorch) runs the code its files hold: it raises
@@ -511,7 +585,13 @@ class ModelRegistry:
         version = resolve_version(self._transport, reference)
         scratch = Path(tempfile.mkdtemp(prefix="hokusai-load-"))
         try:
-            local = download_version(self._transport, version, scratch / "model", verify=verify)
+            local = download_version(
+                self._transport,
+                version,
+                scratch / "model",
+                verify=verify,
+                trusted_keys=trusted_keys,
+            )
             if not allow_pickle and (reasons := pickle_reasons(local)):
                 raise UnsafeModelError(described(version), reasons)
             model = mlflow.pyfunc.load_model(str(local))

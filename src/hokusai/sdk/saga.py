@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from hokusai.integrity import TAG_MANIFEST_DIGEST
+from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.errors import registration_failure
 from hokusai.sdk.transport import Transport
@@ -57,6 +57,8 @@ class SagaState:
     measurement: dict[str, str] = field(default_factory=dict)
     # ``sha256:<hex>`` of the model files' manifest, when it is known.
     manifest_digest: str | None = None
+    # ``sha256:<hex>`` of the key that signed the manifest, when it was signed.
+    signer: str | None = None
 
     @property
     def version_tags(self) -> dict[str, str]:
@@ -64,6 +66,8 @@ class SagaState:
         tags = dict(self.measurement)
         if self.manifest_digest is not None:
             tags[TAG_MANIFEST_DIGEST] = self.manifest_digest
+        if self.signer is not None:
+            tags[TAG_SIGNER] = self.signer
         return tags
 
     def left_behind(self) -> dict[str, str]:

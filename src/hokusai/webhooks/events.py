@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER
 from hokusai.tokens import (
     TAG_BENCHMARK_METRIC,
     TAG_BENCHMARK_VALUE,
@@ -123,24 +125,37 @@ def request_fields(body: bytes, query_string: bytes) -> dict[str, Any]:
     return dict(parse_qsl(query_string.decode("latin-1")))
 
 
+def tag_map(version: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's tags by key, from MLflow's list of ``{key, value}`` (or a dict)."""
+    tags = version.get("tags") or []
+    return dict(tags) if isinstance(tags, dict) else {t["key"]: t.get("value") for t in tags}
+
+
+def integrity_data(version: Mapping[str, Any]) -> dict[str, Any]:
+    """What a version's files are and who vouches for them: its manifest's digest and
+    the key that signed it (None when it records none)."""
+    tags = tag_map(version)
+    return {"manifest_digest": tags.get(TAG_MANIFEST_DIGEST), "signer": tags.get(TAG_SIGNER)}
+
+
 def version_data(version: dict[str, Any]) -> dict[str, Any]:
     """What a receiver needs of a model version."""
-    tags = version.get("tags") or []
-    tag_map = tags if isinstance(tags, dict) else {t["key"]: t.get("value") for t in tags}
+    tags = tag_map(version)
     data = {
         "name": version.get("name"),
         "version": str(version.get("version")),
         "run_id": version.get("run_id") or None,
         "source": version.get("source"),
-        "tags": tag_map,
-        "token_id": tag_map.get(TAG_TOKEN_ID),
+        "tags": tags,
+        "token_id": tags.get(TAG_TOKEN_ID),
+        **integrity_data(version),
     }
-    if TAG_BENCHMARK_METRIC in tag_map:
+    if TAG_BENCHMARK_METRIC in tags:
         data["metric"] = {
-            "name": tag_map.get(TAG_BENCHMARK_METRIC),
-            "benchmark_value": _float(tag_map.get(TAG_BENCHMARK_VALUE)),
-            "measured_value": _float(tag_map.get(TAG_MEASURED_VALUE)),
-            "lower_is_better": tag_map.get(TAG_LOWER_IS_BETTER) == "true",
+            "name": tags.get(TAG_BENCHMARK_METRIC),
+            "benchmark_value": _float(tags.get(TAG_BENCHMARK_VALUE)),
+            "measured_value": _float(tags.get(TAG_MEASURED_VALUE)),
+            "lower_is_better": tags.get(TAG_LOWER_IS_BETTER) == "true",
         }
     return data
 
@@ -253,9 +268,10 @@ def events_for_write(
     one the request acted in).
 
     ``current_version``: the version as it is after a tag change (fetched by the caller
-    when the tag matters for the token events). ``owner``: the owner of the key that made
-    the write; an alias event names it as ``by`` (with ``key_id``), so a receiver sees who
-    promoted.
+    when the tag matters for the token events), or the version an alias is set to (its
+    event carries the version's manifest digest and signer). ``owner``: the owner of the
+    key that made the write; an alias event names it as ``by`` (with ``key_id``), so a
+    receiver sees who promoted.
     """
     key = (method, endpoint)
 
@@ -282,6 +298,7 @@ def events_for_write(
                     "alias": request.get("alias"),
                     "version": str(request.get("version")),
                     "by": {"key_id": key_id, "owner": owner},
+                    **integrity_data(current_version or {}),
                 },
             )
         ]

@@ -63,6 +63,8 @@ class WorkspaceRecord:
     promotion_gate: bool
     created_at: datetime
     updated_at: datetime
+    # A protected alias may only name a version signed by a key the workspace trusts.
+    require_signed_versions: bool = False
 
     def protects(self, alias: str) -> bool:
         """Whether setting or deleting ``alias`` needs the ``promote`` role."""
@@ -74,6 +76,29 @@ class WorkspaceRecord:
             "description": self.description,
             "protected_aliases": list(self.protected_aliases),
             "promotion_gate": self.promotion_gate,
+            "require_signed_versions": self.require_signed_versions,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class TrustedKeyRecord:
+    """A public key whose signatures a workspace trusts (``hokusai.signing``)."""
+
+    workspace: str
+    fingerprint: str
+    public_key: str
+    label: str
+    added_by: str
+    added_at: datetime
+
+    def public(self) -> dict[str, object]:
+        return {
+            "workspace": self.workspace,
+            "fingerprint": self.fingerprint,
+            "public_key": self.public_key,
+            "label": self.label,
+            "added_by": self.added_by,
+            "added_at": self.added_at.isoformat(),
         }
