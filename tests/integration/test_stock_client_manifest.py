@@ -21,11 +21,19 @@ from sqlalchemy import select
 
 from hokusai import IntegrityError
 from hokusai.db.schema import events
-from hokusai.integrity import TAG_MANIFEST_DIGEST, Manifest, manifest_of, manifest_path
+from hokusai.integrity import (
+    TAG_MANIFEST_DIGEST,
+    TAG_SIGNER,
+    Manifest,
+    manifest_of,
+    manifest_path,
+)
 from hokusai.keys.scopes import Scope
 from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
+from hokusai.signing import SignatureError, public_key
 from tests.helpers import MLFLOW_API, RunningGateway, assert_error, auth, reread_tracking_uri
+from tests.signing_keys import key_pair
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +202,27 @@ def test_a_version_that_records_its_own_manifest_keeps_it(
         headers=auth(writer),
     )
     assert Manifest.from_json(answer.content).digest == version.tags[TAG_MANIFEST_DIGEST]
+
+
+def test_a_stock_client_version_can_be_signed_and_verified(
+    gateway: RunningGateway, writer: str, tmp_path: Path
+) -> None:
+    """Signed after registration with the SDK: its files are found through the logged
+    model, as they are for the manifest."""
+    version = register(gateway, writer)
+    reference = f"{version['name']}/{version['version']}"
+    pair, stranger = key_pair(), key_pair()
+    with ModelRegistry(api_key=writer, api_url=gateway.url, max_retry_time=5) as registry:
+        signed = registry.sign_version(reference, pair.private_pem)
+        assert signed.tags[TAG_SIGNER] == public_key(pair.public_pem).fingerprint
+        assert (
+            registry.verify_signature(reference, trusted_keys=[pair.public_pem])
+            == (signed.tags[TAG_SIGNER])
+        )
+        with pytest.raises(SignatureError) as refused:
+            registry.verify_signature(reference, trusted_keys=[stranger.public_pem])
+        assert refused.value.problem == "untrusted"
+        registry.download_model(
+            reference, tmp_path / "pulled", verify="signature", trusted_keys=[pair.public_pem]
+        )
+    assert (tmp_path / "pulled" / "MLmodel").is_file()
