@@ -31,7 +31,7 @@ from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.signing import SignatureError, public_key, sign_manifest
 from tests.helpers import RunningGateway
 from tests.sdk.support import ARTIFACTS_API, LeadData, MlflowRest, unique
-from tests.sdk.test_integrity import doctor, stored_files
+from tests.sdk.test_integrity import doctor, pull, stored_files
 from tests.signing_keys import KeyPair, key_pair
 
 pytestmark = pytest.mark.integration
@@ -163,6 +163,33 @@ def test_an_unsigned_version_is_refused_with_verify_signature(
     assert not (tmp_path / "pulled").exists()
     # The digest alone still checks out.
     registry.download_model(version, tmp_path / "pulled")
+
+
+def test_pull_signed_takes_only_a_version_signed_by_a_trusted_key(
+    sdk_gateway: RunningGateway,
+    team_key: str,
+    registry: ModelRegistry,
+    trust: Trust,
+    signer: KeyPair,
+    lead_model: LogisticRegression,
+    tmp_path: Path,
+) -> None:
+    trust.key(signer)
+    unsigned = register(registry, lead_model)
+    with signing_registry(sdk_gateway, team_key, signer) as signing:
+        signed = register(signing, lead_model)
+    refused = pull(
+        sdk_gateway, "--signed", f"{unsigned.name}/{unsigned.version}", str(tmp_path / "a")
+    )
+    assert refused.exit_code == 8, refused.output
+    assert "not signed" in " ".join(refused.output.split())
+    assert not (tmp_path / "a").exists()
+    taken = pull(sdk_gateway, "--signed", f"{signed.name}/{signed.version}", str(tmp_path / "b"))
+    assert taken.exit_code == 0, taken.output
+    assert "signed by a trusted key" in " ".join(taken.output.split())
+    assert (tmp_path / "b" / "MLmodel").is_file()
+    contradiction = pull(sdk_gateway, "--signed", "--no-verify", "x/1", str(tmp_path / "c"))
+    assert contradiction.exit_code == 2
 
 
 # ---- signing after registration, once ----------------------------------------------------

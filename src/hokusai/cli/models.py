@@ -19,6 +19,7 @@ from hokusai.sdk.evaluation import LOWER_IS_BETTER, measure_on_csv
 from hokusai.sdk.model_files import load_model_file
 from hokusai.sdk.results import ModelVersion
 from hokusai.sdk.validation import validate_token_id
+from hokusai.sdk.version_files import Verify
 from hokusai.tokens import TAG_BENCHMARK_METRIC, TAG_BENCHMARK_VALUE, TAG_MEASURED_VALUE, TAG_READY
 
 models_app = typer.Typer(
@@ -240,23 +241,35 @@ def pull(
             "records none).",
         ),
     ] = False,
+    signed: Annotated[
+        bool,
+        typer.Option(
+            "--signed",
+            help="Also require the manifest to be signed by a key the workspace trusts.",
+        ),
+    ] = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
     profile: Profile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Download a version's files into DIRECTORY, each checked against the digest manifest
-    recorded at registration (a changed, missing or extra file: exit code 8, nothing
-    written)."""
+    recorded at registration (a changed, missing or extra file, or with --signed an
+    unsigned or untrusted version: exit code 8, nothing written)."""
+    if no_verify and signed:
+        raise typer.BadParameter("--no-verify and --signed contradict each other")
+    verify: Verify = "none" if no_verify else "signature" if signed else "digest"
     with reported_errors(), registry(api_url, api_key, profile) as client:
-        version = client.download_model(
-            reference, directory, verify="none" if no_verify else "digest"
-        )
+        version = client.download_model(reference, directory, verify=verify)
     if as_json:
         print(json.dumps({**version.as_dict(), "directory": str(directory)}, indent=2))
         return
     print(directory)
-    checked = "unchecked (--no-verify)" if no_verify else "every file matches its manifest"
+    checked = {
+        "none": "unchecked (--no-verify)",
+        "digest": "every file matches its manifest",
+        "signature": "signed by a trusted key, and every file matches its manifest",
+    }[verify]
     err.print(f"{version.model_uri} pulled into {directory}: {checked}")
 
 
