@@ -90,6 +90,7 @@ else
 	$(BIN)/python bench/bench_webhooks.py
 	$(BIN)/python bench/bench_ratelimit.py
 	$(BIN)/python bench/bench_fleet.py
+	$(BIN)/python bench/bench_integrity.py
 	if command -v wrk >/dev/null; then $(BIN)/python bench/bench_cached_reads.py; \
 	else echo "wrk is not installed (apt-get install wrk): bench_cached_reads.py skipped"; fi
 	$(BIN)/python bench/package_size.py

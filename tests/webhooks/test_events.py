@@ -102,8 +102,8 @@ def test_stock_mlflow_client_registration(
     by = alias_set.pop("by")
     assert by["key_id"] == hooks.write_key_id and by["owner"]
     assert alias_deleted.pop("by") == by
-    # A stock client's version records no manifest, so no digest or signer.
-    unsigned = {"manifest_digest": None, "signer": None}
+    # The gateway's manifest for the stock client's version; nobody signed it.
+    unsigned = {"manifest_digest": digest, "signer": None}
     assert alias_set == {"name": name, "alias": "canary", "version": "1", **unsigned, **here}
     assert tag_set == {"name": name, "version": "1", "key": "validated_by", "value": "ci", **here}
     assert alias_deleted == {"name": name, "alias": "canary", **here}
