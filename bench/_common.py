@@ -150,6 +150,13 @@ def _process_tree(pid: int) -> list[int]:
     return tree
 
 
+def pin_tree(pid: int, cores: set[int]) -> None:
+    """Run the process ``pid`` and all its descendants on ``cores`` only."""
+    for member in _process_tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(member, cores)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and all its descendants, in seconds."""
     ticks = 0

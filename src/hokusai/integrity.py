@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -92,6 +94,36 @@ class Manifest:
         return cls(files)
 
 
+class BackgroundDigest:
+    """The SHA-256 and size of pieces of a stream, hashed on a thread of its own while the
+    caller goes on receiving and writing them: hashlib releases the GIL on large
+    buffers, so hashing overlaps the transfer instead of following it. Memory is bounded
+    by the pieces waiting (``_WAITING``)."""
+
+    _WAITING = 16
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._size = 0
+        self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=self._WAITING)
+        self._thread = threading.Thread(target=self._hash, name="hokusai-digest", daemon=True)
+        self._thread.start()
+
+    def update(self, piece: bytes) -> None:
+        self._size += len(piece)
+        self._pieces.put(piece)
+
+    def finish(self) -> FileDigest:
+        """The digest of every piece given (waits for the thread to hash them)."""
+        self._pieces.put(None)
+        self._thread.join()
+        return FileDigest(self._sha256.hexdigest(), self._size)
+
+    def _hash(self) -> None:
+        while (piece := self._pieces.get()) is not None:
+            self._sha256.update(piece)
+
+
 def file_digest(path: Path) -> FileDigest:
     """SHA-256 and size of one file, read in pieces (a model file may be large)."""
     digest = hashlib.sha256()
@@ -133,9 +165,16 @@ def check_manifest_digest(manifest: Manifest, recorded: str, subject: str) -> No
         )
 
 
-def verify_directory(directory: Path, manifest: Manifest, subject: str) -> None:
+def verify_directory(
+    directory: Path,
+    manifest: Manifest,
+    subject: str,
+    digests: Mapping[str, FileDigest] | None = None,
+) -> None:
     """Check every file under ``directory`` against ``manifest``: a changed, missing or
-    extra file raises :class:`IntegrityError` naming each."""
+    extra file raises :class:`IntegrityError` naming each. ``digests``: what the files
+    were as they were written (``sdk.artifacts.download_directory`` takes them on the
+    way), so they are not read again; a file without one is read."""
     present = {
         path.relative_to(directory).as_posix(): path
         for path in directory.rglob("*")
@@ -152,7 +191,7 @@ def verify_directory(directory: Path, manifest: Manifest, subject: str) -> None:
         elif found.is_symlink():
             problems.append(f"{relative} is a symbolic link")
         else:
-            actual = file_digest(found)
+            actual = (digests or {}).get(relative) or file_digest(found)
             if actual != expected:
                 problems.append(
                     f"{relative} has SHA-256 {actual.sha256} ({actual.size} bytes), "

@@ -165,10 +165,11 @@ def test_a_loaded_models_files_go_with_the_model(monkeypatch: pytest.MonkeyPatch
 
     downloaded: list[Path] = []
 
-    def download(transport: object, remote: str, local: Path) -> None:
+    def download(transport: object, remote: str, local: Path, *, digest: bool) -> dict[str, Any]:
         local.mkdir(parents=True)
         (local / "MLmodel").write_text("flavors: {}\n")
         downloaded.append(local)
+        return {}
 
     monkeypatch.setattr(version_files, "download_directory", download)
     monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda path: _Loaded())
@@ -188,9 +189,10 @@ def test_a_model_that_fails_to_load_leaves_no_files(monkeypatch: pytest.MonkeyPa
 
     downloaded: list[Path] = []
 
-    def download(transport: object, remote: str, local: Path) -> None:
+    def download(transport: object, remote: str, local: Path, *, digest: bool) -> dict[str, Any]:
         local.mkdir(parents=True)
         downloaded.append(local)
+        return {}
 
     def refuse(path: str) -> object:
         raise OSError("not a model")

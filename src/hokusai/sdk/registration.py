@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER, manifest_of, manifest_path
+from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER, manifest_path
 from hokusai.sdk import mlflow_api as api
-from hokusai.sdk.artifacts import artifact_root_path, upload_bytes, upload_directory
+from hokusai.sdk.artifacts import artifact_root_path, upload_bytes, upload_with_manifest
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.model_files import (
     TAG_SERIALIZATION_FORMAT,
@@ -44,7 +44,7 @@ from hokusai.sdk.saga import (
 from hokusai.sdk.transport import Transport
 from hokusai.sdk.validation import check_alias, check_model_argument, check_registration_id
 from hokusai.sdk.version_signing import upload_signature
-from hokusai.signing import sign_manifest
+from hokusai.signing import model_signing, private_key_public_half, sign_manifest
 from hokusai.tokens import measurement_tags
 
 DEFAULT_EXPERIMENT = "hokusai-registrations"
@@ -222,15 +222,18 @@ def upload_model(t: Transport, plan: RegistrationPlan, state: SagaState) -> None
     with tempfile.TemporaryDirectory(prefix="hokusai-model-") as scratch:
         local = Path(scratch) / "model"
         save_model_directory(plan.model, local, serialization_format=plan.serialization_format)
-        # Digested before upload: what the registry stores is checked against what was made.
-        manifest = manifest_of(local)
-        # Signed before upload too: a key that cannot sign fails before any transfer.
+        if plan.signing_key is not None:
+            # A key that cannot sign fails before any transfer.
+            private_key_public_half(plan.signing_key)
+            model_signing()
+        # Digested from the files just made: what the registry stores is checked
+        # against what was made.
+        manifest = upload_with_manifest(t, local, remote)
         signature = (
             sign_manifest(manifest.to_json(), plan.signing_key)
             if plan.signing_key is not None
             else None
         )
-        upload_directory(t, local, remote)
         upload_bytes(t, manifest.to_json(), manifest_path(remote))
     uploaded = {TAG_MODEL_UPLOADED: "true", TAG_MANIFEST_DIGEST: manifest.digest}
     if signature is not None:

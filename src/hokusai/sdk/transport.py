@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +27,8 @@ log = logging.getLogger("hokusai.sdk")
 
 MLFLOW_API = "/api/mlflow/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/"
+# Bytes per piece of a received body (``request(receive=…)``).
+RECEIVE_PIECE = 1024 * 1024
 
 
 class Transport:
@@ -60,12 +62,16 @@ class Transport:
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        receive: Callable[[Iterator[bytes]], None] | None = None,
     ) -> httpx.Response:
         """Send one logical request, retrying what ``hokusai.sdk.retry`` allows; raise
         typed errors.
 
         ``content`` is bytes or a function returning a fresh iterable of chunks, so that a
-        streamed body can be sent again on a retry.
+        streamed body can be sent again on a retry. With ``receive``, a successful answer's
+        body is not kept: it is handed to ``receive`` piece by piece as it arrives (a large
+        file in bounded memory). A connection broken meanwhile is retried like any other
+        failure, and ``receive`` is then called again with the body from its start.
         """
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE")
@@ -74,15 +80,25 @@ class Transport:
         while True:
             body = content() if callable(content) else content
             try:
-                response = self._client.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    content=body,
-                    headers={"X-Request-ID": request_id, **(headers or {})},
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                response = self._client.send(
+                    self._client.build_request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        content=body,
+                        headers={"X-Request-ID": request_id, **(headers or {})},
+                        timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                    ),
+                    stream=True,
                 )
+                try:
+                    if receive is not None and response.status_code < 400:
+                        receive(response.iter_bytes(RECEIVE_PIECE))
+                    else:
+                        response.read()
+                finally:
+                    response.close()
             except httpx.TransportError as exc:
                 kind = classify(exc)
                 delay = budget.next_delay(Attempt(no_answer=kind, idempotent=idempotent))

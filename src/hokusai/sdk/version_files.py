@@ -70,7 +70,7 @@ def download_version(
             check_signature(transport, version, remote, data, trusted(transport, trusted_keys))
         manifest = checked_manifest(version, data)
     try:
-        download_directory(transport, remote, local)
+        received = download_directory(transport, remote, local, digest=manifest is not None)
     except APIError as exc:
         # The gateway's artifact cache refuses a file that is not what the version's
         # manifest records (INVALID_STATE: downloads of files are refused with it for
@@ -79,7 +79,7 @@ def download_version(
             raise IntegrityError(described(version), [exc.message]) from None
         raise
     if manifest is not None:
-        verify_directory(local, manifest, described(version))
+        verify_directory(local, manifest, described(version), received)
     return local
 
 
