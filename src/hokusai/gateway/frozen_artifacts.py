@@ -38,7 +38,6 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from hokusai.errors import ErrorCode
@@ -46,6 +45,7 @@ from hokusai.gateway.errors import GatewayError
 from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.version_locations import files_location, proxied_location
 from hokusai.integrity import TAG_MANIFEST_DIGEST, manifest_path, signature_path
+from hokusai.webhooks.events import tag_map
 
 ARTIFACTS = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/(?P<path>.+)")
 LISTING = re.compile(r"/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?")
@@ -270,7 +270,7 @@ class FrozenArtifacts:
                         version=str(version.get("version", "")),
                         created_ms=str(version.get("creation_timestamp", "")),
                         files=files,
-                        manifest_digest=_tag(version.get("tags"), TAG_MANIFEST_DIGEST),
+                        manifest_digest=tag_map(version).get(TAG_MANIFEST_DIGEST),
                     )
                 )
         return found
@@ -283,14 +283,6 @@ def _owner(path: str) -> str | None:
         return f"model:{segments[2]}"
     if len(segments) >= 2 and segments[1] != "models" and _ID.fullmatch(segments[1]):
         return f"run:{segments[1]}"
-    return None
-
-
-def _tag(tags: Any, key: str) -> str | None:
-    """The value of tag ``key`` in MLflow's ``[{"key": …, "value": …}]``; None when absent."""
-    for tag in tags if isinstance(tags, list) else []:
-        if isinstance(tag, dict) and tag.get("key") == key and isinstance(tag.get("value"), str):
-            return str(tag["value"])
     return None
 
 

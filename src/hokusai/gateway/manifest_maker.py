@@ -31,6 +31,7 @@ from hokusai.gateway.frozen_artifacts import artifact_path
 from hokusai.gateway.mlflow_probe import MlflowProbe
 from hokusai.gateway.version_locations import files_location
 from hokusai.integrity import TAG_MANIFEST_DIGEST, FileDigest, Manifest, manifest_path
+from hokusai.webhooks.events import tag_map
 from hokusai.workspaces.records import WORKSPACE_HEADER
 
 log = logging.getLogger("hokusai.gateway.manifest_maker")
@@ -58,23 +59,18 @@ class ManifestMaker:
         self._client = client
         self._upstream = upstream_url.rstrip("/")
 
-    async def record_for(self, workspace: str, version: dict[str, Any]) -> str | None:
-        """The manifest digest of the version MLflow just created in ``workspace``: the
-        one its client recorded, or one made here; None when there is none (said why)."""
-        tags = _tags(version)
-        if TAG_MANIFEST_DIGEST in tags:
-            return tags[TAG_MANIFEST_DIGEST]
+    async def make_for(self, workspace: str, version: dict[str, Any]) -> str | None:
+        """The digest of a manifest made now for the version MLflow just created in
+        ``workspace``; None when its client recorded one itself, or when none can be made
+        (a warning says why)."""
+        if TAG_MANIFEST_DIGEST in tag_map(version):
+            return None
         described = f"version {version.get('version')} of model '{version.get('name')}'"
         try:
             location = await files_location(self._probe, workspace, version)
-        except GatewayError as exc:
-            log.warning("%s has no manifest: MLflow failed (%s)", described, exc)
-            return None
-        files = artifact_path(location, workspace) if location else None
-        if location is None or not files:
-            log.warning("%s has no manifest: its files are not in this registry's store", described)
-            return None
-        try:
+            files = artifact_path(location, workspace) if location else None
+            if location is None or not files:
+                raise Unvouched("its files are not in this registry's store")
             listed = await self._list_files(workspace, location)
             seen = await anyio.to_thread.run_sync(
                 upload_digests.recorded_under, self._engine, workspace, files
@@ -85,7 +81,7 @@ class ManifestMaker:
         except Unvouched as exc:
             log.warning("%s has no manifest: %s", described, exc)
             return None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (GatewayError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             # The version exists either way; it is left as its client made it.
             log.warning("%s has no manifest: MLflow failed (%s)", described, exc)
             return None
@@ -97,14 +93,12 @@ class ManifestMaker:
         pending = [""]
         while pending:
             relative = pending.pop()
-            answer = await self._client.get(
-                self._upstream + ARTIFACTS,
-                params={"path": f"{location}/{relative}".rstrip("/")},
-                headers={WORKSPACE_HEADER: workspace},
-                timeout=TIMEOUT,
+            entries = await self._probe.listing(
+                workspace,
+                f"{location}/{relative}".rstrip("/"),
+                about="which files a new version holds",
             )
-            answer.raise_for_status()
-            for entry in answer.json().get("files", []):
+            for entry in entries:
                 name = f"{relative}/{entry['path'].rsplit('/', 1)[-1]}".lstrip("/")
                 if entry.get("is_dir"):
                     pending.append(name)
@@ -136,7 +130,6 @@ class ManifestMaker:
             timeout=TIMEOUT,
         )
         answer.raise_for_status()
-        version.setdefault("tags", []).append({"key": TAG_MANIFEST_DIGEST, "value": digest})
 
 
 def _vouched_manifest(listed: dict[str, int], seen: dict[str, FileDigest]) -> Manifest:
@@ -155,10 +148,3 @@ def _vouched_manifest(listed: dict[str, int], seen: dict[str, FileDigest]) -> Ma
             )
         files[path] = digest
     return Manifest(files)
-
-
-def _tags(version: dict[str, Any]) -> dict[str, str]:
-    tags = version.get("tags") or []
-    if isinstance(tags, dict):
-        return {str(k): str(v) for k, v in tags.items()}
-    return {str(t.get("key")): str(t.get("value")) for t in tags if isinstance(t, dict)}

@@ -64,6 +64,20 @@ class MlflowProbe:
             return None
         raise _unavailable(f"MLflow answered {answer.status_code} when asked {about}")
 
+    async def listing(self, workspace: str, path: str, *, about: str) -> list[dict[str, Any]]:
+        """What MLflow's artifact store holds directly under ``path`` (``[{path, is_dir,
+        file_size}]``, each ``path`` a base name), asked in ``workspace``."""
+        answer = await self._ask(workspace, ARTIFACTS.rstrip("/"), {"path": path}, about)
+        if answer.status_code != 200:
+            raise _unavailable(f"MLflow answered {answer.status_code} when asked {about}")
+        try:
+            files = answer.json().get("files", [])
+        except (ValueError, AttributeError):
+            files = None
+        if not isinstance(files, list):
+            raise _unavailable(f"MLflow's answer was not a listing when asked {about}")
+        return [entry for entry in files if isinstance(entry, dict)]
+
     async def _ask(
         self, workspace: str, path: str, params: dict[str, str] | None, about: str
     ) -> httpx.Response:

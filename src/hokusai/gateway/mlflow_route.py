@@ -49,6 +49,7 @@ from hokusai.gateway.resolution_cache import (
 from hokusai.gateway.transfers import is_artifact_transfer, is_artifact_upload
 from hokusai.gateway.upload_digests import StreamDigest
 from hokusai.gateway.write_queue import WriteQueue
+from hokusai.integrity import TAG_MANIFEST_DIGEST
 from hokusai.keys.records import KeyRecord
 from hokusai.keys.scopes import Scope as KeyScope
 from hokusai.settings import Settings
@@ -349,7 +350,7 @@ class MlflowRoute:
                 await anyio.to_thread.run_sync(
                     upload_digests.record, self.engine, workspace, path, digest, utcnow()
                 )
-            elif method in ("PUT", "POST", "DELETE"):
+            else:
                 await anyio.to_thread.run_sync(upload_digests.forget, self.engine, workspace, path)
         except Exception as exc:  # the file is stored either way; it just cannot be vouched for
             log.warning(
@@ -359,8 +360,8 @@ class MlflowRoute:
             )
 
     async def _with_manifest(self, workspace: str, response_body: bytes) -> bytes:
-        """The answer to a version's creation, after the version was given a manifest
-        (``gateway/manifest_maker.py``): its events carry the digest."""
+        """The answer to a version's creation, with the manifest the gateway made for it
+        (``gateway/manifest_maker.py``) among its tags: its events carry the digest."""
         try:
             answer = json.loads(response_body)
             version = answer["model_version"]
@@ -368,10 +369,10 @@ class MlflowRoute:
             return response_body
         if not isinstance(version, dict):
             return response_body
-        before = len(version.get("tags") or [])
-        await self.manifest_maker.record_for(workspace, version)
-        if len(version.get("tags") or []) == before:
+        made = await self.manifest_maker.make_for(workspace, version)
+        if made is None:
             return response_body
+        version.setdefault("tags", []).append({"key": TAG_MANIFEST_DIGEST, "value": made})
         return json.dumps(answer).encode()
 
     async def _registry_changed(self, effect: WriteEffect) -> None:

@@ -44,7 +44,7 @@ from hokusai.sdk.saga import (
 from hokusai.sdk.transport import Transport
 from hokusai.sdk.validation import check_alias, check_model_argument, check_registration_id
 from hokusai.sdk.version_signing import upload_signature
-from hokusai.signing import model_signing, private_key_public_half, sign_manifest
+from hokusai.signing import sign_manifest
 from hokusai.tokens import measurement_tags
 
 DEFAULT_EXPERIMENT = "hokusai-registrations"
@@ -222,13 +222,11 @@ def upload_model(t: Transport, plan: RegistrationPlan, state: SagaState) -> None
     with tempfile.TemporaryDirectory(prefix="hokusai-model-") as scratch:
         local = Path(scratch) / "model"
         save_model_directory(plan.model, local, serialization_format=plan.serialization_format)
-        if plan.signing_key is not None:
-            # A key that cannot sign fails before any transfer.
-            private_key_public_half(plan.signing_key)
-            model_signing()
         # Digested from the files just made: what the registry stores is checked
         # against what was made.
         manifest = upload_with_manifest(t, local, remote)
+        # Signed after the upload: the key was read and checked when the registry was
+        # made (``version_signing.signing_key``), so one that cannot sign never got here.
         signature = (
             sign_manifest(manifest.to_json(), plan.signing_key)
             if plan.signing_key is not None

@@ -62,7 +62,7 @@ def download_version(
     workspace's, when ``trusted_keys`` is None)."""
     if verify not in VERIFY_CHOICES:
         raise ValidationError(f"verify must be one of {', '.join(VERIFY_CHOICES)}, not {verify!r}")
-    remote = artifact_root_path(files_uri(transport, version))
+    remote = files_path(transport, version)
     manifest = None
     if verify != "none":
         data = manifest_data(transport, version, remote)
@@ -83,18 +83,15 @@ def download_version(
     return local
 
 
-def files_uri(transport: Transport, version: ModelVersion) -> str:
-    """Where the version's files are: its source, or for a version made from a logged
-    model (``models:/m-…``, as MLflow 3 clients register) that model's artifact URI."""
-    if version.source.startswith("models:/m-"):
-        model_id = version.source.removeprefix("models:/").strip("/")
-        return str(api.get_logged_model(transport, model_id)["info"]["artifact_uri"])
-    return version.source
-
-
-def version_manifest(transport: Transport, version: ModelVersion, remote: str) -> Manifest:
-    """The manifest the version records, checked against the digest in its tag."""
-    return checked_manifest(version, manifest_data(transport, version, remote))
+def files_path(transport: Transport, version: ModelVersion) -> str:
+    """Where the version's files are, as a path in the registry's artifact store: its
+    source's, or for a version made from a logged model (``models:/m-…``, as MLflow 3
+    clients register) that model's artifact URI's."""
+    uri = version.source
+    if uri.startswith("models:/m-"):
+        model_id = uri.removeprefix("models:/").strip("/")
+        uri = str(api.get_logged_model(transport, model_id)["info"]["artifact_uri"])
+    return artifact_root_path(uri)
 
 
 def manifest_data(transport: Transport, version: ModelVersion, remote: str) -> bytes:
@@ -150,7 +147,7 @@ def signed_by(
 ) -> str:
     """The trusted key that signed the version's manifest, the manifest being the one the
     version records (its files are not read); else :class:`IntegrityError`."""
-    remote = artifact_root_path(files_uri(transport, version))
+    remote = files_path(transport, version)
     data = manifest_data(transport, version, remote)
     signer = check_signature(transport, version, remote, data, trusted(transport, trusted_keys))
     checked_manifest(version, data)

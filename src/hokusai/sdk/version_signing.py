@@ -13,11 +13,11 @@ from pathlib import Path
 
 from hokusai.integrity import TAG_SIGNER, signature_path
 from hokusai.sdk import mlflow_api as api
-from hokusai.sdk.artifacts import artifact_root_path, download_bytes, upload_bytes
+from hokusai.sdk.artifacts import download_bytes, upload_bytes
 from hokusai.sdk.errors import APIError, NotFoundError
 from hokusai.sdk.results import ModelVersion
 from hokusai.sdk.transport import Transport
-from hokusai.sdk.version_files import checked_manifest, described, files_uri, manifest_data
+from hokusai.sdk.version_files import checked_manifest, described, files_path, manifest_data
 from hokusai.signing import (
     Signature,
     SignatureError,
@@ -49,7 +49,7 @@ def sign_version(
     is signed. A version signed already is refused (the gateway keeps its signature), but
     one whose signature this key made (an earlier attempt whose answer was lost) is
     completed."""
-    remote = artifact_root_path(files_uri(transport, version))
+    remote = files_path(transport, version)
     data = manifest_data(transport, version, remote)
     checked_manifest(version, data)
     signature = sign_manifest(data, private_key, password=password)

@@ -245,7 +245,7 @@ def model_created_event(
     key = f"{REGISTERED_MODEL_CREATED}:{name}:{model.get('creation_timestamp')}"
     return Event(
         REGISTERED_MODEL_CREATED,
-        {"name": name, "tags": _tags(model)},
+        {"name": name, "tags": tag_map(model)},
         key_id,
         source,
         dedupe_key=scoped_key(workspace, key),
@@ -341,7 +341,3 @@ def events_for_write(
             )
         ]
     return []
-
-
-def _tags(entity: dict[str, Any]) -> dict[str, Any]:
-    return {t["key"]: t.get("value") for t in entity.get("tags") or []}
