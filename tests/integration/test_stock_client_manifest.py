@@ -7,6 +7,7 @@ in MLflow's artifact directory on disk, behind the gateway's back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from hokusai.db.schema import events
 from hokusai.integrity import (
     TAG_MANIFEST_DIGEST,
     TAG_SIGNER,
+    FileDigest,
     Manifest,
     manifest_of,
     manifest_path,
@@ -33,6 +35,7 @@ from hokusai.sdk.registry import ModelRegistry
 from hokusai.server.mlflow_process import MlflowProcess
 from hokusai.signing import SignatureError, public_key
 from tests.helpers import MLFLOW_API, RunningGateway, assert_error, auth, reread_tracking_uri
+from tests.integration.artifact_cache_support import API, FILES, logged_files, ok
 from tests.signing_keys import key_pair
 
 pytestmark = pytest.mark.integration
@@ -182,6 +185,30 @@ def test_a_file_the_gateway_never_saw_leaves_the_version_without_a_manifest(
         pytest.raises(IntegrityError, match="records no manifest"),
     ):
         registry.download_model(f"{name}/{created.version}", tmp_path / "pulled")
+
+
+def test_an_empty_file_is_one_of_the_files_the_gateway_vouches_for(
+    gateway: RunningGateway, writer: str
+) -> None:
+    """An empty file is uploaded with no body at all; it is in the manifest all the same."""
+    files = {"MLmodel": b"flavors: {}\n", "empty.txt": b""}
+    with httpx.Client(base_url=gateway.url, headers=auth(writer), timeout=60) as client:
+        run_id, path = logged_files(client, files)
+        name = f"raw-{uuid.uuid4().hex[:8]}"
+        ok(client.post(f"{API}/registered-models/create", json={"name": name}))
+        created = ok(
+            client.post(
+                f"{API}/model-versions/create",
+                json={"name": name, "source": f"mlflow-artifacts:/{path}", "run_id": run_id},
+            )
+        )["model_version"]
+        version = version_through(gateway, writer, name, created["version"])  # type: ignore[index]
+        stored = client.get(f"{FILES}{manifest_path(path)}")
+    assert stored.status_code == 200, stored.text
+    manifest = Manifest.from_json(stored.content)
+    assert manifest.digest == tags_of(version)[TAG_MANIFEST_DIGEST]
+    assert manifest.files["empty.txt"] == FileDigest(hashlib.sha256(b"").hexdigest(), 0)
+    assert set(manifest.files) == set(files)
 
 
 def test_a_version_that_records_its_own_manifest_keeps_it(

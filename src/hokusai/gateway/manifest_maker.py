@@ -103,7 +103,8 @@ class ManifestMaker:
                 if entry.get("is_dir"):
                     pending.append(name)
                 else:
-                    found[name] = int(entry.get("file_size", -1))
+                    # MLflow leaves a size of 0 out of its answer (protobuf's default).
+                    found[name] = int(entry.get("file_size") or 0)
                 if len(found) + len(pending) > MAX_FILES:
                     raise Unvouched(f"it holds more than {MAX_FILES} files")
         return found

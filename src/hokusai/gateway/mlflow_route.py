@@ -196,9 +196,12 @@ class MlflowRoute:
             await self.frozen_artifacts.check_write(
                 workspace, method, mlflow_path, query_string, requested
             )
-            if requested is not None and method == "PUT" and not isinstance(body, bytes | None):
+            if requested is not None and method == "PUT":
                 uploaded = StreamDigest()
-                body = uploaded.passing(body)
+                if isinstance(body, bytes | None):
+                    uploaded.whole(body or b"")
+                else:
+                    body = uploaded.passing(body)
         elif (
             requested
             and method == "GET"

@@ -43,6 +43,12 @@ class StreamDigest:
             yield piece
         self._complete = True
 
+    def whole(self, body: bytes) -> None:
+        """A body that did not stream: an empty file is sent with none at all."""
+        self._sha256.update(body)
+        self._size += len(body)
+        self._complete = True
+
     def result(self) -> FileDigest | None:
         """The digest of the whole body; None if it did not stream to its end."""
         if not self._complete:
