@@ -234,14 +234,41 @@ def test_a_registered_version_is_signed_once_and_its_signature_never_changes(
 # ---- the requirement of signed versions for protected aliases ----------------------------
 
 
-def alias_events(gateway: RunningGateway, name: str) -> list[dict[str, object]]:
+def events_of(gateway: RunningGateway, name: str, event_type: str) -> list[dict[str, object]]:
+    """The data of model ``name``'s events of ``event_type`` in the outbox, in order."""
     with gateway.gateway.engine.connect() as conn:
         rows = conn.execute(
-            select(events.c.payload).where(
-                events.c.type == "model_version.alias_set", events.c.model_name == name
-            )
+            select(events.c.payload)
+            .where(events.c.type == event_type, events.c.model_name == name)
+            .order_by(events.c.seq)
         ).all()
     return [json.loads(row.payload)["data"] for row in rows]
+
+
+def test_a_token_version_of_signed_files_is_registered_with_their_digest_and_signer(
+    sdk_gateway: RunningGateway,
+    team_key: str,
+    trust: Trust,
+    signer: KeyPair,
+    lead_model: LogisticRegression,
+) -> None:
+    """A version made from another's files shares their manifest and its signature: the
+    model.registered event says both, and the version verifies as signed."""
+    fingerprint = trust.key(signer)
+    with signing_registry(sdk_gateway, team_key, signer) as signing:
+        base = register(signing, lead_model)
+        token = signing.register_tokenized_model(
+            f"models:/{base.name}/{base.version}", unique("token"), "tok-signed", "auroc", 0.8
+        )
+        made = signing.get_model_version(f"{token.name}/{token.version}")
+        assert signing.verify_signature(made) == fingerprint
+    assert made.tags[TAG_MANIFEST_DIGEST] == base.tags[TAG_MANIFEST_DIGEST]
+    assert made.tags[TAG_SIGNER] == fingerprint
+    [data] = events_of(sdk_gateway, token.name, "model.registered")
+    assert (data["manifest_digest"], data["signer"]) == (
+        base.tags[TAG_MANIFEST_DIGEST],
+        fingerprint,
+    )
 
 
 def test_only_a_version_signed_by_a_trusted_key_takes_a_protected_alias(
@@ -287,7 +314,9 @@ def test_only_a_version_signed_by_a_trusted_key_takes_a_protected_alias(
     promoted = registry.promote(foreign.name, good)
     assert "production" in promoted.aliases
     # The alias events say what the version is and who signed it.
-    by_version = {e["version"]: e for e in alias_events(sdk_gateway, foreign.name)}
+    by_version = {
+        e["version"]: e for e in events_of(sdk_gateway, foreign.name, "model_version.alias_set")
+    }
     assert by_version[good]["signer"] == trusted_fingerprint
     assert by_version[good]["manifest_digest"] == promoted.tags[TAG_MANIFEST_DIGEST]
     assert by_version[unsigned]["signer"] is None

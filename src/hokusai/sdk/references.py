@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hokusai.integrity import TAG_MANIFEST_DIGEST
+from hokusai.integrity import TAG_MANIFEST_DIGEST, TAG_SIGNER
 from hokusai.sdk import mlflow_api as api
 from hokusai.sdk.errors import ValidationError
 from hokusai.sdk.results import ModelVersion
@@ -44,11 +44,14 @@ def resolve_version(transport: Transport, reference: str | ModelVersion) -> Mode
 @dataclass(frozen=True)
 class StoredModel:
     """The files a version can be made from: where they are, the run that made them (if
-    known) and, when a version already records it, the digest of their manifest."""
+    known) and, when a version already records them, the digest of their manifest and
+    the key that signed it (the signature lies beside the manifest, so it is the new
+    version's too)."""
 
     source: str
     run_id: str | None
     manifest_digest: str | None = None
+    signer: str | None = None
 
 
 def resolve_source(transport: Transport, uri: str) -> StoredModel:
@@ -61,11 +64,19 @@ def resolve_source(transport: Transport, uri: str) -> StoredModel:
         run = api.get_run(transport, run_id)
         source = f"{run['info']['artifact_uri'].rstrip('/')}/{path}"
         # A registration's run records the manifest of the model it uploaded (at "model").
+        if path != UPLOADED_MODEL_PATH:
+            return StoredModel(source, run_id)
         uploaded = api.tag_dict(run.get("data", {}).get("tags"))
-        digest = uploaded.get(TAG_MANIFEST_DIGEST) if path == UPLOADED_MODEL_PATH else None
-        return StoredModel(source, run_id, digest)
+        return StoredModel(
+            source, run_id, uploaded.get(TAG_MANIFEST_DIGEST), uploaded.get(TAG_SIGNER)
+        )
     if uri.startswith("models:/"):
         # Another version of the same files: their manifest is the one it records.
         version = resolve_version(transport, uri)
-        return StoredModel(version.source, version.run_id, version.tags.get(TAG_MANIFEST_DIGEST))
+        return StoredModel(
+            version.source,
+            version.run_id,
+            version.tags.get(TAG_MANIFEST_DIGEST),
+            version.tags.get(TAG_SIGNER),
+        )
     return StoredModel(uri, None)

@@ -246,7 +246,7 @@ def find_source(t: Transport, plan: RegistrationPlan, state: SagaState) -> None:
     """A stored model: its files, its run, and that run's measurement of the benchmark."""
     stored = resolve_source(t, plan.model)
     state.source, state.run_id = stored.source, stored.run_id
-    state.manifest_digest = stored.manifest_digest
+    state.manifest_digest, state.signer = stored.manifest_digest, stored.signer
     benchmark = plan.benchmark
     if benchmark is None or not state.run_id:
         return
