@@ -224,10 +224,9 @@ class FrozenArtifacts:
         if any(version.signature != path for version in touched):
             return False
         # Asked as the request names it: MLflow's path, workspace prefix and all.
-        stored = await self._probe.artifact(
+        return not await self._probe.has_artifact(
             workspace, unquote(match["path"]), about="whether this version is signed already"
         )
-        return stored is None
 
     async def _uploaded_path(self, workspace: str, query_string: bytes) -> str | None:
         """The MLflow UI's upload: the artifact path of file ``path`` in run
